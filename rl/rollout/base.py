@@ -5,7 +5,7 @@ from typing import Protocol
 
 import torch
 
-from rl.types import Completion, SamplingParams
+from rl.episode import Completion, SamplingParams
 
 
 class RolloutEngine(Protocol):

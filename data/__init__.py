@@ -1,0 +1,1 @@
+"""Datasets as canonical {prompt, answer} examples, prompt templates, and procedural task generators."""

@@ -1,0 +1,69 @@
+"""Load datasets into canonical examples: {"prompt": str | messages, "answer": str, **extra columns}.
+
+Sources (the recipe's `data.train` / `data.test`):
+    procedural:arithmetic          the offline task of data/tasks.py (train/test splits, disjoint)
+    path/to/file.jsonl|json|parquet  a local file (loaded with `datasets`)
+    org/name                       a hub dataset (needs network; CI never uses one)
+
+Columns are renamed with `prompt_column` / `answer_column`; a missing column is a one-line error listing the ones
+that exist. Extra columns are kept: they travel to the reward functions as keyword lists.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from data.tasks import arithmetic_dataset
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+class DataError(ValueError):
+    """A dataset problem, named in one line."""
+
+
+def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int) -> list[dict[str, Any]]:
+    if name != "arithmetic":
+        raise DataError(f"unknown procedural task {name!r}; valid: arithmetic")
+    train, test = arithmetic_dataset(num_train, num_test, seed=seed)
+    if split not in ("train", "test"):
+        raise DataError(f"procedural:{name} has splits train and test, not {split!r}")
+    return train if split == "train" else test
+
+
+def load_examples(source: str, split: str = "train", *, prompt_column: str = "prompt", answer_column: str = "answer",
+                  limit: int | None = None, num_train: int = 2000, num_test: int = 200, seed: int = 0
+                  ) -> list[dict[str, Any]]:
+    """Rows of `source`/`split` as canonical examples (at most `limit`)."""
+    if source.startswith("procedural:"):
+        rows = _procedural(source.split(":", 1)[1], split, num_train, num_test, seed)
+        columns = set(rows[0]) if rows else {"prompt", "answer"}
+    else:
+        import datasets
+
+        suffix = Path(source).suffix.lower()
+        if suffix in LOCAL_FORMATS:
+            if not Path(source).is_file():
+                raise DataError(f"dataset file not found: {source}")
+            ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: source}, split=split)
+        else:
+            ds = datasets.load_dataset(source, split=split)
+        columns = set(ds.column_names)
+        for needed in (prompt_column, answer_column):
+            if needed not in columns:
+                raise DataError(f"dataset {source} ({split}) has no column {needed!r}; columns: "
+                                f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
+        rows = ds.to_list()
+    for needed in (prompt_column, answer_column):
+        if needed not in columns:
+            raise DataError(f"dataset {source} ({split}) has no column {needed!r}; columns: {', '.join(sorted(columns))}")
+    out = []
+    for row in rows[:limit] if limit is not None else rows:
+        ex = {k: v for k, v in row.items() if k not in (prompt_column, answer_column)}
+        ex["prompt"], ex["answer"] = row[prompt_column], str(row[answer_column])
+        out.append(ex)
+    if not out:
+        raise DataError(f"dataset {source} ({split}) is empty")
+    return out

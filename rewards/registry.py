@@ -1,0 +1,170 @@
+"""The reward registry: names -> reward builders, `register_reward`, `get_reward`, and import-path references.
+
+A reward function follows TRL GRPOTrainer's convention, `fn(completions, **columns) -> list[float | None]`, where
+`completions` holds strings or chat-message lists and each dataset column arrives as a keyword list (`answer`, ...).
+A registry entry is either
+
+- a *reward function* (`@register_reward("name")`): recipe parameters are passed to it as keyword arguments on every
+  call, and must be named parameters of the function; or
+- a *factory* (`@register_reward("name", factory=True)`): called once with the recipe parameters, it validates them
+  and returns the reward function (all built-in rewards are factories).
+
+`get_reward(name, **params)` accepts a registry key or an import path `"my_pkg.my_rewards:my_fn"`, and returns a
+picklable `Reward` with a proper `__name__` (TRL logs `rewards/<__name__>/mean`), which can be handed to
+`trl.GRPOTrainer(reward_funcs=[...])` unchanged:
+
+    >>> from rewards import get_reward
+    >>> acc = get_reward("accuracy")
+    >>> acc.__name__, acc(["<think> 2+2 </think> <answer> 4 </answer>", "<answer> 5 </answer>"], answer=["4", "4"])
+    ('accuracy', [1.0, 0.0])
+    >>> get_reward("nope")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown reward 'nope'; valid: accuracy, format, tag_count, reasoning_steps, cosine, repetition, ...
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+REWARDS: list[str] = []  # registered names, in registration order (built-ins first)
+
+
+@dataclass(frozen=True)
+class RewardEntry:
+    name: str
+    obj: Callable[..., Any]
+    factory: bool  # obj(**params) returns the reward function
+    cheap: bool  # True: the scorer runs it in the parent process; False: in its worker processes
+
+    @property
+    def ref(self) -> str:
+        """An import path that rebuilds this entry in another process ("module:qualname")."""
+        return f"{self.obj.__module__}:{self.obj.__qualname__}"
+
+    @property
+    def importable(self) -> bool:
+        """Whether `ref` can be imported in a fresh (forkserver/spawn) worker process."""
+        if "<locals>" in self.obj.__qualname__ or "<lambda>" in self.obj.__qualname__:
+            return False
+        if self.obj.__module__ in ("__main__", "__mp_main__"):
+            return getattr(sys.modules.get("__main__"), "__file__", None) is not None
+        return True
+
+
+_REGISTRY: dict[str, RewardEntry] = {}
+
+
+def register_reward(name: str, *, factory: bool = False, cheap: bool = False) -> Callable:
+    """Decorator: register a reward function (or, with `factory=True`, a reward factory) under `name`.
+
+    `cheap=True` lets the scorer run it in the parent process (for rewards that do no parsing and are linear-time);
+    the default runs it in the worker processes, with a per-item timeout.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"reward name must be a non-empty string without ':', got {name!r}")
+
+    def deco(obj: Callable) -> Callable:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing.ref != f"{obj.__module__}:{obj.__qualname__}":
+            raise ValueError(f"reward {name!r} is already registered (by {existing.ref})")
+        obj.__reward_factory__ = factory
+        obj.__reward_cheap__ = cheap
+        _REGISTRY[name] = RewardEntry(name, obj, factory, cheap)
+        if name not in REWARDS:
+            REWARDS.append(name)
+        return obj
+
+    return deco
+
+
+def _unknown(name: Any, why: str = "") -> ValueError:
+    return ValueError(f"unknown reward {name!r}{why}; valid: {', '.join(REWARDS)} (or an import path "
+                      f"'pkg.module:function')")
+
+
+def resolve(name: str) -> RewardEntry:
+    """The entry for a registry key or an import path "pkg.module:attr" (imported here). ValueError if neither."""
+    if not isinstance(name, str):
+        raise _unknown(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" not in name:
+        raise _unknown(name)
+    module_name, _, attr = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise _unknown(name, f" (import failed: {type(e).__name__}: {e})") from None
+    if not callable(obj):
+        raise ValueError(f"reward {name!r} is not callable")
+    return RewardEntry(name, obj, bool(getattr(obj, "__reward_factory__", False)),
+                       bool(getattr(obj, "__reward_cheap__", False)))
+
+
+class Reward:
+    """A built reward: call it like the function it wraps. Picklable (rebuilt by reference + parameters)."""
+
+    def __init__(self, entry: RewardEntry, params: dict[str, Any], display_name: str):
+        self.entry, self.params, self.name = entry, dict(params), display_name
+        self.__name__ = self.__qualname__ = display_name
+        self.cheap = entry.cheap
+        if entry.factory:
+            self._check_params(entry.obj, skip=())
+            self._fn = entry.obj(**self.params)
+        else:
+            self._check_params(entry.obj, skip=("completions",))
+            self._fn = entry.obj
+
+    def _check_params(self, fn: Callable, skip: tuple[str, ...]) -> None:
+        try:
+            sig = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return
+        named = {p.name for p in sig.parameters.values()
+                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip}
+        for key in self.params:
+            if key not in named:
+                raise ValueError(f"reward {self.name!r}: unknown parameter {key!r} (valid: "
+                                 f"{', '.join(sorted(named)) or 'none'})")
+
+    def __call__(self, completions: list, **kwargs: Any) -> list[float | None]:
+        if self.entry.factory:
+            return self._fn(completions, **kwargs)
+        return self._fn(completions, **{**kwargs, **self.params})
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Columns the reward cannot work without (a reward function may declare them as `fn.requires`)."""
+        return tuple(getattr(self._fn, "requires", ()))
+
+    def warmup(self) -> None:
+        """Run the reward's one-off initialisation (imports, parser construction) if it has any."""
+        hook = getattr(self._fn, "warmup", None)
+        if callable(hook):
+            hook()
+
+    def __reduce__(self):
+        # By import path when possible: a fresh process may not have imported the module that registered the name.
+        return _rebuild, (self.entry.ref if self.entry.importable else self.entry.name, self.params, self.name)
+
+    def __repr__(self) -> str:
+        return f"Reward({self.name!r}, {self.params!r})"
+
+
+def _rebuild(name: str, params: dict[str, Any], display_name: str) -> Reward:
+    import rewards  # noqa: F401  (registers the built-ins in a fresh process)
+    return Reward(resolve(name), params, display_name)
+
+
+def get_reward(name: str, **params: Any) -> Reward:
+    """Build reward `name` (registry key or "pkg.module:function") with `params`. ValueError on unknown names or
+    parameters, naming the reward and the parameter."""
+    entry = resolve(name)
+    display = name if name in _REGISTRY else name.rpartition(":")[2].rpartition(".")[2]
+    return Reward(entry, params, display)

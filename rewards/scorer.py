@@ -1,0 +1,213 @@
+"""`RewardScorer`: several named rewards with weights (a recipe's `rewards:` mapping), scored over a batch.
+
+The spec maps a reward name (registry key or import path "pkg.module:function") to a weight, or to a mapping with
+an optional `weight` (default 1.0) and the reward's parameters:
+
+    >>> spec = {"accuracy": 1.0, "format": {"weight": 0.5, "prefilled_think": False}}
+    >>> with RewardScorer(spec, num_workers=0) as scorer:
+    ...     res = scorer.score(["<think> 2+2 </think> <answer> 4 </answer>", "<answer> 5 </answer>"],
+    ...                        {"answer": ["4", "4"]})
+    >>> res.totals, res.per_reward["accuracy"], res.metrics["rewards/format/mean"]
+    ([1.5, 0.0], [1.0, 0.0], 0.5)
+
+Cheap rewards (format, tag_count, reasoning_steps, repetition, soft_overlong: linear-time scans) run in this process
+on the full text. Parsing rewards (accuracy, cosine, countdown, and user rewards unless registered `cheap=True`) run
+in `num_workers` worker processes (rewards/pool.py; started on the first `score`, reused until `close`) on the last
+`max_chars` characters of each completion, each (item, reward) limited to `timeout_s`: a timeout scores 0.0 and is
+counted. `num_workers=0` scores everything in-process (debugging, tests), still with the caps and, in the main
+thread, the per-item SIGALRM timeout (but nothing can stop C code that never returns there).
+
+Columns: every entry of `columns` that is a list as long as `completions` is handed to the rewards (`answer`,
+`nums`, `target`, `completion_length`, `completion_ids`, ...); other entries only to the in-process rewards.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from rewards.deadline import ItemTimeout, deadline
+from rewards.extract import cap_tail, completion_text
+from rewards.pool import ERROR, OK, TIMEOUT, WorkerPool
+from rewards.registry import Reward, get_reward, resolve
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoreResult:
+    totals: list[float]  # weighted sum per completion; None counts as 0 in the total
+    per_reward: dict[str, list[float | None]]  # unweighted values
+    metrics: dict[str, float] = field(default_factory=dict)
+    # "rewards/<name>/mean" (over non-None; nan if all None), "rewards/<name>/none_frac", "rewards/<name>/timeouts",
+    # "rewards/<name>/errors", "rewards/<name>/time_s" (summed per-item time), "time/score_s" (wall time)
+
+
+def _parse_spec(spec: Any) -> list[tuple[str, float, dict[str, Any]]]:
+    """[(name, weight, params)], or a one-line ValueError naming the problem."""
+    if not isinstance(spec, Mapping) or not spec:
+        raise ValueError(f"rewards: expected a non-empty mapping {{name: weight or {{weight: w, **params}}}}, "
+                         f"got {spec!r}")
+    out = []
+    for name, value in spec.items():
+        if not isinstance(name, str):
+            raise ValueError(f"rewards: reward names must be strings, got {name!r}")
+        if isinstance(value, Mapping):
+            params = dict(value)
+            weight = params.pop("weight", 1.0)
+        else:
+            weight, params = value, {}
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ValueError(f"rewards: weight of {name!r} must be a finite number, got {weight!r}")
+        bad = [k for k in params if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"rewards: parameter names of {name!r} must be strings, got {bad[0]!r}")
+        out.append((name, float(weight), params))
+    return out
+
+
+def validate_reward_spec(spec: Any) -> None:
+    """Check a recipe's `rewards:` mapping (names, weights, parameters) without starting any process; one-line
+    ValueError naming the problem. Import-path rewards are imported."""
+    for name, _, params in _parse_spec(spec):
+        get_reward(name, **params)
+
+
+class RewardScorer:
+    """Weighted rewards over batches, parsing rewards in a reused worker pool (see module docstring)."""
+
+    def __init__(self, spec: Mapping[str, float | Mapping[str, Any]], num_workers: int = 2, timeout_s: float = 5.0,
+                 max_chars: int = 20000):
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"RewardScorer: num_workers must be an integer >= 0, got {num_workers!r}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+            raise ValueError(f"RewardScorer: timeout_s must be a positive number, got {timeout_s!r}")
+        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
+            raise ValueError(f"RewardScorer: max_chars must be a positive integer, got {max_chars!r}")
+        parsed = _parse_spec(spec)
+        self.names: list[str] = [n for n, _, _ in parsed]
+        self.weights: dict[str, float] = {n: w for n, w, _ in parsed}
+        self.params: dict[str, dict[str, Any]] = {n: p for n, _, p in parsed}
+        self.rewards: dict[str, Reward] = {n: get_reward(n, **p) for n, _, p in parsed}  # validates
+        self.num_workers, self.timeout_s, self.max_chars = num_workers, float(timeout_s), max_chars
+        # Which rewards go to workers: parsing ones whose code a fresh process can import.
+        self.worker_names = [n for n in self.names
+                             if num_workers > 0 and not self.rewards[n].cheap and self.rewards[n].entry.importable]
+        self._pool: WorkerPool | None = None
+        self._warmed: set[str] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+    @property
+    def pool(self) -> WorkerPool | None:
+        if self._pool is None and self.worker_names:
+            specs = [(self.rewards[n].entry.ref, self.params[n]) for n in self.worker_names]
+            self._pool = WorkerPool(specs, num_workers=self.num_workers, timeout_s=self.timeout_s)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> "RewardScorer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (interpreter shutdown)
+            pass
+
+    # -- scoring -------------------------------------------------------------------------------------------------
+    def score(self, completions: list[str | list[dict]], columns: Mapping[str, Any] | None = None) -> ScoreResult:
+        start = time.perf_counter()
+        columns = dict(columns or {})
+        n = len(completions)
+        for k, v in columns.items():
+            if isinstance(v, (list, tuple)) and len(v) != n:
+                raise ValueError(f"column {k!r} has {len(v)} values for {n} completions")
+        for name in self.names:
+            missing = [c for c in self.rewards[name].requires if c not in columns]
+            if missing:
+                raise ValueError(f"reward {name!r} needs the column(s) {', '.join(map(repr, missing))}")
+        item_cols = {k: list(v) for k, v in columns.items() if isinstance(v, (list, tuple))}
+        texts = [completion_text(c) for c in completions]
+        capped = [cap_tail(t, self.max_chars) for t in texts]
+        values: dict[str, list] = {}
+        status: dict[str, list[int]] = {}
+        seconds: dict[str, float] = {}
+
+        for name in self.names:
+            if name in self.worker_names:
+                continue
+            if self.rewards[name].cheap:  # linear-time: the whole batch at once, on the full text
+                t0 = time.perf_counter()
+                out = self.rewards[name](texts, **columns)
+                if len(out) != n:
+                    raise ValueError(f"reward {name!r} returned {len(out)} values for {n} completions")
+                values[name], status[name] = [None if v is None else float(v) for v in out], [OK] * n
+                seconds[name] = time.perf_counter() - t0
+            else:
+                values[name], status[name], seconds[name] = self._in_process(name, capped, item_cols)
+
+        if self.worker_names and n:
+            vals, stats, secs = self.pool.run(capped, item_cols)
+            for k, name in enumerate(self.worker_names):
+                values[name], status[name], seconds[name] = vals[k], stats[k], secs[k]
+        elif self.worker_names:
+            for name in self.worker_names:
+                values[name], status[name], seconds[name] = [], [], 0.0
+        return self._finish(values, status, seconds, n, time.perf_counter() - start)
+
+    def _in_process(self, name: str, texts: list[str], cols: dict[str, list]):
+        fn = self.rewards[name]
+        if name not in self._warmed:
+            fn.warmup()
+            self._warmed.add(name)
+        vals: list[Any] = []
+        stats: list[int] = []
+        t_total = 0.0
+        for j, text in enumerate(texts):
+            t0 = time.perf_counter()
+            try:
+                with deadline(self.timeout_s):
+                    v = fn([text], **{k: [c[j]] for k, c in cols.items()})[0]
+                vals.append(None if v is None else float(v))
+                stats.append(OK)
+            except ItemTimeout:
+                vals.append(0.0)
+                stats.append(TIMEOUT)
+            except Exception as e:  # noqa: BLE001 (hostile input must not crash the scorer)
+                vals.append(f"{type(e).__name__}: {str(e)[:200]}")
+                stats.append(ERROR)
+            t_total += time.perf_counter() - t0
+        return vals, stats, t_total
+
+    def _finish(self, values, status, seconds, n: int, wall: float) -> ScoreResult:
+        per_reward: dict[str, list[float | None]] = {}
+        metrics: dict[str, float] = {}
+        totals = [0.0] * n
+        for name in self.names:
+            vals, stats = values[name], status[name]
+            errors = [v for v, s in zip(vals, stats) if s == ERROR]
+            if errors:
+                logger.warning("reward %r: %d error(s) scored 0.0; first: %s", name, len(errors), errors[0])
+            clean = [0.0 if s == ERROR else v for v, s in zip(vals, stats)]
+            per_reward[name] = clean
+            w = self.weights[name]
+            for i, v in enumerate(clean):
+                if v is not None:
+                    totals[i] += w * v
+            present = [v for v in clean if v is not None]
+            metrics[f"rewards/{name}/mean"] = sum(present) / len(present) if present else float("nan")
+            metrics[f"rewards/{name}/none_frac"] = (n - len(present)) / n if n else 0.0
+            metrics[f"rewards/{name}/timeouts"] = float(sum(s == TIMEOUT for s in stats))
+            metrics[f"rewards/{name}/errors"] = float(len(errors))
+            metrics[f"rewards/{name}/time_s"] = float(seconds[name])
+        metrics["time/score_s"] = wall
+        return ScoreResult(totals=totals, per_reward=per_reward, metrics=metrics)

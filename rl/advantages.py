@@ -1,0 +1,81 @@
+"""Group-relative advantages (pure). Registered by name; the recipe's `algorithm.advantage` picks one at start-up.
+
+For a prompt with G completions and rewards r_1..r_G (rows of a group are contiguous in the batch):
+
+    group : A_i = (r_i - mean_group(r)) / (std_group(r) + eps)     GRPO (DeepSeekMath), TRL scale_rewards="group"
+    batch : A_i = (r_i - mean_group(r)) / (std_batch(r) + eps)     TRL scale_rewards="batch" (std over all N rewards)
+    none  : A_i =  r_i - mean_group(r)                             Dr. GRPO: no std division (removes difficulty bias)
+
+std is the unbiased (Bessel-corrected) estimate, as in TRL and verl; eps = 1e-4 as in TRL.
+A group whose rewards are all equal carries no signal and gets A = 0 exactly (never NaN).
+
+Worked example, G = 4, rewards [1, 0, 0, 1]: mean 0.5, std sqrt(((.5^2)*4)/3) = 0.57735
+    group -> [0.5, -0.5, -0.5, 0.5] / 0.57745 = [0.8659, -0.8659, -0.8659, 0.8659]
+    none  -> [0.5, -0.5, -0.5, 0.5]
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+EPS = 1e-4
+AdvantageFn = Callable[[torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
+ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}
+
+
+def register_advantage(name: str):
+    def deco(fn: AdvantageFn) -> AdvantageFn:
+        ADVANTAGE_ESTIMATORS[name] = fn
+        return fn
+    return deco
+
+
+def get_advantage_fn(name: str) -> AdvantageFn:
+    if name not in ADVANTAGE_ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {name!r}; valid: {', '.join(ADVANTAGE_ESTIMATORS)}")
+    return ADVANTAGE_ESTIMATORS[name]
+
+
+def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    if rewards.ndim != 1 or rewards.numel() % group_size != 0:
+        raise ValueError(f"rewards of shape {tuple(rewards.shape)} do not split into groups of {group_size}")
+    if group_size < 2:
+        raise ValueError("group-relative advantages need a group size of at least 2")
+    return rewards.float().view(-1, group_size)  # [N/G, G]
+
+
+def _centered(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    grouped = _grouped(rewards, group_size)  # [N/G, G]
+    centered = grouped - grouped.mean(dim=1, keepdim=True)  # [N/G, G]
+    group_std = grouped.std(dim=1)  # [N/G]
+    metrics = {"zero_std_frac": (group_std == 0).float().mean().item(),
+               "reward/std": rewards.float().std().item() if rewards.numel() > 1 else 0.0}
+    return centered, group_std, metrics
+
+
+@register_advantage("group")
+def group_scaled(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """rewards [N] -> advantages [N], std per group."""
+    centered, group_std, metrics = _centered(rewards, group_size)
+    return (centered / (group_std.unsqueeze(1) + EPS)).reshape(-1), metrics  # [N]
+
+
+@register_advantage("batch")
+def batch_scaled(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """rewards [N] -> advantages [N], std over the whole batch."""
+    centered, _, metrics = _centered(rewards, group_size)
+    return (centered / (rewards.float().std() + EPS)).reshape(-1), metrics  # [N]
+
+
+@register_advantage("none")
+def unscaled(rewards: torch.Tensor, group_size: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """rewards [N] -> advantages [N], mean-centred only (Dr. GRPO)."""
+    centered, _, metrics = _centered(rewards, group_size)
+    return centered.reshape(-1), metrics  # [N]
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[N/G] bool: groups whose rewards are not all equal (DAPO dynamic sampling keeps only these)."""
+    grouped = _grouped(rewards, group_size)
+    return (grouped.max(dim=1).values - grouped.min(dim=1).values) > 0

@@ -1,0 +1,177 @@
+"""R1-Zero GRPO, top to bottom.
+
+    accelerate launch rl/grpo.py recipes/tiny/r1_zero.yaml train.learning_rate=3e-4 output_dir=runs/x
+
+Each step: sample prompts -> roll out G completions per prompt -> score with the recipe's weighted rewards ->
+group-relative advantages -> micro-batched clipped-surrogate loss with gradient accumulation -> optimizer and LR step ->
+push weights to the rollout engine -> log -> evaluate / checkpoint every N steps.
+
+How this departs from textbook GRPO (DeepSeekMath), all chosen in the recipe:
+  - mu = 1 by default (one optimizer pass per generation batch, as in DeepSeek-R1 and TRL): the ratio is then 1 and
+    the clip never binds; the loss value is ~0 while its gradient is the policy gradient. num_iterations > 1 restores
+    PPO-style reuse with old logprobs computed once.
+  - beta = 0 by default (no KL term, no reference model: DAPO, Dr. GRPO, Open-Reasoner-Zero found it unneeded).
+  - Loss aggregation is a choice (grpo | bnpo | dapo | dr_grpo); the textbook per-sequence mean is `grpo`.
+  - Advantages may skip the std division (`none`, Dr. GRPO) or use the batch std (`batch`).
+  - Optional DAPO pieces: clip-higher (epsilon_high), dynamic sampling, truncated-completion masking, soft overlong
+    reward (rewards package).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from rl.config import ConfigError, dump_yaml, load_config, split_argv
+    from rl.grpo_config import GRPOConfig
+
+    # 1. The recipe, fully checked (keys, types, registries, rewards) before anything heavy.
+    cfg = load_config(GRPOConfig, *split_argv(sys.argv[1:] if argv is None else argv))
+
+    # 2. Data: canonical {prompt, answer} rows; a missing column fails here, before any model is loaded.
+    from data.loading import load_examples
+    d = cfg.data
+    data_kw = dict(prompt_column=d.prompt_column, answer_column=d.answer_column, num_train=d.num_train,
+                   num_test=d.num_test, seed=d.seed)
+    train_rows = load_examples(d.train, d.train_split, **data_kw)
+    test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
+
+    # 3. Processes, seeds, run directory, rewards.
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from rewards import RewardScorer, get_reward
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world = accelerator.process_index, accelerator.num_processes
+    set_seed(cfg.train.seed + rank)
+    from pathlib import Path
+    out = Path(cfg.output_dir)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+        print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}):\n{dump_yaml(cfg)}", flush=True)
+    scorer = RewardScorer(cfg.rewards)
+    eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
+
+    # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
+    from rl.collect import PromptEncoder, PromptSampler, collect_episodes
+    from rl.learner import Learner
+    from rl.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from rl.rollout import make_engine
+    model_path = resolve_model_path(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(model_path)
+    model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
+    ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
+    learner = Learner(cfg, accelerator, model, ref_model)
+    r = cfg.rollout
+    engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
+                         max_model_len=r.max_prompt_length + r.max_completion_length, dtype=cfg.model.dtype)
+    encoder = PromptEncoder(tokenizer, d.template, d.system_prompt, r.max_prompt_length)
+
+    # 5. Resume (auto: latest complete checkpoint in output_dir).
+    from rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+    sampler = PromptSampler(train_rows, seed=cfg.train.seed, rank=rank, world_size=world)
+    start_step = 0
+    resume_from = None if cfg.resume == "never" else (latest_checkpoint(out) if cfg.resume == "auto"
+                                                      else Path(cfg.resume))
+    if resume_from is not None:
+        state = load_training_state(accelerator, resume_from, learner.model, learner.optimizer, learner.scheduler)
+        start_step, sampler.position = state["step"], state["sampler_position"]
+        engine.update_weights(learner.unwrapped_model)
+        if accelerator.is_main_process:
+            print(f"[grpo] resumed from {resume_from} at step {start_step}", flush=True)
+
+    from rl.evaluate import evaluate_greedy
+    from rl.tracking import RunLogger
+    logger = RunLogger(out, cfg.logging.report_to, config=None, enabled=accelerator.is_main_process)
+
+    def evaluate(step: int) -> dict:
+        metrics = {}
+        if test_rows and accelerator.is_main_process:
+            metrics, rows = evaluate_greedy(engine, encoder, test_rows, r.max_completion_length, eval_rewards)
+            logger.log(metrics, step)
+            logger.log_completions([{"eval": True, **row} for row in rows[:cfg.logging.log_completions]], step)
+        accelerator.wait_for_everyone()
+        return metrics
+
+    def checkpoint(step: int) -> None:
+        save_checkpoint(accelerator, out, step, learner.model, tokenizer, learner.optimizer, learner.scheduler,
+                        {"sampler_position": sampler.position}, cfg.logging.save_total_limit)
+
+    # 6. The loop.
+    from rl.advantages import get_advantage_fn
+    from rl.collate import collate
+    from rl.episode import SamplingParams
+    advantage_fn = get_advantage_fn(cfg.algorithm.advantage)
+    first_eval = evaluate(start_step) if start_step == 0 else {}
+    last_eval = first_eval
+    progress = None
+    if cfg.logging.progress_bar and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+        progress = tqdm(total=cfg.train.max_steps, initial=start_step, desc="grpo", dynamic_ncols=True)
+    for step in range(start_step + 1, cfg.train.max_steps + 1):
+        t_step = time.time()
+        params = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                                max_tokens=r.max_completion_length, seed=(cfg.train.seed * 1_000_003 + step) * 64 + rank)
+        episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, params, cfg.prompts_per_step,
+                                             cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
+        rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
+        advantages, adv_metrics = advantage_fn(rewards, r.group_size)  # [N]
+        for ep, a in zip(episodes, advantages.tolist()):
+            ep.advantage = a
+        batch = collate(episodes, tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
+        metrics.update(adv_metrics)
+        metrics.update(learner.step(batch))
+        engine.update_weights(learner.unwrapped_model)
+        lengths = [len(e.completion.completion_ids) for e in episodes]
+        truncated_frac = sum(e.truncated for e in episodes) / len(episodes)
+        metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
+                        "truncated_frac": truncated_frac, "time/step_s": time.time() - t_step})
+        metrics = {k: v for k, v in metrics.items()}
+        if world > 1:  # average scalar metrics over processes (same keys on every rank)
+            keys = sorted(metrics)
+            vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
+                                     reduction="mean")
+            metrics = dict(zip(keys, vec.tolist()))
+        logger.log(metrics, step)
+        logger.log_completions([{"completion": e.completion.text, "answer": e.example["answer"],
+                                 "reward": e.reward_total, "advantage": e.advantage, "rewards": e.rewards}
+                                for e in episodes[:cfg.logging.log_completions]], step)
+        if truncated_frac > cfg.logging.truncation_warning and accelerator.is_main_process:
+            print(f"[grpo] warning: {truncated_frac:.0%} of completions hit rollout.max_completion_length="
+                  f"{r.max_completion_length}; raise it or they are all cut off", flush=True)
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['completion_len/mean']:.0f}")
+        if cfg.logging.eval_every and step % cfg.logging.eval_every == 0 and step != cfg.train.max_steps:
+            last_eval = evaluate(step)
+        if cfg.logging.save_every and step % cfg.logging.save_every == 0 and step != cfg.train.max_steps:
+            checkpoint(step)
+    if progress is not None:
+        progress.close()
+
+    # 7. Final evaluation and checkpoint.
+    if start_step < cfg.train.max_steps:
+        last_eval = evaluate(cfg.train.max_steps)
+        checkpoint(cfg.train.max_steps)
+    scorer.close()
+    engine.close()
+    logger.close()
+    if accelerator.is_main_process and first_eval and last_eval:
+        print(f"[grpo] eval/accuracy {first_eval['eval/accuracy']:.3f} -> {last_eval['eval/accuracy']:.3f}, "
+              f"eval/format {first_eval['eval/format']:.3f} -> {last_eval['eval/format']:.3f}", flush=True)
+    accelerator.end_training() if hasattr(accelerator, "end_training") else None
+    return {"first_eval": first_eval, "last_eval": last_eval, "output_dir": str(out)}
+
+
+if __name__ == "__main__":
+    from rl.config import ConfigError
+    from data.loading import DataError
+    try:
+        main()
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

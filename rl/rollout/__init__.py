@@ -1,0 +1,19 @@
+"""Rollout engines behind one interface (base.RolloutEngine): hf.py (transformers generate), vllm.py (vLLM).
+
+`make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).
+"""
+from __future__ import annotations
+
+
+def make_engine(rollout_cfg, model, tokenizer, model_path: str, seed: int = 0, max_model_len: int = 2048,
+                dtype: str = "float32"):
+    if rollout_cfg.engine == "hf":
+        from rl.rollout.hf import HFEngine
+        return HFEngine(model, tokenizer)
+    if rollout_cfg.engine == "vllm":
+        from rl.rollout.vllm import VLLMEngine
+        return VLLMEngine(model_path, tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                          gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
+                          enable_sleep_mode=rollout_cfg.vllm_enable_sleep_mode, mode=rollout_cfg.vllm_mode,
+                          server_url=rollout_cfg.vllm_server_url, timeout_s=rollout_cfg.timeout_s)
+    raise ValueError(f"unknown rollout engine {rollout_cfg.engine!r}; valid: hf, vllm")

@@ -1,0 +1,165 @@
+"""Build the tiny tokenizer, tiny decoders and the tiny *base model*, offline, cached by their settings.
+
+    python -m rl.tiny.build            # prints the path of the cached base model (builds it the first time, ~1-2 min)
+
+The base model is a small Llama-architecture decoder (HF format, safetensors) trained from random initialisation by
+`pretrain()` below on the corpus of rl/tiny/corpus.py: it has seen the R1 format sometimes and careful arithmetic
+less often than sloppy arithmetic, so it starts with partial skill, as real base models do. Everything is deterministic
+in the seed and written atomically (a half-built cache entry is never used).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from data.tasks import arithmetic_dataset
+from rl.tiny.corpus import base_corpus
+
+SPECIAL = ["<|endoftext|>", "<|pad|>"]
+TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """Everything that determines a tiny base model (its hash names the cache entry)."""
+
+    hidden_size: int = 128
+    num_layers: int = 3
+    num_heads: int = 4
+    intermediate_size: int = 256
+    vocab_size: int = 1000
+    max_positions: int = 256
+    num_docs: int = 40_000
+    p_careful: float = 0.3
+    p_strict: float = 0.3
+    steps: int = 1200
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    seed: int = 0
+    pretrain: bool = True  # False: a randomly initialised model (tests, students before distillation)
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("R1_CACHE", Path(__file__).resolve().parents[2] / ".cache"))
+
+
+def build_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE trained on `texts`, digits split one per token, R1 tags as single (non-special) tokens.
+
+    Merges may cross spaces (no word pre-split), so the constant R1-Zero template compresses to a few tokens and a
+    tiny model spends its compute on the arithmetic."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAGS])
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=SPECIAL[0], pad_token=SPECIAL[1])
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def build_model(tokenizer, spec: TinySpec):
+    """A randomly initialised Llama decoder sized by `spec`."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(spec.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers, num_attention_heads=spec.num_heads, num_key_value_heads=spec.num_heads,
+        max_position_embeddings=spec.max_positions, tie_word_embeddings=True, bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="float32",
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    return model
+
+
+def pretrain(model, tokenizer, docs: list[tuple[str, str]], spec: TinySpec, log_every: int = 100) -> list[float]:
+    """Next-token training on (prompt, completion) docs (AdamW, cosine schedule), prompt and completion tokenized
+    apart as in RL, EOS after the completion. Returns the loss every `log_every` steps."""
+    gen = torch.Generator().manual_seed(spec.seed)
+    prompts = tokenizer([p for p, _ in docs], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([c for _, c in docs], add_special_tokens=False)["input_ids"]
+    encoded = [p + c + [tokenizer.eos_token_id] for p, c in zip(prompts, completions)]
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+    model.train()
+    losses = []
+    t0 = time.time()
+    for step in range(spec.steps):
+        lr = spec.learning_rate * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / spec.steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(len(encoded), (spec.batch_size,), generator=gen).tolist()
+        seqs = [encoded[i] for i in idx]
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
+        labels = torch.full((len(seqs), width), -100)
+        for row, s in enumerate(seqs):
+            ids[row, :len(s)] = torch.tensor(s)
+            labels[row, :len(s)] = torch.tensor(s)
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % log_every == 0 or step == spec.steps - 1:
+            losses.append(round(loss.item(), 4))
+            print(f"[tiny base] step {step:5d} loss {loss.item():.4f} ({time.time() - t0:.0f}s)", flush=True)
+    model.eval()
+    return losses
+
+
+def build_tiny_model(spec: TinySpec = TinySpec(), cache_dir: Path | None = None, force: bool = False) -> Path:
+    """Path of an HF model dir (config, safetensors, tokenizer) for `spec`, built once and cached atomically."""
+    cache = Path(cache_dir or default_cache_dir()) / "tiny"
+    out = cache / f"{'base' if spec.pretrain else 'init'}-{spec.key()}"
+    if out.exists() and not force:
+        return out
+    t0 = time.time()
+    torch_threads = torch.get_num_threads()
+    train, _ = arithmetic_dataset(num_train=2000, num_test=0, seed=spec.seed + 1)
+    # The corpus covers the arithmetic world broadly (its own question draw, not the RL test set).
+    corpus = base_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)
+    tokenizer = build_tokenizer([p + c for p, c in corpus], spec.vocab_size)
+    model = build_model(tokenizer, spec)
+    losses = pretrain(model, tokenizer, corpus, spec) if spec.pretrain else []
+    tmp = cache / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "tiny_spec.json").write_text(json.dumps({"spec": asdict(spec), "pretrain_losses": losses,
+                                                    "build_s": round(time.time() - t0, 1),
+                                                    "threads": torch_threads}, indent=1))
+    if force:
+        shutil.rmtree(out, ignore_errors=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process finished first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+if __name__ == "__main__":
+    print(build_tiny_model())

