@@ -43,7 +43,7 @@ class HFEngine:
         for i, p in enumerate(prompts):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
-        sampling = {} if params.greedy else dict(do_sample=True, temperature=params.temperature, top_p=params.top_p,
+        sampling = {} if params.greedy else dict(temperature=params.temperature, top_p=params.top_p,
                                                  top_k=params.top_k or None)
         was_training = self.model.training
         self.model.eval()
