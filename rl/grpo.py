@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    import os
+    # Run as a script (`accelerate launch rl/grpo.py`): behave like `python -m`, with the working directory (where
+    # user reward modules named in recipes live) on the path instead of rl/ itself.
+    if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+        sys.path[0] = os.getcwd()
     from rl.config import ConfigError
     from data.loading import DataError
     try:
