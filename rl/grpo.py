@@ -161,8 +161,10 @@ def main(argv: list[str] | None = None) -> dict:
     engine.close()
     logger.close()
     if accelerator.is_main_process and first_eval and last_eval:
+        from rl.report import before_after_table, plot_run
         print(f"[grpo] eval/accuracy {first_eval['eval/accuracy']:.3f} -> {last_eval['eval/accuracy']:.3f}, "
-              f"eval/format {first_eval['eval/format']:.3f} -> {last_eval['eval/format']:.3f}", flush=True)
+              f"eval/format {first_eval['eval/format']:.3f} -> {last_eval['eval/format']:.3f}\n"
+              f"{before_after_table(out)}\n[grpo] plot: {plot_run(out)}", flush=True)
     accelerator.end_training() if hasattr(accelerator, "end_training") else None
     return {"first_eval": first_eval, "last_eval": last_eval, "output_dir": str(out)}
 
