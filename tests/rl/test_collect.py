@@ -1,0 +1,75 @@
+"""Collation masks and DAPO dynamic sampling, with a scripted engine and scorer (no model)."""
+from types import SimpleNamespace
+
+import torch
+
+from rl.collate import collate, position_ids
+from rl.collect import PromptSampler, collect_episodes
+from rl.episode import Completion, Episode, SamplingParams
+
+
+def test_collate_layout_and_truncation_mask():
+    eos, pad = 2, 0
+    eps = [Episode(0, {}, Completion([5, 6], [7, 8, eos], "a", "stop", [-.1, -.2, -.3]), advantage=1.0),
+           Episode(0, {}, Completion([4], [9], "b", "length", [-.5]), advantage=-1.0)]
+    b = collate(eps, pad)
+    assert b.input_ids.tolist() == [[5, 6, 7, 8, eos], [pad, 4, 9, pad, pad]]
+    assert b.attention_mask.tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 0, 0]]
+    assert b.completion_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    torch.testing.assert_close(b.sampling_logprobs, torch.tensor([[-.1, -.2, -.3], [-.5, 0, 0]]))
+    # positions count real tokens: row 2's prompt token is position 0 despite the left pad (right pads are masked)
+    assert position_ids(b.attention_mask).tolist() == [[0, 1, 2, 3, 4], [0, 0, 1, 1, 1]]
+    masked = collate(eps, pad, mask_truncated_completions=True)
+    assert masked.completion_mask.tolist() == [[1, 1, 1], [0, 0, 0]]  # the cut-off completion does not count
+
+
+class ScriptedEngine:
+    """Completion text = "ok" or "no"; a prompt whose id is even gets a mixed group, odd ones all "no"."""
+
+    def generate(self, prompts, params):
+        out = []
+        for p in prompts:
+            texts = ["ok" if (p[0] % 2 == 0 and k % 2 == 0) else "no" for k in range(params.n)]
+            out.append([Completion(p, [1], t, "stop", [0.0]) for t in texts])
+        return out
+
+
+class ScriptedScorer:
+    def score(self, completions, columns):
+        totals = [1.0 if c == "ok" else 0.0 for c in completions]
+        return SimpleNamespace(totals=totals, per_reward={"accuracy": totals}, metrics={"rewards/accuracy/mean": 0.0})
+
+
+def encoder(index, example):
+    return [example["id"]]
+
+
+def test_dynamic_sampling_keeps_only_informative_groups():
+    examples = [{"prompt": str(i), "answer": "", "id": i} for i in range(40)]
+    sampler = PromptSampler(examples, seed=0)
+    episodes, metrics = collect_episodes(ScriptedEngine(), ScriptedScorer(), sampler, encoder,
+                                         SamplingParams(n=4), prompts_per_step=4, dynamic_sampling=True, max_rounds=5)
+    assert len(episodes) == 16
+    groups = [episodes[i:i + 4] for i in range(0, 16, 4)]
+    assert all(len({e.reward_total for e in g}) == 2 for g in groups)  # every kept group has reward variance
+    assert all(g[0].example["id"] % 2 == 0 for g in groups)
+    assert 0 < metrics["dynamic_sampling/dropped_frac"] < 1
+
+
+def test_dynamic_sampling_is_bounded_and_fills_with_dropped_groups():
+    examples = [{"prompt": str(i), "answer": "", "id": 2 * i + 1} for i in range(40)]  # all odd: no signal at all
+    sampler = PromptSampler(examples, seed=0)
+    episodes, metrics = collect_episodes(ScriptedEngine(), ScriptedScorer(), sampler, encoder,
+                                         SamplingParams(n=4), prompts_per_step=2, dynamic_sampling=True, max_rounds=3)
+    assert len(episodes) == 8  # the batch keeps its shape (A = 0 for these groups)
+    assert metrics["dynamic_sampling/rounds"] == 3.0 and metrics["dynamic_sampling/dropped_frac"] == 1.0
+    assert sampler.position == 6  # 3 rounds x 2 prompts drawn, not more
+
+
+def test_sampler_ranks_are_disjoint_and_resumable():
+    examples = [{"prompt": str(i)} for i in range(10)]
+    a, b = PromptSampler(examples, 1, rank=0, world_size=2), PromptSampler(examples, 1, rank=1, world_size=2)
+    ia, ib = [i for i, _ in a.take(3)], [i for i, _ in b.take(3)]
+    assert not set(ia) & set(ib) and a.position == b.position == 6
+    resumed = PromptSampler(examples, 1, rank=0, world_size=2, position=a.position)
+    assert [i for i, _ in resumed.take(2)] == [i for i, _ in a.take(2)]
