@@ -44,7 +44,7 @@ class TinySpec:
     num_docs: int = 40_000
     p_careful: float = 0.3
     p_strict: float = 0.3
-    steps: int = 1000
+    steps: int = 1200
     batch_size: int = 64
     learning_rate: float = 2e-3
     seed: int = 0

@@ -1,0 +1,241 @@
+"""Distillation data by rejection sampling: a teacher writes n traces per prompt, the rewards keep the good ones.
+
+    python rl/distill.py recipes/tiny/distill.yaml
+    python rl/distill.py recipes/distill.yaml rollout.engine=vllm student.name_or_path=null   # traces only
+
+For every prompt of `data.train`: the teacher (any HF checkpoint or run dir, through the rollout engines: hf or vllm)
+samples `rollout.group_size` traces; the `filter.keep_if` rewards score them; a trace is kept when it passes them all
+(default: correct AND strict format), ended with EOS, fits the length bounds, and is not a duplicate of a kept trace
+of the same prompt. Example with n = 4 traces for "What is 3 + 4 * 5?" (gold 23):
+
+    " <think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>"   kept
+    " <think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>"   duplicate -> dropped
+    " <think> 3+4=7, 7*5=35 </think> <answer> 35 </answer>"     wrong -> dropped
+    " 4*5=20, 3+20=23. The answer is 23."                         correct, not in format -> dropped
+    -> 1 row, pass_rate 0.5 (2 of 4 traces passed keep_if, before dedup)
+
+Each row carries its provenance: teacher, template, sampling parameters (n, temperature, top_p, top_k, max_tokens,
+chunk seed), the pass rate of its prompt, its token count. Output in output_dir:
+
+    parts/chunk-00000.jsonl ...  one file per finished chunk of `chunk_size` prompts, written atomically
+    progress.json                the settings the parts were made with (resuming under other settings is refused)
+    traces.jsonl | .parquet      all parts concatenated (prompt, completion, answer, provenance), for rl/sft.py
+    stats.json                   prompts, traces, kept rows, mean pass rate
+
+Resume: a stopped run restarts at the first chunk without a part file; each chunk's sampling seed depends only on
+its index, so the result equals an uninterrupted run's, with no trace lost or duplicated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__" and not __package__:  # `python rl/distill.py`: import from the repo root, not from rl/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+
+def passes(rewards: dict[str, float | None], keep_if: dict[str, float]) -> bool:
+    """Every reward in keep_if at least its threshold; a missing or None score fails."""
+    return all(rewards.get(name) is not None and rewards[name] >= t for name, t in keep_if.items())
+
+
+def select_traces(candidates: list[dict[str, Any]], f) -> tuple[list[dict[str, Any]], float]:
+    """Rejection filter for one prompt. `candidates`: dicts with text, num_tokens, finish_reason, rewards.
+    Returns (kept candidates in order, pass rate = fraction passing keep_if before dedup and length filters)."""
+    ok = [passes(c["rewards"], f.keep_if) for c in candidates]
+    kept, seen = [], set()
+    for c, good in zip(candidates, ok):
+        if not good or (c["finish_reason"] != "stop" and not f.allow_truncated):
+            continue
+        if c["num_tokens"] < f.min_tokens or (f.max_tokens is not None and c["num_tokens"] > f.max_tokens):
+            continue
+        key = " ".join(c["text"].split())
+        if f.dedup and key in seen:
+            continue
+        seen.add(key)
+        kept.append(c)
+        if f.max_per_prompt is not None and len(kept) >= f.max_per_prompt:
+            break
+    return kept, sum(ok) / len(candidates) if candidates else 0.0
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_chunk(path: Path, rows: list[dict[str, Any]]) -> None:
+    """One finished chunk, all or nothing (its existence is the progress marker)."""
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[str, list], seed: int,
+               teacher_path: str) -> list[dict[str, Any]]:
+    """Rows kept from one chunk: `groups[i]` are the n completions of examples[i]; per_reward is flat (i * n + j)."""
+    r, n = cfg.rollout, cfg.rollout.group_size
+    rows = []
+    for i, (ex, group) in enumerate(zip(examples, groups)):
+        candidates = [{"text": c.text, "num_tokens": len(c.completion_ids), "finish_reason": c.finish_reason,
+                       "rewards": {name: values[i * n + j] for name, values in per_reward.items()}}
+                      for j, c in enumerate(group)]
+        kept, pass_rate = select_traces(candidates, cfg.filter)
+        extra = {k: v for k, v in ex.items() if k not in ("prompt", "answer")}
+        for c in kept:
+            rows.append({**extra, "prompt": ex["prompt"], "completion": c["text"], "answer": ex["answer"],
+                         "prompt_index": index0 + i, "teacher": cfg.teacher.name_or_path, "teacher_path": teacher_path,
+                         "template": cfg.data.template, "n": n, "temperature": r.temperature, "top_p": r.top_p,
+                         "top_k": r.top_k, "max_tokens": r.max_completion_length, "seed": seed,
+                         "pass_rate": pass_rate, "num_tokens": c["num_tokens"], "rewards": c["rewards"]})
+    return rows
+
+
+def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Path, teacher_path: str) -> dict:
+    """Chunks of prompts -> parts/chunk-NNNNN.jsonl (skipping finished ones) -> stats."""
+    from rl.collect import reward_columns
+    from rl.episode import SamplingParams
+
+    parts = out / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    r, cs = cfg.rollout, cfg.chunk_size
+    starts = list(range(0, len(examples), cs))
+    progress = None
+    if cfg.progress_bar:
+        from tqdm.auto import tqdm
+        progress = tqdm(total=len(examples), desc="distill", unit="prompt", dynamic_ncols=True)
+    done = 0
+    for k, start in enumerate(starts):
+        part = parts / f"chunk-{k:05d}.jsonl"
+        chunk = examples[start:start + cs]
+        if not part.is_file():
+            seed = cfg.seed * 1_000_003 + k
+            params = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                                    max_tokens=r.max_completion_length, seed=seed)
+            groups = engine.generate([encoder(start + i, ex) for i, ex in enumerate(chunk)], params)
+            flat_ex = [ex for ex in chunk for _ in range(r.group_size)]
+            flat = [c for g in groups for c in g]
+            result = scorer.score([c.text for c in flat],
+                                  reward_columns(flat_ex, [len(c.completion_ids) for c in flat]))
+            write_chunk(part, chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path))
+        done += 1
+        if progress is not None:
+            progress.update(len(chunk))
+    if progress is not None:
+        progress.close()
+    return {"chunks": done}
+
+
+def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, list[dict]]:
+    """All parts, in chunk order, into traces.<fmt> (atomically)."""
+    rows = []
+    for k in range(num_chunks):
+        text = (out / "parts" / f"chunk-{k:05d}.jsonl").read_text()
+        rows.extend(json.loads(line) for line in text.splitlines() if line.strip())
+    path = out / f"traces.{fmt}"
+    if fmt == "jsonl":
+        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        import datasets
+        tmp = path.with_name(f".tmp-{path.name}")
+        datasets.Dataset.from_list(rows).to_parquet(str(tmp))
+        os.replace(tmp, path)
+    return path, rows
+
+
+def check_progress(out: Path, key: dict) -> None:
+    """Refuse to resume parts made under other settings (one line naming the difference)."""
+    from rl.config import ConfigError
+
+    marker = out / "progress.json"
+    if marker.is_file():
+        old = json.loads(marker.read_text())
+        diff = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
+        if diff:
+            raise ConfigError(f"{out} holds traces made with other settings ({', '.join(diff)}); "
+                              f"use another output_dir or delete it")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(marker, json.dumps(key, indent=1))
+
+
+def student_argv(cfg, traces: Path) -> list[str]:
+    s = cfg.student
+    return [s.sft_recipe, f"model.name_or_path={s.name_or_path}", f"data.train={traces}",
+            f"output_dir={Path(cfg.output_dir) / 'student'}", *s.overrides]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from rl.config import ConfigError, dump_yaml, load_config, split_argv
+    from rl.distill_config import DistillConfig
+
+    # 1. Recipe, prompts and the resume marker, all checked before the teacher is loaded.
+    cfg = load_config(DistillConfig, *split_argv(sys.argv[1:] if argv is None else argv))
+    from data.loading import load_examples
+    d = cfg.data
+    examples = load_examples(d.train, d.train_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
+                             limit=cfg.num_prompts, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
+    if cfg.student.sft_recipe and not Path(cfg.student.sft_recipe).is_file():
+        raise ConfigError(f"student.sft_recipe file not found: {cfg.student.sft_recipe}")
+    out = Path(cfg.output_dir)
+    check_progress(out, cfg.provenance_key())
+    (out / "config.yaml").write_text(dump_yaml(cfg))
+
+    # 2. Teacher and rewards.
+    from rewards import RewardScorer
+    from rl.collect import PromptEncoder
+    from rl.models import load_causal_lm, load_tokenizer
+    from rl.rollout import make_engine
+    from rl.sft import resolve_model
+    r = cfg.rollout
+    teacher_path = resolve_model(cfg.teacher.name_or_path)
+    tokenizer = load_tokenizer(teacher_path)
+    model = load_causal_lm(teacher_path, cfg.teacher.dtype) if r.engine == "hf" else None
+    engine = make_engine(r, model, tokenizer, teacher_path, seed=cfg.seed,
+                         max_model_len=r.max_prompt_length + r.max_completion_length, dtype=cfg.teacher.dtype)
+    encoder = PromptEncoder(tokenizer, d.template, d.system_prompt, r.max_prompt_length)
+    scorer = RewardScorer({name: 1.0 for name in cfg.filter.keep_if} or {"format": 1.0},
+                          num_workers=min(2, os.cpu_count() or 1))
+    print(f"[distill] teacher {teacher_path}: {len(examples)} prompts x {r.group_size} traces", flush=True)
+
+    # 3. Traces, chunk by chunk (resumable), then the dataset and its stats.
+    try:
+        info = generate_traces(cfg, engine, encoder, scorer, examples, out, teacher_path)
+    finally:
+        scorer.close()
+        engine.close()
+    path, rows = combine(out, cfg.format, info["chunks"])
+    by_prompt = {row["prompt_index"]: row["pass_rate"] for row in rows}
+    stats = {"prompts": len(examples), "traces": len(examples) * r.group_size, "kept": len(rows),
+             "prompts_with_kept": len(by_prompt),
+             "mean_pass_rate_of_kept_prompts": sum(by_prompt.values()) / max(len(by_prompt), 1),
+             "mean_tokens": sum(row["num_tokens"] for row in rows) / max(len(rows), 1), "dataset": str(path)}
+    write_atomic(out / "stats.json", json.dumps(stats, indent=1))
+    print(f"[distill] kept {stats['kept']} of {stats['traces']} traces ({stats['prompts_with_kept']} prompts) "
+          f"-> {path}", flush=True)
+    del model
+    # 4. Optional student SFT on the kept traces.
+    student = None
+    if cfg.student.name_or_path:
+        if not rows:
+            raise ConfigError("no trace passed the filter: nothing to train the student on")
+        argv_sft = student_argv(cfg, path)
+        print(f"[distill] student: python rl/sft.py {' '.join(argv_sft)}", flush=True)
+        from rl.sft import main as sft_main
+        student = sft_main(argv_sft)
+    return {"traces": str(path), "stats": stats, "student": student, "output_dir": str(out)}
+
+
+if __name__ == "__main__":
+    from data.loading import DataError
+    from rl.config import ConfigError
+    try:
+        main()
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,209 @@
+"""Export any GRPO or SFT checkpoint as a clean Hugging Face model directory that loads anywhere.
+
+    python rl/export.py runs/tiny_r1/checkpoint-000040 exports/tiny-r1 --dtype bfloat16
+    python rl/export.py runs/tiny_cold_start exports/tiny-sft          # a run dir: its model/ or latest checkpoint
+    python rl/export.py runs/lora_sft/checkpoint-50 exports/merged --push-to-hub me/tiny-r1
+
+What is written (atomically: a temporary directory renamed into place after the checks pass):
+
+    model.safetensors, config.json         weights in --dtype (float32 | bfloat16 | float16), LoRA adapters merged
+    tokenizer files + chat template        from the checkpoint
+    generation_config.json                 eos/pad ids and the recommended sampling (--temperature 0.6, --top-p 0.95,
+                                           the R1 paper's evaluation setting)
+    README.md                              model card: base model, recipe (the run's config.yaml), data, evaluation
+                                           (--eval-json, else the run's last eval/* metrics)
+
+Before declaring success the export is reloaded with AutoModelForCausalLM and its logits on a probe prompt are
+compared with the checkpoint's (cast to the same dtype): they must be equal (max |diff| <= 1e-5; it is 0 in float32).
+Optimizer state, RNG files and trainer state are not copied.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__" and not __package__:  # `python rl/export.py`: import from the repo root, not from rl/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+PROBE = "A conversation between User and Assistant. User: What is 3 + 4 * 5?. Assistant: <think> 4*5=20"
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+class ExportError(ValueError):
+    """A bad checkpoint or option, in one line."""
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A model dir (config.json or adapter_config.json), or a run dir -> its model/ or latest checkpoint."""
+    from rl.checkpoint import latest_checkpoint
+
+    p = Path(path)
+    if not p.is_dir():
+        raise ExportError(f"checkpoint not found: {p}")
+    if (p / "config.json").is_file() or (p / "adapter_config.json").is_file():
+        return p
+    if (p / "model" / "config.json").is_file():
+        return p / "model"
+    latest = latest_checkpoint(p)
+    if latest is None:
+        raise ExportError(f"{p} is neither a model directory (config.json) nor a run directory with checkpoints")
+    return latest
+
+
+def load_merged(ckpt: Path):
+    """(model in float32, tokenizer, base model id). LoRA checkpoints are loaded on their base and merged."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ckpt)
+    if (ckpt / "adapter_config.json").is_file():
+        from peft import PeftModel
+        base = json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype="float32"), ckpt)
+        return model.merge_and_unload().eval(), tokenizer, base
+    model = AutoModelForCausalLM.from_pretrained(ckpt, dtype="float32").eval()
+    return model, tokenizer, None
+
+
+def probe_logits(model, tokenizer) -> Any:
+    import torch
+
+    ids = tokenizer(PROBE, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids.to(next(model.parameters()).device)).logits.float().cpu()
+
+
+def run_info(ckpt: Path) -> dict[str, Any]:
+    """Recipe (config.yaml) and last eval/* metrics of the run the checkpoint belongs to, where found."""
+    import yaml
+
+    info: dict[str, Any] = {}
+    for run in (ckpt, ckpt.parent):
+        if "recipe" not in info and (run / "config.yaml").is_file():
+            info["recipe"] = yaml.safe_load((run / "config.yaml").read_text())
+            info["run_dir"] = str(run)
+        metrics = run / "metrics.jsonl"
+        if "eval" not in info and metrics.is_file():
+            evals = [json.loads(line) for line in metrics.read_text().splitlines() if '"eval/' in line]
+            if evals:
+                info["eval"] = {k: v for k, v in evals[-1].items() if k.startswith("eval/") or k == "step"}
+    return info
+
+
+def model_card(name: str, ckpt: Path, base: str | None, info: dict, evaluation: dict | None, dtype: str,
+               temperature: float, top_p: float) -> str:
+    recipe = info.get("recipe") or {}
+    model_sec = recipe.get("model") or recipe.get("teacher") or {}
+    data = recipe.get("data") or {}
+    lines = [f"# {name}", "", "Exported with `rl/export.py` from this project's R1 pipeline "
+             "(R1-Zero GRPO, cold-start SFT, GRPO, distillation).", "",
+             f"- **Checkpoint:** `{ckpt}`", f"- **Base model:** `{base or model_sec.get('name_or_path', 'unknown')}`",
+             f"- **Training data:** `{data.get('train', 'unknown')}` (template `{data.get('template', '?')}`)",
+             f"- **Weights dtype:** {dtype}",
+             f"- **Recommended sampling:** temperature {temperature}, top_p {top_p} (generation_config.json)", ""]
+    results = evaluation or info.get("eval")
+    if results:
+        lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in results.items()]
+        lines.append("")
+    if recipe:
+        import yaml
+        lines += ["## Recipe", "", "```yaml", yaml.safe_dump(recipe, sort_keys=False).rstrip(), "```", ""]
+    lines += ["## Usage", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              f"model = AutoModelForCausalLM.from_pretrained({name!r})",
+              f"tokenizer = AutoTokenizer.from_pretrained({name!r})", "```", ""]
+    return "\n".join(lines)
+
+
+def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", temperature: float = 0.6,
+           top_p: float = 0.95, eval_json: str | Path | None = None, overwrite: bool = False,
+           push_to_hub: str | None = None) -> dict[str, Any]:
+    """Write the export, verify it, optionally push it; returns {"out_dir", "max_abs_diff", ...}."""
+    if dtype not in DTYPE_NAMES:
+        raise ExportError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPE_NAMES)}")
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists (pass --overwrite to replace it)")
+    ckpt = find_checkpoint(checkpoint)
+    evaluation = json.loads(Path(eval_json).read_text()) if eval_json else None
+
+    import torch
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from rl.models import DTYPES
+    model, tokenizer, base = load_merged(ckpt)
+    reference_fp32 = probe_logits(model, tokenizer)
+    for param in model.parameters():  # parameters only: buffers (rotary inv_freq) stay float32, as from_pretrained
+        param.data = param.data.to(DTYPES[dtype])  # keeps them, so the reloaded export computes what this computes
+    model.config.dtype = DTYPES[dtype]
+    reference = probe_logits(model, tokenizer)  # what the export must reproduce exactly
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    model.config.eos_token_id, model.config.pad_token_id = eos, pad
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=True,
+                                               temperature=temperature, top_p=top_p)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    info = run_info(ckpt)
+    (tmp / "README.md").write_text(model_card(push_to_hub or out.name, ckpt, base, info, evaluation, dtype,
+                                              temperature, top_p))
+
+    # Verify: reload the export as a stranger would, compare logits, generate a few tokens.
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=DTYPES[dtype]).eval()
+    got = probe_logits(reloaded, tokenizer)
+    diff = (got - reference).abs().max().item()
+    if got.shape != reference.shape or diff > 1e-5:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"export check failed: reloaded logits differ from the checkpoint's by {diff:g}")
+    ids = tokenizer(PROBE, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        sample = reloaded.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
+                                   do_sample=False, pad_token_id=pad)
+    if sample.shape[1] <= ids.shape[1]:
+        raise RuntimeError("export check failed: the reloaded model generated nothing")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    result = {"out_dir": str(out), "checkpoint": str(ckpt), "base_model": base, "dtype": dtype,
+              "max_abs_diff": diff, "max_abs_diff_vs_float32": (got - reference_fp32).abs().max().item(),
+              "lora_merged": base is not None, "sample": tokenizer.decode(sample[0, ids.shape[1]:])}
+    if push_to_hub:
+        from huggingface_hub import HfApi
+        api = HfApi()
+        api.create_repo(push_to_hub, exist_ok=True)
+        api.upload_folder(folder_path=str(out), repo_id=push_to_hub)
+        result["pushed_to"] = push_to_hub
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("checkpoint", help="checkpoint dir (GRPO, SFT or LoRA SFT) or a run dir")
+    ap.add_argument("out_dir")
+    ap.add_argument("--dtype", default="float32", help=f"one of {', '.join(DTYPE_NAMES)}")
+    ap.add_argument("--temperature", type=float, default=0.6)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--eval-json", help="evaluation results (JSON) to put in the model card")
+    ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--push-to-hub", metavar="REPO", help="also upload to this hub repo (needs a token and network)")
+    a = ap.parse_args(argv)
+    result = export(a.checkpoint, a.out_dir, a.dtype, a.temperature, a.top_p, a.eval_json, a.overwrite,
+                    a.push_to_hub)
+    print(f"[export] {result['checkpoint']} -> {result['out_dir']} ({result['dtype']}, logits max |diff| "
+          f"{result['max_abs_diff']:g}; sample: {result['sample']!r})", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,164 @@
+"""The whole DeepSeek-R1 recipe in miniature, on CPU: base -> R1-Zero -> cold-start SFT -> R1 -> distillation -> export
+-> evaluation, with a results table in the style of the R1 paper.
+
+    python -m rl.pipeline                      # runs/demo/ ; reruns reuse every finished stage
+    python -m rl.pipeline --run-dir runs/x --k 4
+
+Stages (recipes in recipes/tiny/, each run with its own entry point, outputs under the run dir):
+
+    r1_zero/      rl/grpo.py  r1_zero.yaml         GRPO straight on the tiny base model
+    cold_start/   rl/sft.py   cold_start_sft.yaml  SFT of the base on 1000 careful, strictly formatted traces
+    r1/           rl/grpo.py  r1.yaml              GRPO from cold_start/model
+    distill/      rl/distill.py distill.yaml       r1 writes traces, rejection sampling, SFT of tiny-student
+    export/student/  rl/export.py                  the distilled student as a clean HF model dir (checked)
+    eval/<model>.json, results.json, results.md, plots/*.png
+
+A stage is skipped when its `.done` marker exists; a stage stopped half way resumes (GRPO and SFT from their latest
+checkpoint, distillation from its last finished chunk). Each model is evaluated on the same 200 procedural test
+problems: greedy accuracy, pass@1 (mean over k samples at T=0.6, top_p=0.95), maj@k, strict-format rate, mean length.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
+
+
+def stage(run: Path, name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
+    """Run `fn` unless run/name/.done exists; the marker (written atomically) holds fn's JSON-able summary."""
+    marker = run / name / ".done"
+    if marker.is_file():
+        log(f"[pipeline] {name}: done, reusing {run / name}")
+        return json.loads(marker.read_text())
+    log(f"[pipeline] {name}: running")
+    t0 = time.time()
+    summary = {**fn(), "seconds": round(time.time() - t0, 1)}
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(".done.tmp")
+    tmp.write_text(json.dumps(summary, indent=1, default=str))
+    os.replace(tmp, marker)
+    log(f"[pipeline] {name}: finished in {summary['seconds']:.0f}s")
+    return summary
+
+
+def same_tokenizer(a: str, b: str) -> bool:
+    """Same vocabulary, merges and special tokens (tokenizer.json model section and added tokens)."""
+    ta, tb = (json.loads((Path(p) / "tokenizer.json").read_text()) for p in (a, b))
+    return ta["model"] == tb["model"] and ta["added_tokens"] == tb["added_tokens"]
+
+
+def evaluate_one(name: str, path: str, run: Path, k: int, max_tokens: int, log) -> dict[str, Any]:
+    """Greedy + sampled metrics on the procedural test set, cached in run/eval/<name>.json."""
+    cache = run / "eval" / f"{name}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    from rl.evaluate import evaluate_model
+    t0 = time.time()
+    metrics = evaluate_model(path, ["arithmetic"], k=k, max_tokens=max_tokens, limit=200)["arithmetic"]
+    metrics["params"] = count_params(path)
+    metrics["model_dir"] = path
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(metrics, indent=1))
+    log(f"[pipeline] eval {name}: pass@1 {metrics['sampled/pass@1']:.3f}, greedy {metrics['eval/accuracy']:.3f} "
+        f"({time.time() - t0:.0f}s)")
+    return metrics
+
+
+def count_params(path: str) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for shard in Path(path).glob("*.safetensors"):
+        with safe_open(str(shard), "pt") as f:
+            for key in f.keys():
+                total += math.prod(f.get_slice(key).get_shape())
+    return total
+
+
+def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, log=print) -> dict[str, Any]:
+    from rl.checkpoint import latest_checkpoint
+    from rl.sft import resolve_model
+
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    base = resolve_model("tiny")
+
+    def grpo(recipe: str, out: Path, *extra: str) -> dict:
+        from rl.grpo import main as grpo_main
+        res = grpo_main([str(RECIPES / recipe), f"output_dir={out}", "resume=auto", *extra])
+        return {"checkpoint": str(latest_checkpoint(out)), "first_eval": res["first_eval"],
+                "last_eval": res["last_eval"]}
+
+    r1_zero = stage(run, "r1_zero", lambda: grpo("r1_zero.yaml", run / "r1_zero"), log)
+
+    def cold_start() -> dict:
+        from rl.sft import main as sft_main
+        res = sft_main([str(RECIPES / "cold_start_sft.yaml"), f"output_dir={run / 'cold_start'}"])
+        return {"model_dir": res["model_dir"], "last_eval": res.get("last_eval")}
+    cold = stage(run, "cold_start", cold_start, log)
+    r1 = stage(run, "r1", lambda: grpo("r1.yaml", run / "r1", f"model.name_or_path={cold['model_dir']}"), log)
+
+    student_base = resolve_model("tiny-student")
+    if not same_tokenizer(base, student_base):
+        raise RuntimeError(f"the student {student_base} does not share the base tokenizer: distillation needs it")
+
+    def distill() -> dict:
+        from rl.distill import main as distill_main
+        res = distill_main([str(RECIPES / "distill.yaml"), f"output_dir={run / 'distill'}",
+                            f"teacher.name_or_path={r1['checkpoint']}", "student.name_or_path=tiny-student"])
+        return {"traces": res["traces"], "stats": res["stats"], "student": res["student"]["model_dir"]}
+    dist = stage(run, "distill", distill, log)
+
+    def export_student() -> dict:
+        from rl.export import export
+        return export(dist["student"], run / "export" / "student", overwrite=True)
+    exported = stage(run, "export", export_student, log)
+
+    models = {"base (tiny)": base, "R1-Zero": r1_zero["checkpoint"], "cold-start SFT": cold["model_dir"],
+              "R1 (cold start + GRPO)": r1["checkpoint"], "student before distillation": student_base,
+              "student distilled (export)": exported["out_dir"]}
+    results = {name: evaluate_one(name.split(" (")[0].replace(" ", "_"), path, run, k, max_tokens, log)
+               for name, path in models.items()}
+    checks = {
+        "student_gain_pass@1": results["student distilled (export)"]["sampled/pass@1"]
+        - results["student before distillation"]["sampled/pass@1"],
+        "r1_minus_r1_zero_pass@1": results["R1 (cold start + GRPO)"]["sampled/pass@1"]
+        - results["R1-Zero"]["sampled/pass@1"],
+    }
+    checks["student_gain_ok"] = checks["student_gain_pass@1"] >= 0.20
+    checks["r1_ge_r1_zero_ok"] = checks["r1_minus_r1_zero_pass@1"] >= 0.0
+    from rl.evaluate import markdown_table, write_report
+    write_report(results, run, k)
+    (run / "checks.json").write_text(json.dumps({**checks, "distill": dist["stats"], "export": exported,
+                                                 "wall_s": round(time.time() - t_start, 1)}, indent=1, default=str))
+    from rl.report import plot_run
+    (run / "plots").mkdir(exist_ok=True)
+    plots = [plot_run(run / name, run / "plots" / f"{name}.png", title)
+             for name, title in (("r1_zero", "R1-Zero"), ("r1", "R1"))]
+    log("\n" + markdown_table(results, k))
+    log(f"[pipeline] distilled student vs before: {100 * checks['student_gain_pass@1']:+.1f} pass@1 points; "
+        f"R1 vs R1-Zero: {100 * checks['r1_minus_r1_zero_pass@1']:+.1f}; plots: "
+        f"{', '.join(str(p) for p in plots if p)}; {time.time() - t_start:.0f}s")
+    return {"results": results, "checks": checks, "run_dir": str(run)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description="The miniature R1 pipeline on CPU.")
+    ap.add_argument("--run-dir", default="runs/demo")
+    ap.add_argument("--k", type=int, default=4, help="samples per problem for pass@1 / maj@k")
+    ap.add_argument("--max-tokens", type=int, default=40)
+    a = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return run_pipeline(a.run_dir, a.k, a.max_tokens)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Supervised fine-tuning with TRL's SFTTrainer: the R1 cold start, and the distillation students.
+
+    python rl/sft.py recipes/tiny/cold_start_sft.yaml train.max_steps=20 output_dir=runs/x
+    accelerate launch --config_file recipes/accelerate/ddp.yaml rl/sft.py recipes/cold_start_sft.yaml
+
+Data are prompt/completion pairs (TRL's prompt-completion format), e.g. one cold-start row:
+
+    {"prompt": "What is 3 + 4 * 5?", "completion": " <think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>"}
+
+The prompt is rendered with the recipe's template (`r1_zero` by default, the same text GRPO and evaluation show the
+model), and the loss is on completion tokens only. With `data.tokenize: exact` (default) each row becomes
+
+    input_ids       = prompt_token_ids(prompt)  + tokenize(completion) + [EOS]
+    completion_mask = [0] * len(prompt ids)     + [1] * (len(completion ids) + 1)
+
+i.e. exactly the token sequence the model sees and writes at inference (prompt and completion are tokenized apart, as
+during RL; byte-level BPE may merge across the boundary when they are tokenized together). TRL turns completion_mask
+into labels (-100 on the prompt and on padding). `data.tokenize: trl` hands TRL the rendered pair instead.
+
+Outputs in output_dir: checkpoint-N/ (HF Trainer checkpoints: weights or LoRA adapter, optimizer, scheduler, RNG, data
+position; `resume: auto` continues from the latest), metrics.jsonl (train loss, eval/* every logging.eval_every steps
+through the same `evaluate_greedy` GRPO uses), and model/ (the final model, LoRA merged, loadable by GRPO:
+`model.name_or_path: <output_dir>/model`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__" and not __package__:  # `python rl/sft.py`: import from the repo root, not from rl/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+# The tiny student of the miniature pipeline: a smaller tiny model with the same tokenizer (same corpus settings).
+TINY_STUDENT = dict(hidden_size=96, num_layers=3, num_heads=3, intermediate_size=192)  # ~0.37M vs 0.55M
+
+
+def resolve_model(name_or_path: str) -> str:
+    """`tiny`, `tiny-init` (rl/models.py), `tiny-student` / `tiny-student-init` (TINY_STUDENT, pretrained or not), a
+    run directory (its `model/` if SFT wrote one, else its latest checkpoint), or a hub id / model dir as is."""
+    from rl.checkpoint import latest_checkpoint
+    from rl.models import resolve_model_path
+
+    if name_or_path in ("tiny-student", "tiny-student-init"):
+        from rl.tiny.build import TinySpec, build_tiny_model
+        return str(build_tiny_model(TinySpec(**TINY_STUDENT, pretrain=name_or_path == "tiny-student")))
+    path = Path(name_or_path)
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        if (path / "model" / "config.json").is_file():
+            return str(path / "model")
+        latest = latest_checkpoint(path)
+        if latest is not None:
+            return str(latest)
+    return resolve_model_path(name_or_path)
+
+
+def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
+    """Rows {"prompt", "completion", **extra} of the recipe's train source; a missing column is a one-line DataError."""
+    from data.loading import LOCAL_FORMATS, DataError
+    from data.tasks import cold_start_dataset
+
+    if d.train.startswith("procedural:"):
+        if d.train != "procedural:cold_start":
+            raise DataError(f"unknown procedural SFT source {d.train!r}; valid: procedural:cold_start")
+        return cold_start_dataset(d.num_train, num_test=d.num_test, seed=d.seed)
+    import datasets
+
+    suffix = Path(d.train).suffix.lower()
+    if suffix in LOCAL_FORMATS:
+        if not Path(d.train).is_file():
+            raise DataError(f"dataset file not found: {d.train}")
+        ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: d.train}, split=split)
+    else:
+        ds = datasets.load_dataset(d.train, split=split)
+    for needed in (d.prompt_column, d.completion_column):
+        if needed not in ds.column_names:
+            raise DataError(f"dataset {d.train} ({split}) has no column {needed!r}; columns: "
+                            f"{', '.join(sorted(ds.column_names))} (set data.prompt_column / data.completion_column)")
+    rows = [{**r, "prompt": r[d.prompt_column], "completion": r[d.completion_column]} for r in ds.to_list()]
+    if not rows:
+        raise DataError(f"dataset {d.train} ({split}) is empty")
+    return rows
+
+
+def tokenize_exact(rows: list[dict], tokenizer, template: str, system_prompt: str | None, max_length: int
+                   ) -> list[dict[str, list[int]]]:
+    """Rows -> {"input_ids", "completion_mask"}: prompt ids as at inference + completion ids + EOS (see module doc).
+    Rows longer than max_length keep their start (the completion end is cut: a warning-worthy recipe problem)."""
+    from data.templates import prompt_token_ids
+
+    from data.loading import DataError
+
+    out, cut = [], 0
+    for row in rows:
+        p = prompt_token_ids(tokenizer, row["prompt"], template, system_prompt)
+        c = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        cut += len(p) + len(c) > max_length
+        ids, mask = (p + c)[:max_length], ([0] * len(p) + [1] * len(c))[:max_length]
+        if any(mask):
+            out.append({"input_ids": ids, "completion_mask": mask})
+    if cut:
+        print(f"[sft] warning: {cut} of {len(rows)} rows exceed data.max_length={max_length} tokens and are cut "
+              f"({len(rows) - len(out)} dropped: no completion token left)", flush=True)
+    if not out:
+        raise DataError(f"no SFT row fits data.max_length={max_length}: every prompt alone fills it")
+    return out
+
+
+def trl_rows(rows: list[dict], template: str, system_prompt: str | None) -> list[dict[str, Any]]:
+    """Rows in TRL's prompt-completion format: text pairs, or message lists for the chat template."""
+    from data.templates import render_prompt
+
+    out = []
+    for row in rows:
+        prompt = render_prompt(row["prompt"], template, system_prompt)
+        completion = row["completion"] if isinstance(prompt, str) else [{"role": "assistant",
+                                                                          "content": row["completion"]}]
+        out.append({"prompt": prompt, "completion": completion})
+    return out
+
+
+def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: dict):
+    """A TrainerCallback running `evaluate_greedy` (as GRPO does) before training, every logging.eval_every steps and
+    at the last step; metrics go to metrics.jsonl and into `results` ("first_eval" / "last_eval")."""
+    from transformers import TrainerCallback
+
+    from rewards import get_reward
+    from rl.collect import PromptEncoder
+    from rl.evaluate import evaluate_greedy
+    from rl.rollout.hf import HFEngine
+
+    rewards = {name: get_reward(name, **(params or {})) for name, params in cfg.eval_rewards.items()}
+    encoder = PromptEncoder(tokenizer, cfg.data.template, cfg.data.system_prompt, cfg.rollout.max_prompt_length)
+
+    class EvalCallback(TrainerCallback):
+        def _evaluate(self, state, model) -> None:
+            if not test_rows or not state.is_world_process_zero:
+                return
+            metrics, rows = evaluate_greedy(HFEngine(model, tokenizer), encoder, test_rows,
+                                            cfg.rollout.max_completion_length, rewards)
+            logger.log(metrics, state.global_step)
+            logger.log_completions([{"eval": True, **r} for r in rows[:cfg.logging.log_completions]],
+                                   state.global_step)
+            results.setdefault("first_eval", metrics)
+            results["last_eval"] = metrics
+            print(f"[sft] step {state.global_step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()),
+                  flush=True)
+
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            if state.global_step == 0:
+                self._evaluate(state, model)
+
+        def on_step_end(self, args, state, control, model=None, **kw):
+            every = cfg.logging.eval_every
+            if state.global_step >= state.max_steps:
+                control.should_save = True  # always a full checkpoint at the end
+                self._evaluate(state, model)
+            elif every and state.global_step % every == 0:
+                self._evaluate(state, model)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and state.is_world_process_zero:
+                logger.log({f"train/{k}": v for k, v in logs.items() if isinstance(v, (int, float))},
+                           state.global_step)
+
+    return EvalCallback()
+
+
+def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
+    """The TRL SFTTrainer for `rows` (tokenized per data.tokenize); LoRA wraps the model when lora.enabled."""
+    import datasets
+    import torch
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    d, t, log = cfg.data, cfg.train, cfg.logging
+    if d.tokenize == "exact":
+        dataset = datasets.Dataset.from_list(tokenize_exact(rows, tokenizer, d.template, d.system_prompt,
+                                                            d.max_length))
+    else:
+        dataset = datasets.Dataset.from_list(trl_rows(rows, d.template, d.system_prompt))
+    gpu = torch.cuda.is_available()
+    args = TRLSFTConfig(
+        output_dir=cfg.output_dir, per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
+        warmup_steps=t.warmup_steps, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
+        max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
+        completion_only_loss=True, packing=d.packing, max_length=d.max_length,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        bf16=gpu and cfg.model.dtype == "bfloat16", fp16=gpu and cfg.model.dtype == "float16", use_cpu=not gpu,
+        logging_steps=max(1, min(10, log.eval_every or 10)), save_strategy="steps",
+        save_steps=log.save_every or 10**9, save_total_limit=log.save_total_limit or None,
+        report_to=[] if log.report_to == "none" else [log.report_to], disable_tqdm=not log.progress_bar,
+        dataloader_num_workers=0,
+    )
+    peft_config = None
+    if cfg.lora.enabled:
+        from peft import LoraConfig
+        lo = cfg.lora
+        peft_config = LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+                                 target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config, callbacks=list(callbacks))
+
+
+def save_final_model(trainer, tokenizer, out: Path) -> Path:
+    """output_dir/model: the trained model (LoRA merged into a copy) + tokenizer, written atomically."""
+    import copy
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # a peft model: merge a copy, keep the trainer's model intact
+        model = copy.deepcopy(model).merge_and_unload()
+    final, tmp = out / "model", out / ".tmp-model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from rl.config import dump_yaml, load_config, split_argv
+    from rl.sft_config import SFTConfig
+
+    # 1. Recipe and data, fully checked before any model is loaded.
+    cfg = load_config(SFTConfig, *split_argv(sys.argv[1:] if argv is None else argv))
+    from data.loading import load_examples
+    d = cfg.data
+    rows = load_sft_rows(d, d.train_split)
+    test_rows = (load_examples(d.test, d.test_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
+                               limit=d.max_eval_samples, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
+                 if d.test else [])
+    out = Path(cfg.output_dir)
+    resume_from = None
+    if cfg.resume != "never":
+        from transformers.trainer_utils import get_last_checkpoint
+        resume_from = (get_last_checkpoint(str(out)) if out.is_dir() else None) if cfg.resume == "auto" else cfg.resume
+
+    # 2. Model, tokenizer, trainer.
+    from rl.models import load_causal_lm, load_tokenizer
+    from rl.tracking import RunLogger
+    model_path = resolve_model(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(model_path)
+    model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
+    results: dict[str, Any] = {}
+    # metrics.jsonl only: trackers (tensorboard, wandb, trackio) get the Trainer's own report_to
+    logger = RunLogger(out, "none", enabled=int(os.environ.get("RANK", "0")) == 0)
+    callback = make_eval_callback(cfg, tokenizer, test_rows, logger, results)
+    trainer = build_trainer(cfg, model, tokenizer, rows, [callback])
+    if trainer.is_world_process_zero():
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+        print(f"[sft] {len(rows)} rows from {d.train}, model {model_path}"
+              + (f", resuming from {resume_from}" if resume_from else ""), flush=True)
+
+    # 3. Train (resumes optimizer, scheduler, RNG and data position), then the final model.
+    trainer.train(resume_from_checkpoint=resume_from)
+    final = None
+    if trainer.is_world_process_zero():
+        final = save_final_model(trainer, tokenizer, out)
+        (out / "eval.json").write_text(json.dumps(results, indent=1))
+        if "first_eval" in results:
+            f, la = results["first_eval"], results["last_eval"]
+            print(f"[sft] eval/accuracy {f['eval/accuracy']:.3f} -> {la['eval/accuracy']:.3f}, "
+                  f"eval/format {f['eval/format']:.3f} -> {la['eval/format']:.3f}", flush=True)
+    logger.close()
+    return {**results, "output_dir": str(out), "model_dir": str(final) if final else None,
+            "global_step": trainer.state.global_step}
+
+
+if __name__ == "__main__":
+    from data.loading import DataError
+    from rl.config import ConfigError
+    try:
+        main()
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,127 @@
+"""rl/distill.py: the rejection filter keeps exactly the right traces, and a run stopped half way resumes without
+losing or duplicating a trace (its output equals an uninterrupted run's)."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from rl.config import ConfigError
+from rl.distill import select_traces
+from rl.distill_config import FilterConfig
+
+GOOD = " <think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>"
+
+
+def cand(text, acc, fmt, tokens=20, finish="stop"):
+    return {"text": text, "num_tokens": tokens, "finish_reason": finish, "rewards": {"accuracy": acc, "format": fmt}}
+
+
+# (candidates, filter overrides, kept texts, pass rate). Pass rate = passing keep_if / n, before dedup and lengths.
+TABLE = [
+    # correct+formatted kept; its whitespace-variant duplicate dropped; wrong, unformatted, unscored (None) rejected
+    ([cand(GOOD, 1, 1), cand(GOOD.replace(", ", ",  "), 1, 1), cand("<think> 3+4=7, 7*5=35 </think> "
+      "<answer> 35 </answer>", 0, 1), cand(" 4*5=20, 3+20=23. The answer is 23.", 1, 0), cand("x", None, 1)],
+     {}, [GOOD], 2 / 5),
+    # truncated (no EOS) traces are dropped unless allowed
+    ([cand(GOOD, 1, 1, finish="length")], {}, [], 1.0),
+    ([cand(GOOD, 1, 1, finish="length")], {"allow_truncated": True}, [GOOD], 1.0),
+    # length bounds are inclusive
+    ([cand("a", 1, 1, tokens=4), cand("b", 1, 1, tokens=5), cand("c", 1, 1, tokens=9), cand("d", 1, 1, tokens=10)],
+     {"min_tokens": 5, "max_tokens": 9}, ["b", "c"], 1.0),
+    # max_per_prompt keeps the first ones; dedup off keeps duplicates
+    ([cand("a", 1, 1), cand("a", 1, 1), cand("b", 1, 1)], {"max_per_prompt": 2}, ["a", "b"], 1.0),
+    ([cand("a", 1, 1), cand("a", 1, 1), cand("b", 1, 1)], {"dedup": False, "max_per_prompt": 2}, ["a", "a"], 1.0),
+    # a format-only filter keeps wrong answers; an empty keep_if keeps everything (pass rate 1)
+    ([cand("a", 0, 1), cand("b", 1, 0)], {"keep_if": {"format": 1.0}}, ["a"], 0.5),
+    ([cand("a", 0, 0), cand("b", 0, 0)], {"keep_if": {}}, ["a", "b"], 1.0),
+    # thresholds: partial credit 0.5 passes a 0.5 bar, not a 1.0 bar
+    ([cand("a", 0.5, 1)], {"keep_if": {"accuracy": 0.5}}, ["a"], 1.0),
+    ([cand("a", 0.5, 1)], {}, [], 0.0),
+]
+
+
+@pytest.mark.parametrize("candidates, overrides, kept, pass_rate", TABLE)
+def test_rejection_filter(candidates, overrides, kept, pass_rate):
+    got, rate = select_traces(candidates, FilterConfig(**overrides))
+    assert [c["text"] for c in got] == kept
+    assert rate == pytest.approx(pass_rate)
+
+
+def argv(micro_model_dir, out, *extra):
+    return [f"teacher.name_or_path={micro_model_dir}", f"output_dir={out}", "num_prompts=10", "chunk_size=4",
+            "rollout.group_size=3", "rollout.max_completion_length=6", "rollout.max_prompt_length=512",
+            "filter.keep_if={}", "filter.allow_truncated=true", "filter.dedup=false", "progress_bar=false", *extra]
+
+
+def read_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_resume_after_a_crash_loses_and_duplicates_nothing(micro_model_dir, tmp_path, monkeypatch):
+    import rl.distill as distill
+
+    full = distill.main(argv(micro_model_dir, tmp_path / "full"))
+    rows_full = read_rows(tmp_path / "full" / "traces.jsonl")
+    assert full["stats"]["kept"] == len(rows_full) == 10 * 3  # keep-all filter: every trace of 3 chunks (4, 4, 2)
+
+    real_write, calls = distill.write_chunk, []
+
+    def crash_on_second_chunk(path, rows):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash while chunk 2 is finishing")
+        real_write(path, rows)
+
+    monkeypatch.setattr(distill, "write_chunk", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        distill.main(argv(micro_model_dir, tmp_path / "resumed"))
+    parts = tmp_path / "resumed" / "parts"
+    assert sorted(p.name for p in parts.iterdir()) == ["chunk-00000.jsonl"]  # only the finished chunk, no temp file
+    assert not (tmp_path / "resumed" / "traces.jsonl").exists()
+
+    monkeypatch.setattr(distill, "write_chunk", real_write)
+    calls.clear()
+    distill.main(argv(micro_model_dir, tmp_path / "resumed"))
+    rows_resumed = read_rows(tmp_path / "resumed" / "traces.jsonl")
+    strip = [{k: v for k, v in r.items() if k != "teacher_path"} for r in rows_resumed]
+    assert strip == [{k: v for k, v in r.items() if k != "teacher_path"} for r in rows_full]
+    keys = [(r["prompt_index"], r["completion"], i) for i, r in enumerate(rows_resumed)]
+    assert [r["prompt_index"] for r in rows_resumed] == [i for i in range(10) for _ in range(3)]  # each prompt, n times
+    assert len(keys) == 30
+
+
+def test_resume_under_other_settings_is_refused(micro_model_dir, tmp_path):
+    import rl.distill as distill
+    out = tmp_path / "d"
+    distill.main(argv(micro_model_dir, out, "num_prompts=4"))
+    with pytest.raises(ConfigError, match=r"other settings \(temperature\)"):
+        distill.main(argv(micro_model_dir, out, "num_prompts=4", "rollout.temperature=0.7"))
+
+
+def test_rows_carry_provenance_and_load_with_datasets(micro_model_dir, tmp_path):
+    import datasets
+
+    import rl.distill as distill
+    res = distill.main(argv(micro_model_dir, tmp_path / "p", "num_prompts=2", "format=parquet"))
+    ds = datasets.load_dataset("parquet", data_files=res["traces"], split="train")
+    assert len(ds) == 6
+    row = ds[0]
+    assert row["teacher"] == str(micro_model_dir) and row["n"] == 3 and row["temperature"] == 1.0
+    assert row["pass_rate"] == 1.0 and row["answer"] and row["prompt"].startswith("What is")
+    assert {"top_p", "top_k", "max_tokens", "seed", "num_tokens", "template"} <= set(ds.column_names)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("format=csv", "format='csv' is not one of: jsonl, parquet"),
+    ("filter.keep_if={bogus: 1}", "filter.keep_if: "),
+    ("filter.max_tokens=2", "filter.max_tokens=2 < filter.min_tokens=5"),
+    ("student.sft_recipe=null", "student.name_or_path is set but student.sft_recipe is not"),
+])
+def test_bad_distill_recipe_is_one_line_error(override, message):
+    from rl.config import load_config
+    from rl.distill_config import DistillConfig
+    with pytest.raises(ConfigError) as e:
+        load_config(DistillConfig, "recipes/tiny/distill.yaml", [override])
+    assert message in str(e.value) and "\n" not in str(e.value)

@@ -1,0 +1,96 @@
+"""Evaluation numbers against hand computations: unbiased pass@k, maj@k, the sampled metrics, the report table."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rl.episode import Completion
+from rl.evaluate import (BENCHMARKS, evaluate_sampled, load_benchmark, majority_correct, markdown_table, pass_at_k,
+                         sampled_metrics, write_report)
+
+
+@pytest.mark.parametrize("n, c, k, expected", [
+    (4, 1, 1, 0.25),        # pass@1 = c / n
+    (4, 1, 2, 0.5),         # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    (5, 2, 2, 0.7),         # 1 - C(3,2)/C(5,2) = 1 - 3/10
+    (10, 3, 4, 5 / 6),      # 1 - C(7,4)/C(10,4) = 1 - 35/210
+    (8, 0, 8, 0.0),         # no correct sample: never
+    (4, 3, 2, 1.0),         # n - c = 1 < k: every 2-subset has a correct one
+    (16, 4, 1, 0.25),
+])
+def test_pass_at_k_by_hand(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="n=4 c=5 k=1"):
+        pass_at_k(4, 5, 1)
+
+
+def test_majority_vote():
+    assert majority_correct(["23", "35", "23", None], [1, 0, 1, 0]) == 1.0   # 23 wins 2-1
+    assert majority_correct(["35", "35", "23", "23"], [0, 0, 1, 1]) == 0.0  # tie: first seen (35) wins
+    assert majority_correct([None, None], [0, 0]) == 0.0
+
+
+def test_sampled_metrics_by_hand():
+    # problem 1: answers [23, 35, 23, None] gold 23 -> pass@1 0.5, pass@4 1, maj 1
+    # problem 2: answers [7, 7, 7, 7] all wrong      -> pass@1 0,   pass@4 0, maj 0
+    m = sampled_metrics(correct=[[1, 0, 1, 0], [0, 0, 0, 0]], answers=[["23", "35", "23", None], ["7"] * 4],
+                        formats=[[1, 1, 1, 0], [1, 1, 1, 1]], lengths=[[10, 20, 10, 40], [5, 5, 5, 5]],
+                        truncated=[[False, False, False, True], [False] * 4], k=4)
+    assert m == pytest.approx({"pass@1": 0.25, "pass@4": 0.5, "maj@4": 0.5, "format": 7 / 8,
+                               "completion_len": 100 / 8, "truncated_frac": 1 / 8})
+    # pass@2 from 4 samples of problem 1 (c = 2): 1 - C(2,2)/C(4,2) = 5/6; problem 2: 0 -> mean 5/12
+    assert sampled_metrics([[1, 0, 1, 0], [0] * 4], [[None] * 4] * 2, [[0] * 4] * 2, [[1] * 4] * 2,
+                           [[False] * 4] * 2, k=2)["pass@2"] == pytest.approx(5 / 12)
+
+
+class ScriptedEngine:
+    """Returns fixed texts, n per prompt, whatever the sampling parameters."""
+
+    def __init__(self, texts):
+        self.texts, self.calls = texts, []
+
+    def generate(self, prompts, params):
+        self.calls.append(params)
+        return [[Completion(p, [1] * (j + 1), self.texts[i][j], "stop", [0.0] * (j + 1)) for j in range(params.n)]
+                for i, p in enumerate(prompts)]
+
+
+def test_evaluate_sampled_with_the_real_rewards():
+    from rewards import get_reward
+    ok, wrong = "<think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>", "<think> x </think> <answer> 35 </answer>"
+    engine = ScriptedEngine([[ok, wrong, ok, "The answer is 23."], [wrong] * 4])
+    examples = [{"prompt": "What is 3 + 4 * 5?", "answer": "23"}, {"prompt": "What is 5 * 7 + 0?", "answer": "35x"}]
+    rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
+    metrics, rows = evaluate_sampled(engine, lambda key, ex: [1, 2, 3], examples, k=4, max_tokens=16, rewards=rewards)
+    assert engine.calls[0].n == 4 and engine.calls[0].temperature == 0.6 and engine.calls[0].top_p == 0.95
+    # problem 1: correct [1, 0, 1, 1] ("The answer is 23." verifies), answers [23, 35, 23, None] -> maj 23 correct
+    assert rows[0]["correct"] == [1.0, 0.0, 1.0, 1.0]
+    assert metrics["sampled/pass@1"] == pytest.approx((3 / 4 + 0) / 2)
+    assert metrics["sampled/maj@4"] == pytest.approx(0.5) and metrics["sampled/pass@4"] == pytest.approx(0.5)
+    assert metrics["sampled/format"] == pytest.approx(7 / 8)
+    assert metrics["sampled/completion_len"] == pytest.approx(2.5)  # lengths 1..4 per problem
+
+
+def test_report_table_and_json(tmp_path):
+    results = {"R1": {"eval/accuracy": 0.9, "sampled/pass@1": 0.875, "sampled/maj@4": 0.9, "sampled/pass@4": 0.95,
+                      "eval/format": 1.0, "eval/completion_len": 21.04}}
+    table = markdown_table(results, k=4)
+    assert table.splitlines()[0] == "| model | greedy acc | pass@1 | maj@4 | pass@4 | format | mean len |"
+    assert table.splitlines()[2] == "| R1 | 90.0 | 87.5 | 90.0 | 95.0 | 100.0 | 21.0 |"
+    js, md = write_report(results, tmp_path, k=4)
+    assert json.loads(js.read_text()) == results and md.read_text() == table
+
+
+def test_benchmarks_table_and_offline_behaviour(monkeypatch):
+    assert BENCHMARKS["gsm8k"][0] == "openai/gsm8k" and BENCHMARKS["math500"][3:5] == ("problem", "answer")
+    rows = load_benchmark("arithmetic", limit=5)
+    assert len(rows) == 5 and rows[0]["prompt"].startswith("What is")
+    with pytest.raises(ValueError, match="unknown benchmark 'mmlu'"):
+        load_benchmark("mmlu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="not available offline"):
+        load_benchmark("aime2024")

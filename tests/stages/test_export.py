@@ -1,0 +1,93 @@
+"""rl/export.py: the export reloads with AutoModelForCausalLM and reproduces the checkpoint's logits exactly (float32,
+bfloat16, LoRA merged), with generation config, tokenizer chat template and a model card."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from rl.export import PROBE, ExportError, export
+
+
+def logits(model, tok):
+    ids = tok(PROBE, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def fake_run(micro_model_dir, tmp_path):
+    """A run dir as GRPO leaves it: checkpoint-000002/ (model + extra state) next to config.yaml and metrics.jsonl."""
+    run = tmp_path / "run"
+    ckpt = run / "checkpoint-000002"
+    shutil.copytree(micro_model_dir, ckpt)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"step": 2}))
+    (ckpt / "optimizer.pt").write_bytes(b"state that must not be exported")
+    (run / "config.yaml").write_text("model:\n  name_or_path: tiny\ndata:\n  train: procedural:arithmetic\n"
+                                     "  template: r1_zero\n")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 2, "eval/accuracy": 0.25, "eval/format": 0.5}) + "\n")
+    return run, ckpt
+
+
+def test_float32_round_trip_is_exact(micro_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    run, ckpt = fake_run(micro_model_dir, tmp_path)
+    res = export(run, tmp_path / "out")  # a run dir resolves to its latest checkpoint
+    assert res["checkpoint"] == str(ckpt) and res["max_abs_diff"] == 0.0
+    out = tmp_path / "out"
+    assert not (out / "optimizer.pt").exists() and (out / "model.safetensors").is_file()
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template  # the chat template travels with the tokenizer
+    exported, original = AutoModelForCausalLM.from_pretrained(out), AutoModelForCausalLM.from_pretrained(ckpt)
+    assert torch.equal(logits(exported, tok), logits(original, tok))
+    gen = GenerationConfig.from_pretrained(out)
+    assert (gen.eos_token_id, gen.temperature, gen.top_p, gen.do_sample) == (tok.eos_token_id, 0.6, 0.95, True)
+    card = (out / "README.md").read_text()
+    assert "`tiny`" in card and "procedural:arithmetic" in card and "| eval/accuracy | 0.2500 |" in card
+    ids = tok("What is", return_tensors="pt")["input_ids"]
+    assert exported.generate(input_ids=ids, max_new_tokens=3, do_sample=False).shape[1] == ids.shape[1] + 3
+
+
+def test_bfloat16_export_matches_the_checkpoint_cast_to_bfloat16(micro_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    res = export(micro_model_dir, tmp_path / "bf16", dtype="bfloat16", temperature=0.7, top_p=0.9)
+    assert res["max_abs_diff"] == 0.0 and res["max_abs_diff_vs_float32"] > 0  # rounding shows vs float32 only
+    out = tmp_path / "bf16"
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    tok = AutoTokenizer.from_pretrained(out)
+    a = logits(AutoModelForCausalLM.from_pretrained(out, dtype=torch.bfloat16), tok)
+    b = logits(AutoModelForCausalLM.from_pretrained(micro_model_dir, dtype=torch.bfloat16), tok)
+    assert torch.equal(a, b)
+
+
+def test_lora_checkpoint_is_merged(micro_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    base = AutoModelForCausalLM.from_pretrained(micro_model_dir)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                 init_lora_weights=False))  # random B: a non-zero update
+    ckpt = tmp_path / "lora-ckpt"
+    peft_model.save_pretrained(ckpt)
+    AutoTokenizer.from_pretrained(micro_model_dir).save_pretrained(ckpt)
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    expected = logits(peft_model.eval(), tok)
+    res = export(ckpt, tmp_path / "merged")
+    assert res["lora_merged"] and res["base_model"] == str(micro_model_dir)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    assert torch.allclose(logits(merged, tok), expected, atol=1e-5)
+    assert not torch.allclose(expected, logits(AutoModelForCausalLM.from_pretrained(micro_model_dir), tok))
+
+
+def test_bad_inputs_are_one_line_errors(micro_model_dir, tmp_path):
+    with pytest.raises(ExportError, match="checkpoint not found"):
+        export(tmp_path / "missing", tmp_path / "o")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="neither a model directory"):
+        export(tmp_path / "empty", tmp_path / "o")
+    with pytest.raises(ExportError, match="--dtype 'int8' is not one of"):
+        export(micro_model_dir, tmp_path / "o", dtype="int8")
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(ExportError, match="exists"):
+        export(micro_model_dir, tmp_path / "exists")

@@ -1,0 +1,133 @@
+"""rl/sft.py: the loss is on completion tokens only (checked on real collated batches), recipes fail early and in
+one line, and a run checkpoints, resumes and writes a loadable final model (LoRA merged)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from data.tasks import cold_start_dataset
+from data.templates import prompt_token_ids
+from rl.config import ConfigError, load_config
+from rl.sft_config import SFTConfig
+
+
+def _batch(cfg, rows):
+    from rl.models import load_causal_lm, load_tokenizer
+    from rl.sft import build_trainer
+    tok = load_tokenizer(cfg.model.name_or_path)
+    trainer = build_trainer(cfg, load_causal_lm(cfg.model.name_or_path), tok, rows)
+    return tok, trainer, [b for b in trainer.get_train_dataloader()]
+
+
+def _expected(tok, row):
+    """(prompt ids as GRPO renders them, completion ids + EOS)."""
+    return (prompt_token_ids(tok, row["prompt"], "r1_zero"),
+            tok(row["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+
+
+@pytest.mark.parametrize("tokenize", ["exact", "trl"])
+def test_labels_cover_exactly_the_completion_tokens(sft_overrides, tokenize):
+    cfg = load_config(SFTConfig, None, sft_overrides + [f"data.tokenize={tokenize}", "data.num_train=3",
+                                                        "train.batch_size=3"])
+    rows = cold_start_dataset(3, seed=0)
+    tok, trainer, batches = _batch(cfg, rows)
+    assert len(batches) == 1
+    batch = batches[0]
+    assert batch["labels"].shape == batch["input_ids"].shape
+    seen = []
+    for i in range(3):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        n = int(batch["attention_mask"][i].sum())  # right padding: real tokens first
+        trained = (labels != -100).nonzero().flatten().tolist()
+        # trained positions are one contiguous run that ends at the last real token (EOS) ...
+        assert trained == list(range(trained[0], n))
+        assert (labels[trained] == ids[trained]).all() and ids[n - 1].item() == tok.eos_token_id
+        assert (labels[n:] == -100).all()  # ... padding is never trained ...
+        seen.append((ids[:trained[0]].tolist(), ids[trained[0]:n].tolist()))
+    # ... and it is exactly one row's completion (+ EOS) after exactly its prompt, as at inference.
+    expected = sorted(_expected(tok, r) for r in rows)
+    if tokenize == "exact":
+        assert sorted(seen) == expected
+    else:  # TRL tokenizes prompt+completion together: same number of trained tokens here (no merge at the boundary)
+        assert sorted(len(c) for _, c in seen) == sorted(len(c) for _, c in expected)
+
+
+def test_packing_keeps_completion_only_labels(sft_overrides):
+    cfg = load_config(SFTConfig, None, sft_overrides + ["data.packing=true", "data.num_train=6",
+                                                        "train.batch_size=2"])
+    rows = cold_start_dataset(6, seed=0)
+    tok, trainer, batches = _batch(cfg, rows)
+    trained = sum(int((b["labels"] != -100).sum()) for b in batches)
+    assert trained == sum(len(_expected(tok, r)[1]) for r in rows)  # every completion token once, nothing else
+    assert all("position_ids" in b for b in batches)  # padding-free packing: per-row positions restart at 0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.tokenize=bpe", "data.tokenize='bpe' is not one of: exact, trl"),
+    ("data.packing=maybe", "data.packing: expected true/false, got 'maybe'"),
+    ("train.batch_size=0", "train.batch_size=0 must be at least 1"),
+    ("lora.rank=8", "unknown recipe key 'lora.rank'"),
+    ("eval_rewards.cosine={}", "eval_rewards: only accuracy and format"),
+])
+def test_bad_recipe_is_one_line_error(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(SFTConfig, "recipes/tiny/cold_start_sft.yaml", [override])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_missing_data_file_fails_before_any_model_load(tmp_path, capsys):
+    from data.loading import DataError
+    from rl.sft import main
+    with pytest.raises(DataError, match="dataset file not found"):
+        main(["recipes/tiny/cold_start_sft.yaml", f"data.train={tmp_path}/nope.jsonl",
+              "model.name_or_path=/does/not/exist", f"output_dir={tmp_path}"])
+
+
+def test_missing_completion_column_is_named(tmp_path):
+    from data.loading import DataError
+    from rl.sft import main
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"prompt": "What is 1 + 2 * 3?", "response": "x"}) + "\n")
+    with pytest.raises(DataError, match="no column 'completion'; columns: prompt, response"):
+        main(["recipes/tiny/cold_start_sft.yaml", f"data.train={path}", "model.name_or_path=/does/not/exist"])
+
+
+@pytest.mark.slow
+def test_sft_checkpoints_resumes_and_saves_final_model(sft_overrides, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rl.sft import main
+    first = main(["recipes/tiny/cold_start_sft.yaml", *sft_overrides, "train.max_steps=2", "logging.save_every=1",
+                  "logging.save_total_limit=5", "logging.eval_every=1"])
+    out = tmp_path / "sft"
+    assert first["global_step"] == 2 and sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1",
+                                                                                              "checkpoint-2"]
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "eval/accuracy" in line]
+    assert [e["step"] for e in evals] == [0, 1, 2]  # before training, every step, and at the end
+    # resume: a longer run continues from checkpoint-2 (optimizer, scheduler, data position), no eval at step 0
+    second = main(["recipes/tiny/cold_start_sft.yaml", *sft_overrides, "train.max_steps=3", "logging.save_every=1",
+                   "logging.save_total_limit=5"])
+    assert second["global_step"] == 3 and "first_eval" in second
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    model = AutoModelForCausalLM.from_pretrained(out / "model")
+    assert model.num_parameters() > 0
+
+
+@pytest.mark.slow
+def test_lora_sft_saves_adapter_checkpoints_and_a_merged_model(sft_overrides, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from rl.sft import main
+    res = main(["recipes/tiny/cold_start_sft.yaml", *sft_overrides, "train.max_steps=2", "lora.enabled=true",
+                "lora.r=4", "train.learning_rate=5e-2", "data.max_eval_samples=2"])
+    out = tmp_path / "sft"
+    assert (out / "checkpoint-2" / "adapter_config.json").is_file()  # the checkpoint is the adapter ...
+    merged = AutoModelForCausalLM.from_pretrained(res["model_dir"])  # ... the final model is merged (plain Llama)
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    base = AutoModelForCausalLM.from_pretrained(json.loads(
+        (out / "checkpoint-2" / "adapter_config.json").read_text())["base_model_name_or_path"])
+    w, w0 = merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(w, w0)  # the LoRA update is in the merged weights
