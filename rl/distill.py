@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.collect import PromptEncoder
     from rl.models import load_causal_lm, load_tokenizer
     from rl.rollout import make_engine
-    from rl.sft import resolve_model
+    from rl.models import resolve_model_path
     r = cfg.rollout
-    teacher_path = resolve_model(cfg.teacher.name_or_path)
+    teacher_path = resolve_model_path(cfg.teacher.name_or_path)
     tokenizer = load_tokenizer(teacher_path)
     model = load_causal_lm(teacher_path, cfg.teacher.dtype) if r.engine == "hf" else None
     engine = make_engine(r, model, tokenizer, teacher_path, seed=cfg.seed,

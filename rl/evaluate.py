@@ -161,10 +161,10 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     from rl.collect import PromptEncoder
     from rl.models import load_causal_lm, load_tokenizer
     from rl.rollout.hf import HFEngine
-    from rl.sft import resolve_model
+    from rl.models import resolve_model_path
 
     data = {name: load_benchmark(name, limit, num_test, seed) for name in benchmarks}
-    path = resolve_model(model_dir)
+    path = resolve_model_path(model_dir)
     tokenizer = load_tokenizer(path)
     engine = HFEngine(load_causal_lm(path), tokenizer)
     encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=4096)

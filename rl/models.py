@@ -8,11 +8,29 @@ import torch
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+TINY_NAMES = ("tiny", "tiny-init", "tiny-student", "tiny-student-init")
+
+
 def resolve_model_path(name_or_path: str) -> str:
-    """`tiny` (the default tiny base, built on first use) or `tiny-init` (same tokenizer/architecture, untrained)."""
-    if name_or_path in ("tiny", "tiny-init"):
-        from rl.tiny.build import TinySpec, build_tiny_model
-        return str(build_tiny_model(TinySpec(pretrain=name_or_path == "tiny")))
+    """A model directory for a recipe's `model.name_or_path`:
+
+    - `tiny` / `tiny-init`: the tiny base model (pretrained / untrained), built on first use and cached;
+    - `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
+    - a run directory: its `model/` if SFT wrote one, else its latest checkpoint;
+    - anything else (a model dir, a hub id) as it is.
+    """
+    if name_or_path in TINY_NAMES:
+        from rl.tiny.build import TINY_STUDENT, TinySpec, build_tiny_model
+        sizes = TINY_STUDENT if name_or_path.startswith("tiny-student") else {}
+        return str(build_tiny_model(TinySpec(**sizes, pretrain=not name_or_path.endswith("-init"))))
+    path = Path(name_or_path)
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        if (path / "model" / "config.json").is_file():
+            return str(path / "model")
+        from rl.checkpoint import latest_checkpoint
+        latest = latest_checkpoint(path)
+        if latest is not None:
+            return str(latest)
     return name_or_path
 
 

@@ -83,12 +83,12 @@ def count_params(path: str) -> int:
 
 def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, log=print) -> dict[str, Any]:
     from rl.checkpoint import latest_checkpoint
-    from rl.sft import resolve_model
+    from rl.models import resolve_model_path
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    base = resolve_model("tiny")
+    base = resolve_model_path("tiny")
 
     def grpo(recipe: str, out: Path, *extra: str) -> dict:
         from rl.grpo import main as grpo_main
@@ -105,7 +105,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     cold = stage(run, "cold_start", cold_start, log)
     r1 = stage(run, "r1", lambda: grpo("r1.yaml", run / "r1", f"model.name_or_path={cold['model_dir']}"), log)
 
-    student_base = resolve_model("tiny-student")
+    student_base = resolve_model_path("tiny-student")
     if not same_tokenizer(base, student_base):
         raise RuntimeError(f"the student {student_base} does not share the base tokenizer: distillation needs it")
 

@@ -34,27 +34,7 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python rl/sft.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-# The tiny student of the miniature pipeline: a smaller tiny model with the same tokenizer (same corpus settings).
-TINY_STUDENT = dict(hidden_size=96, num_layers=3, num_heads=3, intermediate_size=192)  # ~0.37M vs 0.55M
-
-
-def resolve_model(name_or_path: str) -> str:
-    """`tiny`, `tiny-init` (rl/models.py), `tiny-student` / `tiny-student-init` (TINY_STUDENT, pretrained or not), a
-    run directory (its `model/` if SFT wrote one, else its latest checkpoint), or a hub id / model dir as is."""
-    from rl.checkpoint import latest_checkpoint
-    from rl.models import resolve_model_path
-
-    if name_or_path in ("tiny-student", "tiny-student-init"):
-        from rl.tiny.build import TinySpec, build_tiny_model
-        return str(build_tiny_model(TinySpec(**TINY_STUDENT, pretrain=name_or_path == "tiny-student")))
-    path = Path(name_or_path)
-    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-        if (path / "model" / "config.json").is_file():
-            return str(path / "model")
-        latest = latest_checkpoint(path)
-        if latest is not None:
-            return str(latest)
-    return resolve_model_path(name_or_path)
+from rl.models import resolve_model_path  # noqa: E402
 
 
 def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
@@ -244,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 2. Model, tokenizer, trainer.
     from rl.models import load_causal_lm, load_tokenizer
     from rl.tracking import RunLogger
-    model_path = resolve_model(cfg.model.name_or_path)
+    model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
     model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
     results: dict[str, Any] = {}

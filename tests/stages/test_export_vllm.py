@@ -15,7 +15,7 @@ def test_exported_student_shape_model_generates_in_vllm(tmp_path):
     from rl.episode import SamplingParams
     from rl.export import export
     from rl.rollout.vllm import VLLMEngine
-    from rl.sft import TINY_STUDENT
+    from rl.tiny.build import TINY_STUDENT
     from rl.tiny.build import TinySpec, build_tiny_model
 
     spec = TinySpec(**TINY_STUDENT, vocab_size=300, num_docs=2000, pretrain=False)

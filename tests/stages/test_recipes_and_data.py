@@ -39,7 +39,7 @@ def test_cold_start_traces_are_correct_strict_and_held_out():
 def test_student_spec_shares_the_tokenizer_settings():
     from dataclasses import asdict
 
-    from rl.sft import TINY_STUDENT
+    from rl.tiny.build import TINY_STUDENT
     from rl.tiny.build import TinySpec
     base, student = asdict(TinySpec()), asdict(TinySpec(**TINY_STUDENT))
     tokenizer_keys = ("vocab_size", "num_docs", "p_careful", "p_strict", "seed")  # what build_tokenizer depends on
