@@ -1,7 +1,8 @@
-"""Measure the colocated vLLM engine: rollout tokens/s and the cost of one weight push.
+"""Measure a rollout engine: rollout tokens/s and the cost of one weight push; the same workload for both engines.
 
-    HF_HUB_OFFLINE=1 python -m rl.rollout.vllm_bench                       # tests' tiny random model (built in a tmp dir)
-    HF_HUB_OFFLINE=1 python -m rl.rollout.vllm_bench --model PATH          # any HF model dir, e.g. rl.tiny's base model
+    HF_HUB_OFFLINE=1 python -m rl.rollout.bench                       # vLLM, tests' tiny random model (tmp dir)
+    HF_HUB_OFFLINE=1 python -m rl.rollout.bench --model PATH          # any HF model dir, e.g. rl.tiny's base model
+    HF_HUB_OFFLINE=1 python -m rl.rollout.bench --engine hf --model PATH   # the transformers engine, same prompts
     ... --prompts 16 --group 8 --max-tokens 64 --temperature 1.0 --repeats 3 --pushes 5
 
 Prompts are fixed ("User: a+b = ? Assistant:" with a, b from a seeded generator) and decoding runs to EOS or
@@ -31,12 +32,12 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--pushes", type=int, default=5)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--engine", choices=["vllm", "hf"], default="vllm")
     args = ap.parse_args(argv)
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rl.rollout.vllm import VLLMEngine
     from rl.episode import SamplingParams
 
     path = args.model
@@ -51,7 +52,14 @@ def main(argv=None):
     params = SamplingParams(n=args.group, temperature=args.temperature, max_tokens=args.max_tokens, seed=0)
 
     t0 = time.perf_counter()
-    engine = VLLMEngine(path, tok, dtype=args.dtype, max_model_len=max(256, max(map(len, prompts)) + args.max_tokens))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype))
+    if args.engine == "vllm":
+        from rl.rollout.vllm import VLLMEngine
+        engine = VLLMEngine(path, tok, dtype=args.dtype,
+                            max_model_len=max(256, max(map(len, prompts)) + args.max_tokens))
+    else:
+        from rl.rollout.hf import HFEngine
+        engine = HFEngine(model, tok)
     start_s = time.perf_counter() - t0
     engine.generate(prompts, params)  # warm-up
     rates, lengths = [], []
@@ -63,17 +71,17 @@ def main(argv=None):
         rates.append(ntok / dt)
         lengths.append(ntok / (args.prompts * args.group))
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype))
     pushes = []
     for _ in range(args.pushes):
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(torch.randn_like(p) * 1e-3)
+        t = time.perf_counter()
         engine.update_weights(model)
-        pushes.append(engine.last_push_seconds)
+        pushes.append(time.perf_counter() - t)
     engine.close()
     print(json.dumps({
-        "model": path, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "engine": args.engine, "model": path, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
         "prompts": args.prompts, "group": args.group, "max_tokens": args.max_tokens,
         "temperature": args.temperature, "engine_start_s": round(start_s, 2),
         "completion_tokens_per_s": round(statistics.median(rates), 1),
