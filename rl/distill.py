@@ -232,10 +232,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from data.loading import DataError
-    from rl.config import ConfigError
-    try:
-        main()
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from rl.cli import run_cli
+    run_cli(main)

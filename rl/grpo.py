@@ -175,10 +175,5 @@ if __name__ == "__main__":
     # user reward modules named in recipes live) on the path instead of rl/ itself.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path[0] = os.getcwd()
-    from rl.config import ConfigError
-    from data.loading import DataError
-    try:
-        main()
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    from rl.cli import run_cli
+    run_cli(main)

@@ -66,3 +66,14 @@ def test_missing_dataset_column_fails_before_model_load(tmp_path, monkeypatch):
     from data.loading import DataError
     with pytest.raises(DataError, match=r"has no column 'prompt'; columns: answer, question"):
         grpo.main([TINY, f"data.train={data}", "data.test=null", f"output_dir={tmp_path / 'run'}"])
+
+
+def test_cli_prints_one_line_and_exits_2():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "rl/grpo.py", TINY, "train.lr=1"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown recipe key 'train.lr'; valid keys in train: learning_rate, lr_scheduler, warmup_steps, "
+        "max_steps, batch_size, micro_batch_size, max_grad_norm, weight_decay, adam_beta1, adam_beta2, seed"]
