@@ -25,7 +25,7 @@ $(VLLM_STAMP): $(STAMP) rl/rollout/install_vllm.sh
 	touch $(VLLM_STAMP)
 
 test: setup setup-vllm
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=12 tests
 
 test-fast: setup
 	$(PY) -m pytest -q tests -m "not slow"

@@ -108,7 +108,8 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
         if need <= 0:
             break
         t0 = time.time()
-        seeded = params if params.seed is None else SamplingParams(**{**params.__dict__, "seed": params.seed + round_})
+        seeded = params if params.seed is None else SamplingParams(**{**params.__dict__,
+                                                                     "seed": params.seed + round_ * 1_000_003})
         episodes = generate_episodes(engine, encoder, sampler.take(need), seeded, first_group_id=drawn_groups)
         drawn_groups += need
         t_gen += time.time() - t0

