@@ -1,16 +1,18 @@
-"""Entry-point glue shared by rl/grpo.py, rl/sft.py and rl/distill.py: bad input ends as one line, exit code 2."""
+"""Entry-point glue shared by the rl/ scripts: bad input ends as one line and exit code 2."""
 from __future__ import annotations
 
 import sys
 from typing import Callable
 
 
-def run_cli(main: Callable[[], object]) -> None:
-    from data.loading import DataError
-    from rl.config import ConfigError
-
+def run_cli(main: Callable[[], object], errors: tuple[type[Exception], ...] | None = None) -> None:
+    """Run `main`; the expected input errors (default: recipe and data errors) print one line and exit 2."""
+    if errors is None:
+        from data.loading import DataError
+        from rl.config import ConfigError
+        errors = (ConfigError, DataError)
     try:
         main()
-    except (ConfigError, DataError) as e:
+    except errors as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
