@@ -25,7 +25,7 @@ import torch
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config import ConfigError, dump_yaml, load_config, split_argv
+    from rl.config import dump_yaml, load_config, split_argv
     from rl.grpo_config import GRPOConfig
 
     # 1. The recipe, fully checked (keys, types, registries, rewards) before anything heavy.
@@ -135,7 +135,6 @@ def main(argv: list[str] | None = None) -> dict:
         truncated_frac = sum(e.truncated for e in episodes) / len(episodes)
         metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
                         "truncated_frac": truncated_frac, "time/step_s": time.time() - t_step})
-        metrics = {k: v for k, v in metrics.items()}
         if world > 1:  # average scalar metrics over processes (same keys on every rank)
             keys = sorted(metrics)
             vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[grpo] eval/accuracy {first_eval['eval/accuracy']:.3f} -> {last_eval['eval/accuracy']:.3f}, "
               f"eval/format {first_eval['eval/format']:.3f} -> {last_eval['eval/format']:.3f}\n"
               f"{before_after_table(out)}\n[grpo] plot: {plot_run(out)}", flush=True)
-    accelerator.end_training() if hasattr(accelerator, "end_training") else None
+    accelerator.end_training()
     return {"first_eval": first_eval, "last_eval": last_eval, "output_dir": str(out)}
 
 

@@ -54,9 +54,12 @@ class HFEngine:
         self.model.train(was_training)
         new_tokens = gen.sequences[:, width:].cpu()  # [B, L]
         temperature = 1.0 if params.greedy else params.temperature
-        logits = torch.stack(gen.logits, dim=1).float().cpu() / temperature  # [B, L, V] (raw logits, then scaled)
-        logprobs = (logits.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)
-                    - torch.logsumexp(logits, dim=-1))  # [B, L]
+        # One [B, V] step at a time: never a stacked [B, L, V] float32 copy of the raw logits generate returned.
+        per_step = []
+        for step_logits, step_tokens in zip(gen.logits, new_tokens.T.to(device)):  # [B, V], [B]
+            scaled = step_logits.float() / temperature  # [B, V]
+            per_step.append(scaled.gather(-1, step_tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(scaled, -1))
+        logprobs = torch.stack(per_step, dim=1).cpu()  # [B, L]
         results = []
         for i, p in enumerate(prompts):
             row = new_tokens[i].tolist()
