@@ -1,25 +1,31 @@
-"""Atomic checkpoints and resume.
+"""Atomic checkpoints and resume, under every strategy (single, DDP, DeepSpeed ZeRO-2/3, FSDP2).
 
-    output_dir/checkpoint-000040/   model (safetensors) + tokenizer, optimizer.pt, scheduler.pt,
-                                    rng-rank{r}.pt, trainer_state.json (step, data position, ...)
+    output_dir/checkpoint-000040/   config.json, model.safetensors, tokenizer files   consolidated Hugging Face model
+                                                                                      (evaluation, export, vLLM)
+                                    state/            accelerate `save_state`: model + optimizer as the strategy
+                                                      keeps them (ZeRO shards per rank, FSDP sharded state dicts,
+                                                      a plain state dict otherwise) and the RNG state of every rank
+                                    scheduler.pt      the LR schedule (stepped by the learner, not by accelerate)
+                                    trainer_state.json  step, data position, ...
 
 A checkpoint is written into a hidden temporary directory and renamed into place only when complete (os.replace is
 atomic on one filesystem), so a crash mid-save leaves the previous checkpoint untouched and no half-written one behind
-a valid name. `latest_checkpoint` ignores temporaries. Under several processes every rank writes its RNG state into the
-temporary directory, then rank 0 renames it.
+a valid name; `latest_checkpoint` ignores temporaries. Every rank writes its own part into the temporary directory
+(one filesystem shared by the ranks, as accelerate and DeepSpeed assume), then rank 0 renames it. Resume restores
+exactly: model, optimizer moments, schedule, accelerate's accumulation counter and every rank's RNG.
 """
 from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from rl.distributed import full_state_dict
 
 PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -37,37 +43,38 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, tokenizer, scheduler,
+                    state: dict[str, Any], total_limit: int | None = None, weights_prefix: str = "") -> Path:
+    """Write checkpoint-{step} atomically; keep at most `total_limit` checkpoints. Collective: call on all ranks.
 
-
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, tokenizer, optimizer, scheduler,
-                    state: dict[str, Any], total_limit: int | None = None) -> Path:
-    """Write checkpoint-{step} atomically; keep at most `total_limit` checkpoints. Collective: call on all ranks."""
+    `model` is the prepared model (its weights are gathered for the Hugging Face copy; names lose `weights_prefix`,
+    and `unwrap_model(model)` — or its `.lm` when the prefix says so — provides config and save_pretrained)."""
     final = checkpoint_dir(output_dir, step)
     tmp = final.parent / f".tmp-{final.name}"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    torch.save(rng_state(), tmp / f"rng-rank{accelerator.process_index}.pt")
+    accelerator.save_state(str(tmp / "state"))  # collective
+    weights = full_state_dict(accelerator, model, weights_prefix)  # collective
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
+        hf_model = accelerator.unwrap_model(model)
+        if weights_prefix:
+            hf_model = getattr(hf_model, weights_prefix.rstrip("."))
+        hf_model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        for f in tmp.iterdir():  # flush file contents before the rename makes them visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        _fsync_tree(tmp)  # file contents on disk before the rename makes them visible
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -79,22 +86,12 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
     return final
 
 
-def load_training_state(accelerator, path: Path, model, optimizer, scheduler) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and this rank's RNG from `path`; returns trainer_state.json."""
-    from safetensors.torch import load_file
-
-    weights = {}
-    for shard in sorted(path.glob("*.safetensors")):
-        weights.update(load_file(shard))
-    target = accelerator.unwrap_model(model)
-    missing, unexpected = target.load_state_dict(weights, strict=False)
-    real_missing = [k for k in missing if not (k == "lm_head.weight" and target.config.tie_word_embeddings)]
-    if real_missing or unexpected:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {real_missing[:3]}, "
-                           f"unexpected {unexpected[:3]}")
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+def load_training_state(accelerator, path: Path, scheduler) -> dict[str, Any]:
+    """Restore everything `accelerator.prepare` registered (model, optimizer, RNG of this rank, accumulation
+    counter) and the LR schedule from `path`; returns trainer_state.json. Collective."""
+    path = Path(path)
+    if not (path / "state").is_dir():
+        raise FileNotFoundError(f"{path} has no accelerate state (state/): not a checkpoint of this trainer")
+    accelerator.load_state(str(path / "state"))
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
-    rng_file = path / f"rng-rank{accelerator.process_index}.pt"
-    if rng_file.is_file():
-        set_rng_state(torch.load(rng_file, weights_only=False))
     return json.loads((path / "trainer_state.json").read_text())

@@ -8,6 +8,15 @@
 
 Positions: the learner derives position ids from the attention mask, so left padding does not shift positions and the
 logprobs match the engine's (which sees unpadded prompts).
+
+Padding waste: a step's batch is padded to its longest prompt and completion. The learner orders rows by length
+(`by_length`) and cuts its micro-batches from that order, each trimmed to its own longest row (`trim_padding`), so a
+micro-step costs what its real tokens cost. No loss mode depends on the padding (grpo divides by each row's own
+tokens, bnpo/dapo by the step's token count, dr_grpo by max_completion_length from the recipe), so the loss and the
+gradients are those of the padded batch.
+
+    rows with real lengths (prompt + completion) [9, 3, 7, 4], micro-batches of 2
+    -> order [0, 2, 3, 1]: micro-batch 1 = rows 0, 2 padded to 9; micro-batch 2 = rows 3, 1 padded to 4 (not 9)
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ from typing import Sequence
 
 import torch
 
-from rl.episode import Batch, Episode
+from rl.episode import BATCH_FIELDS, Batch, Episode
 
 
 def collate(episodes: Sequence[Episode], pad_token_id: int, mask_truncated_completions: bool = False) -> Batch:
@@ -45,3 +54,30 @@ def collate(episodes: Sequence[Episode], pad_token_id: int, mask_truncated_compl
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """[N, T] mask -> [N, T] positions counting real tokens only (0 on left padding)."""
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def by_length(batch: Batch) -> tuple[Batch, torch.Tensor]:
+    """Rows reordered longest first (real tokens: prompt + completion); returns (new batch, order [N]).
+    Ties keep their original order (stable sort), so the result does not depend on the sort's implementation."""
+    lengths = batch.attention_mask.sum(-1)  # [N]
+    order = torch.sort(-lengths, stable=True).indices  # [N]
+    return Batch(*(None if t is None else t.index_select(0, order.to(t.device))
+                   for t in (getattr(batch, f) for f in BATCH_FIELDS))), order
+
+
+def trim_padding(batch: Batch) -> Batch:
+    """The same rows without the columns that are padding in every row: leading prompt columns and trailing
+    completion columns (at least one completion column stays). Views, no copies."""
+    C = batch.completion_length
+    P = batch.input_ids.shape[1] - C
+    prompt_real = batch.attention_mask[:, :P].any(0)  # [P]
+    first = int(prompt_real.nonzero()[0]) if prompt_real.any() else P
+    completion_real = batch.attention_mask[:, P:].any(0)  # [C]
+    keep = max(int(completion_real.nonzero()[-1]) + 1 if completion_real.any() else 1, 1)
+    if first == 0 and keep == C:
+        return batch
+    def cols(t, lo, hi):
+        return None if t is None else t[:, lo:hi]
+    return Batch(batch.input_ids[:, first:P + keep], batch.attention_mask[:, first:P + keep],
+                 batch.completion_mask[:, :keep], batch.advantages, cols(batch.sampling_logprobs, 0, keep),
+                 cols(batch.old_logprobs, 0, keep), cols(batch.ref_logprobs, 0, keep))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -17,27 +17,47 @@ from rl.episode import Episode, SamplingParams
 
 
 class PromptSampler:
-    """Deterministic, resumable stream of examples: a shuffled epoch order per seed, shared by all ranks; rank r of
-    W takes every W-th block, so processes never see the same prompt in a step. `position` is saved in checkpoints."""
+    """Deterministic, resumable stream of examples shared by all ranks: a shuffled epoch order per seed, and one
+    global `position` (examples consumed by all ranks together, saved in checkpoints).
 
-    def __init__(self, examples: list[dict], seed: int, rank: int = 0, world_size: int = 1, position: int = 0):
+    Each `take(n)` is a collective round: the ranks' counts are exchanged (`gather_counts(n) -> [n_0, ..., n_W-1]`),
+    rank r takes the slice [position + n_0 + ... + n_{r-1}, + n_r) and every rank advances `position` by the total.
+    Ranks asking for different counts (DAPO dynamic sampling refills only what it dropped) therefore never draw the
+    same example in a round and keep identical positions, so the position saved by rank 0 resumes every rank.
+
+        W = 2, position 10: rank 0 asks 3, rank 1 asks 1 -> rank 0 takes 10..12, rank 1 takes 13, position -> 14
+
+    Without `gather_counts` all ranks are assumed to ask for the same n (the plain GRPO step).
+    """
+
+    def __init__(self, examples: list[dict], seed: int, rank: int = 0, world_size: int = 1, position: int = 0,
+                 gather_counts: Callable[[int], list[int]] | None = None):
         self.examples, self.seed, self.rank, self.world = examples, seed, rank, world_size
-        self.position = position  # number of examples consumed by all ranks together
+        self.position = position
+        self.gather_counts = gather_counts or (lambda n: [n] * self.world)
+        self.last_round_total = 0  # examples all ranks took in the last round (0: every rank is done)
+        self._epoch_order: tuple[int, list[int]] | None = None
 
     def _order(self, epoch: int) -> list[int]:
-        order = list(range(len(self.examples)))
-        random.Random(self.seed * 100_003 + epoch).shuffle(order)
-        return order
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            order = list(range(len(self.examples)))
+            random.Random(self.seed * 100_003 + epoch).shuffle(order)
+            self._epoch_order = (epoch, order)
+        return self._epoch_order[1]
 
     def take(self, n: int) -> list[tuple[int, dict]]:
-        """n (index, example) pairs for this rank; advances the shared position by n * world_size."""
-        start = self.position + self.rank * n
+        """This rank's n (index, example) pairs; collective when ranks may ask for different counts."""
+        counts = self.gather_counts(n)
+        if len(counts) != self.world or counts[self.rank] != n:
+            raise RuntimeError(f"prompt sampler: rank {self.rank} asked for {n} but the exchange says {counts}")
+        start = self.position + sum(counts[:self.rank])
         out = []
         for k in range(start, start + n):
             epoch, offset = divmod(k, len(self.examples))
             idx = self._order(epoch)[offset]
             out.append((idx, self.examples[idx]))
-        self.position += n * self.world
+        self.last_round_total = sum(counts)
+        self.position += self.last_round_total
         return out
 
 
@@ -96,21 +116,26 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
 
     With dynamic sampling (DAPO), groups whose rewards are all equal are dropped and more prompts are drawn, for at
     most `max_rounds` rounds; if the batch is still short, dropped groups are put back (A = 0 for them: no signal, but
-    the batch shape stays fixed, which DDP and the normaliser need).
+    the batch shape stays fixed, which DDP and the normaliser need). With several processes every rank runs the same
+    rounds (the sampler's exchange is collective) until all ranks are full.
     """
     t_gen = t_score = 0.0
     kept: list[Episode] = []
     dropped: list[Episode] = []
     scorer_metrics: dict[str, float] = {}
-    drawn_groups = 0
+    drawn_groups = rounds = 0
     for round_ in range(max_rounds if dynamic_sampling else 1):
-        need = prompts_per_step - len(kept) // params.n
-        if need <= 0:
-            break
+        need = max(prompts_per_step - len(kept) // params.n, 0)
+        drawn = sampler.take(need)  # collective: every rank calls it each round, even with need = 0
+        if sampler.last_round_total == 0:
+            break  # every rank is full
+        rounds += 1  # rounds in which some rank drew prompts (the same count on every rank)
+        if not drawn:
+            continue  # this rank is full, others still draw
         t0 = time.time()
         seeded = params if params.seed is None else SamplingParams(**{**params.__dict__,
                                                                      "seed": params.seed + round_ * 1_000_003})
-        episodes = generate_episodes(engine, encoder, sampler.take(need), seeded, first_group_id=drawn_groups)
+        episodes = generate_episodes(engine, encoder, drawn, seeded, first_group_id=drawn_groups)
         drawn_groups += need
         t_gen += time.time() - t0
         t0 = time.time()
@@ -119,7 +144,7 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
         if not dynamic_sampling:
             kept = episodes
             break
-        rewards = torch.tensor([e.reward_total for e in episodes])
+        rewards = torch.tensor([e.reward_total for e in episodes], dtype=torch.float64)
         informative = informative_groups(rewards, params.n).tolist()
         for g, ok in enumerate(informative):
             (kept if ok else dropped).extend(episodes[g * params.n:(g + 1) * params.n])
@@ -129,5 +154,5 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
     metrics = {**scorer_metrics, "time/generate_s": t_gen, "time/score_s": t_score}
     if dynamic_sampling:
         metrics["dynamic_sampling/dropped_frac"] = len(dropped) / max(drawn_groups * params.n, 1)
-        metrics["dynamic_sampling/rounds"] = float(round_ + 1)
+        metrics["dynamic_sampling/rounds"] = float(rounds)
     return kept[:prompts_per_step * params.n], metrics

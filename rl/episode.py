@@ -57,6 +57,10 @@ class Episode:
         return self.completion.finish_reason == "length"
 
 
+BATCH_FIELDS = ("input_ids", "attention_mask", "completion_mask", "advantages", "sampling_logprobs", "old_logprobs",
+                "ref_logprobs")
+
+
 @dataclass
 class Batch:
     """Padded tensors for the learner. N sequences, P prompt positions (left-padded), C completion positions
@@ -90,6 +94,4 @@ class Batch:
         """Rows [start, stop) as a new Batch (views, no copies)."""
         def cut(t):
             return None if t is None else t[start:stop]
-        return Batch(*(cut(getattr(self, f)) for f in
-                       ("input_ids", "attention_mask", "completion_mask", "advantages", "sampling_logprobs",
-                        "old_logprobs", "ref_logprobs")))
+        return Batch(*(cut(getattr(self, f)) for f in BATCH_FIELDS))

@@ -40,11 +40,11 @@ def main(argv: list[str] | None = None) -> dict:
     test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
 
     # 3. Processes, seeds, run directory, rewards.
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from rewards import RewardScorer, get_reward
+    from rl.distributed import make_accelerator, strategy
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = make_accelerator(cfg)
     rank, world = accelerator.process_index, accelerator.num_processes
     set_seed(cfg.train.seed + rank)
     from pathlib import Path
@@ -52,19 +52,21 @@ def main(argv: list[str] | None = None) -> dict:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_yaml(cfg))
-        print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}):\n{dump_yaml(cfg)}", flush=True)
+        print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}, {strategy(accelerator)}, "
+              f"mixed precision {accelerator.mixed_precision}):\n{dump_yaml(cfg)}", flush=True)
     scorer = RewardScorer(cfg.rewards)
     eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
 
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
     from rl.collect import PromptEncoder, PromptSampler, collect_episodes
-    from rl.learner import Learner
+    from rl.learner import POLICY_PREFIX, Learner
     from rl.models import load_causal_lm, load_tokenizer, resolve_model_path
     from rl.rollout import make_engine
     with accelerator.main_process_first():  # a tiny model is built once, by rank 0, then read by the others
         model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
-    model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
+    # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
+    model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
     ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
     learner = Learner(cfg, accelerator, model, ref_model)
     r = cfg.rollout
@@ -72,22 +74,33 @@ def main(argv: list[str] | None = None) -> dict:
                          max_model_len=r.max_prompt_length + r.max_completion_length, dtype=cfg.model.dtype)
     encoder = PromptEncoder(tokenizer, d.template, d.system_prompt, r.max_prompt_length)
 
+    def push_weights() -> None:  # collective under ZeRO-3/FSDP: every rank, same point
+        engine.update_weights(learner.unwrapped_model, learner.full_named_parameters())
+
+    def gather_counts(n: int) -> list[int]:  # the prompt sampler's per-round exchange (collective)
+        return accelerator.gather(torch.tensor([n], device=accelerator.device)).tolist()
+
     # 5. Resume (auto: latest complete checkpoint in output_dir).
     from rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-    sampler = PromptSampler(train_rows, seed=cfg.train.seed, rank=rank, world_size=world)
+    sampler = PromptSampler(train_rows, seed=cfg.train.seed, rank=rank, world_size=world,
+                            gather_counts=gather_counts if world > 1 else None)
     start_step = 0
     resume_from = None if cfg.resume == "never" else (latest_checkpoint(out) if cfg.resume == "auto"
                                                       else Path(cfg.resume))
     if resume_from is not None:
-        state = load_training_state(accelerator, resume_from, learner.model, learner.optimizer, learner.scheduler)
+        state = load_training_state(accelerator, resume_from, learner.scheduler)
         start_step, sampler.position = state["step"], state["sampler_position"]
-        engine.update_weights(learner.unwrapped_model)
-        if accelerator.is_main_process:
-            print(f"[grpo] resumed from {resume_from} at step {start_step}", flush=True)
+        push_weights()
 
     from rl.evaluate import evaluate_greedy
     from rl.tracking import RunLogger
-    logger = RunLogger(out, cfg.logging.report_to, config=None, enabled=accelerator.is_main_process)
+    # on resume, the logs are cut back to the checkpoint's step (a killed run logged steps that are redone now)
+    logger = RunLogger(out, cfg.logging.report_to, config=None, enabled=accelerator.is_main_process,
+                       resume_step=start_step if resume_from is not None else None)
+    if resume_from is not None and accelerator.is_main_process:
+        print(f"[grpo] resumed from {resume_from} at step {start_step}"
+              f"{f'; removed {logger.rewound_rows} log rows of later steps' if logger.rewound_rows else ''}",
+              flush=True)
 
     def evaluate(step: int) -> dict:
         metrics = {}
@@ -99,8 +112,9 @@ def main(argv: list[str] | None = None) -> dict:
         return metrics
 
     def checkpoint(step: int) -> None:
-        save_checkpoint(accelerator, out, step, learner.model, tokenizer, learner.optimizer, learner.scheduler,
-                        {"sampler_position": sampler.position}, cfg.logging.save_total_limit)
+        save_checkpoint(accelerator, out, step, learner.model, tokenizer, learner.scheduler,
+                        {"sampler_position": sampler.position}, cfg.logging.save_total_limit,
+                        weights_prefix=POLICY_PREFIX)
 
     # 6. The loop.
     from rl.advantages import get_advantage_fn
@@ -123,14 +137,18 @@ def main(argv: list[str] | None = None) -> dict:
                                 max_tokens=r.max_completion_length, seed=step_seed)
         episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, params, cfg.prompts_per_step,
                                              cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
-        rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
-        advantages, adv_metrics = advantage_fn(rewards, r.group_size)  # [N]
+        # Advantages over the global batch (every rank's rewards, in rank order): `batch` std is then the std of
+        # the whole step's rewards however the prompts split across processes; each rank keeps its own slice.
+        rewards = torch.tensor([e.reward_total for e in episodes], dtype=torch.float64)  # [N]
+        all_rewards = accelerator.gather(rewards.to(accelerator.device)).cpu() if world > 1 else rewards  # [W*N]
+        all_advantages, adv_metrics = advantage_fn(all_rewards, r.group_size)  # [W*N]
+        advantages = all_advantages[rank * len(episodes):(rank + 1) * len(episodes)]  # [N]
         for ep, a in zip(episodes, advantages.tolist()):
             ep.advantage = a
         batch = collate(episodes, tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
         metrics.update(adv_metrics)
         metrics.update(learner.step(batch))
-        engine.update_weights(learner.unwrapped_model)
+        push_weights()
         lengths = [len(e.completion.completion_ids) for e in episodes]
         truncated_frac = sum(e.truncated for e in episodes) / len(episodes)
         metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),

@@ -10,7 +10,7 @@ from rl.config import ConfigError
 @dataclass
 class ModelConfig:
     name_or_path: str = "tiny"  # "tiny" = the project's cached tiny base model (rl/tiny/build.py); else hub id or dir
-    dtype: str = "float32"  # float32 | bfloat16 | float16
+    dtype: str = "float32"  # compute dtype: float32 | bfloat16 | float16 (weights stay float32: mixed precision)
     gradient_checkpointing: bool = False
     attn_implementation: str | None = None  # e.g. flash_attention_2 on GPU; None = transformers' default
 
@@ -74,6 +74,7 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
     seed: int = 0
+    logprob_chunk_elements: int = 2 ** 25  # LM-head chunk: positions x vocab values at once (rl/logprobs.py)
 
 
 @dataclass

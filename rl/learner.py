@@ -1,37 +1,48 @@
 """The GRPO learner: policy (+ optional reference), optimizer, schedule, accelerate; `step(batch) -> metrics`.
 
-One call of `step` is one generation batch: mu = `num_iterations` passes over it, each pass one optimizer step made of
+One call of `step` is one generation batch: mu = `num_iterations` passes over it, each pass ONE optimizer step made of
 micro-batched forward/backward passes with gradient accumulation. Forward passes per step:
 
-    mu = 1, beta = 0 : one (the training pass itself; old logprobs are its detached values)
+    mu = 1, beta = 0 : one per micro-batch (the training pass itself; old logprobs are its detached values)
     mu > 1           : + one no-grad pass for old logprobs, computed once before the first update
     beta > 0         : + one no-grad pass of the reference model
 
-The loss normaliser (`losses.Normalizer`) is computed from the whole batch, and across processes for `dapo`, before
-the first backward pass, so the update does not depend on the micro-batch split or the number of processes.
+The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/distributed.py holds what differs):
+  - the policy is `CausalLMLogprobs` (rl/policy.py): logprobs come out of the wrapped module's forward through a
+    chunked LM head, never as [B, T, vocab] logits;
+  - micro-batches run inside `accelerator.accumulate`, so gradients are synchronised (DDP/FSDP2) and DeepSpeed's
+    engine steps on the last micro-batch of the step only; the loss normaliser (`losses.Normalizer`) is fixed for the
+    whole step, across processes for `dapo`, before the first backward pass, so the update depends neither on the
+    micro-batch split nor on the number of processes;
+  - rows are ordered by length and each micro-batch trimmed to its own longest row (rl/collate.py);
+  - the LR schedule is a plain LambdaLR stepped once per optimizer step (not accelerate's, which steps
+    num_processes times).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 
 import torch
 
-from rl.collate import position_ids
+from rl import distributed
+from rl.collate import by_length, trim_padding
+from rl.episode import BATCH_FIELDS, Batch
 from rl.grpo_config import GRPOConfig
+from rl.losses import Normalizer, get_aggregation, policy_loss
+from rl.policy import CausalLMLogprobs
 from rl.rollout.vllm_mismatch import truncated_is_weights
-from rl.losses import Normalizer, get_aggregation, policy_loss, token_logprobs
-from rl.episode import Batch
+
+POLICY_PREFIX = "lm."  # CausalLMLogprobs holds the transformers model as `.lm`
 
 
 def completion_logprobs(model: torch.nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
-    """Logprobs of the completion tokens under `model`: [n, C]. Only the last C + 1 positions go through lm_head."""
-    C = batch.completion_length
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                position_ids=position_ids(batch.attention_mask), logits_to_keep=C + 1, use_cache=False)
-    logits = out.logits[:, :-1]  # [n, C, V]: position P-1+t predicts completion token t
-    return token_logprobs(logits, batch.input_ids[:, -C:], temperature)  # [n, C]
+    """Logprobs [n, C] of the counted completion tokens (0 elsewhere) under `model`: a (prepared) CausalLMLogprobs,
+    or a plain transformers causal LM (wrapped on the fly)."""
+    if not isinstance(model, CausalLMLogprobs):
+        model = CausalLMLogprobs(model)
+    logprobs, _ = model(batch.input_ids, batch.attention_mask, batch.completion_mask, temperature)
+    return logprobs
 
 
 def make_scheduler(optimizer, name: str, warmup_steps: int, total_steps: int):
@@ -47,6 +58,11 @@ def make_scheduler(optimizer, name: str, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def _pad_columns(t: torch.Tensor, width: int) -> torch.Tensor:
+    """[n, c] -> [n, width] with zeros on the right."""
+    return torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+
 class Learner:
     def __init__(self, cfg: GRPOConfig, accelerator, model: torch.nn.Module, ref_model: torch.nn.Module | None):
         self.cfg = cfg
@@ -55,28 +71,43 @@ class Learner:
         self.aggregation = get_aggregation(alg.loss)
         self.epsilon_low = alg.epsilon
         self.epsilon_high = alg.epsilon if alg.epsilon_high is None else alg.epsilon_high
+        self.accumulation_steps = distributed.micro_batches_per_step(cfg)
+        if accelerator.gradient_accumulation_steps != self.accumulation_steps:
+            raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
+                             f"recipe {self.accumulation_steps}: create it with rl.distributed.make_accelerator(cfg)")
         if cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay,
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay,
                                       betas=(train.adam_beta1, train.adam_beta2))
-        scheduler = make_scheduler(optimizer, train.lr_scheduler, train.warmup_steps,
-                                   train.max_steps * alg.num_iterations)
-        self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
-        self.ref_model = ref_model.eval().requires_grad_(False) if ref_model is not None else None
-        if self.ref_model is not None:
-            self.ref_model.to(accelerator.device)
+        # Built on the raw optimizer and never given to accelerate (see rl/distributed.py): one step per update.
+        self.scheduler = make_scheduler(optimizer, train.lr_scheduler, train.warmup_steps,
+                                        train.max_steps * alg.num_iterations)
+        distributed.configure_deepspeed(accelerator, train.micro_batch_size, self.accumulation_steps,
+                                        train.max_grad_norm)
+        self.model, self.optimizer = accelerator.prepare(policy, optimizer)
+        self.ref_model = None
+        if ref_model is not None:
+            ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
+            self.ref_model = distributed.prepare_reference(accelerator, ref)
 
     @property
     def unwrapped_model(self) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.model)
+        """The transformers model (shares its tensors with the prepared one)."""
+        return self.accelerator.unwrap_model(self.model).lm
 
-    def _micro_batches(self, batch: Batch):
+    def full_named_parameters(self):
+        """(checkpoint name, full tensor) for every parameter, one module at a time; collective under ZeRO-3/FSDP."""
+        return distributed.iter_full_params(self.model, prefix=POLICY_PREFIX)
+
+    def _micro_batches(self, batch: Batch) -> list[Batch]:
         size = self.cfg.train.micro_batch_size
-        return [batch.slice(s, s + size) for s in range(0, len(batch), size)]
+        return [trim_padding(batch.slice(s, s + size)) for s in range(0, len(batch), size)]
 
     @torch.no_grad()
     def _frozen_logprobs(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-        return torch.cat([completion_logprobs(model, mb, self.cfg.rollout.temperature)
+        temperature, C = self.cfg.rollout.temperature, batch.completion_length
+        return torch.cat([_pad_columns(model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature)[0], C)
                           for mb in self._micro_batches(batch)])  # [N, C]
 
     def normalizer(self, batch: Batch) -> Normalizer:
@@ -86,16 +117,16 @@ class Learner:
                           global_num_tokens=global_tokens.item(), num_processes=self.accelerator.num_processes,
                           max_completion_length=self.cfg.rollout.max_completion_length)
 
-    def _to_device(self, batch: Batch) -> Batch:
-        device = self.accelerator.device
-        return Batch(*(None if t is None else t.to(device) for t in
-                       (batch.input_ids, batch.attention_mask, batch.completion_mask, batch.advantages,
-                        batch.sampling_logprobs, batch.old_logprobs, batch.ref_logprobs)))
-
     def prepare(self, batch: Batch) -> tuple[Batch, Normalizer]:
-        """Move to device, add old/ref logprobs when the algorithm needs them, fix the step's normaliser."""
+        """A new batch on the device, rows ordered by length, with old/ref logprobs when the algorithm needs them;
+        and the step's normaliser. The caller's batch is not modified."""
         alg = self.cfg.algorithm
-        batch = self._to_device(batch)
+        if len(batch) != self.accumulation_steps * self.cfg.train.micro_batch_size:
+            raise ValueError(f"a step trains on {self.accumulation_steps * self.cfg.train.micro_batch_size} rows per "
+                             f"process (train.batch_size), got {len(batch)}")
+        device = self.accelerator.device
+        batch, _ = by_length(Batch(*(None if t is None else t.to(device)
+                                     for t in (getattr(batch, f) for f in BATCH_FIELDS))))
         self.model.train()
         if alg.num_iterations > 1 and batch.old_logprobs is None:
             batch.old_logprobs = self._frozen_logprobs(self.model, batch)
@@ -104,19 +135,22 @@ class Learner:
         return batch, self.normalizer(batch)
 
     def accumulate_gradients(self, batch: Batch, norm: Normalizer, first_pass: bool = True) -> dict[str, float]:
-        """One pass of micro-batched forward/backward over `batch`; gradients are left in `.grad` (no optimizer
-        step). DDP gradient sync happens on the last micro-batch only. Returns sums for metrics."""
+        """One pass of micro-batched forward/backward over a prepared `batch`. Under DDP/FSDP2 the gradients are
+        left in `.grad` (synchronised on the last micro-batch); under DeepSpeed the engine has stepped its optimizer
+        after the last one. Returns sums for metrics."""
         alg, temperature = self.cfg.algorithm, self.cfg.rollout.temperature
-        micro = self._micro_batches(batch)
-        sums = {"loss": 0.0, "clipped_tokens": 0.0, "kl_tokens": 0.0, "diff_sum": 0.0, "diff_max": 0.0}
-        for i, mb in enumerate(micro):
-            ctx = contextlib.nullcontext() if i == len(micro) - 1 else self.accelerator.no_sync(self.model)
-            with ctx:
-                logprobs = completion_logprobs(self.model, mb, temperature)  # [n, C]
-                if first_pass:  # engine vs learner logprobs on the sampled tokens, free from this pass
+        scale = distributed.loss_scale_for_backward(self.accelerator)
+        sums = {"loss": 0.0, "clipped_tokens": 0.0, "kl_tokens": 0.0, "diff_sum": 0.0, "diff_max": 0.0,
+                "entropy_sum": 0.0}
+        for mb in self._micro_batches(batch):
+            with self.accelerator.accumulate(self.model):
+                logprobs, entropy = self.model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
+                                               with_entropy=first_pass)  # [n, C], [n, C] | None
+                if first_pass:  # engine vs learner logprobs on the sampled tokens, and entropy, free from this pass
                     diff = (logprobs.detach() - mb.sampling_logprobs).abs() * mb.completion_mask  # [n, C]
                     sums["diff_sum"] += diff.sum().item()
                     sums["diff_max"] = max(sums["diff_max"], diff.max().item())
+                    sums["entropy_sum"] += (entropy * mb.completion_mask).sum().item()
                 is_weights = None
                 if alg.tis_cap is not None:  # truncated IS: correct for engine/learner mismatch
                     behaviour = logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs
@@ -126,17 +160,27 @@ class Learner:
                     logprobs, mb.advantages, mb.completion_mask, norm, aggregation=self.aggregation,
                     epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, beta=alg.beta,
                     old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights)
-                self.accelerator.backward(loss)
+                self.accelerator.backward(loss * scale)
             sums["loss"] += loss.item()
             sums["clipped_tokens"] += parts["clipped_tokens"].item()
             if "kl_tokens" in parts:
                 sums["kl_tokens"] += parts["kl_tokens"].item()
         return sums
 
+    def optimizer_step(self) -> float:
+        """Clip, step, zero the gradients, advance the LR schedule once. Returns the gradient norm before clipping."""
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.train.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.accelerator.optimizer_step_was_skipped:
+            self.scheduler.step()
+        return float(grad_norm)
+
     def step(self, batch: Batch) -> dict[str, float]:
         """Train on one generation batch: mu optimizer steps over it. Returns metrics for logging."""
         t0 = time.time()
         alg = self.cfg.algorithm
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step's updates use
         batch, norm = self.prepare(batch)
         totals: dict[str, float] = {}
         grad_norms = []
@@ -144,21 +188,18 @@ class Learner:
             sums = self.accumulate_gradients(batch, norm, first_pass=iteration == 0)
             for k, v in sums.items():
                 totals[k] = max(totals.get(k, 0.0), v) if k == "diff_max" else totals.get(k, 0.0) + v
-            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.train.max_grad_norm)
-            grad_norms.append(float(grad_norm))
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        token_passes = max(norm.num_tokens * alg.num_iterations, 1.0)
+            grad_norms.append(self.optimizer_step())
+        tokens = max(norm.num_tokens, 1.0)
         metrics = {
             "loss": totals["loss"] / alg.num_iterations,
-            "clip_frac": totals["clipped_tokens"] / token_passes,
+            "clip_frac": totals["clipped_tokens"] / (tokens * alg.num_iterations),
             "grad_norm": sum(grad_norms) / len(grad_norms),
-            "lr": self.scheduler.get_last_lr()[0],
-            "rollout/logprob_diff_mean": totals["diff_sum"] / max(norm.num_tokens, 1.0),
+            "lr": lr,
+            "entropy": totals["entropy_sum"] / tokens,
+            "rollout/logprob_diff_mean": totals["diff_sum"] / tokens,
             "rollout/logprob_diff_max": totals["diff_max"],
             "time/train_s": time.time() - t0,
         }
         if alg.beta > 0:
-            metrics["kl"] = totals["kl_tokens"] / token_passes
+            metrics["kl"] = totals["kl_tokens"] / (tokens * alg.num_iterations)
         return metrics

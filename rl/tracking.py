@@ -1,17 +1,44 @@
 """Run logging: metrics.jsonl (one JSON object per line), sample completions, optional trackers.
 
 Only the main process writes. `report_to`: none | tensorboard | wandb | trackio (imported only when chosen).
+
+Resume: a run killed after its last checkpoint (step s) has logged steps s+1..k that the resumed run logs again.
+`RunLogger(..., resume_step=s)` first cuts metrics.jsonl and completions.jsonl back to the rows of steps <= s
+(written to a temporary file, then renamed over the original: a crash leaves either the old or the new file), and
+TensorBoard purges its events after s, so a killed-and-resumed run's logs equal an uninterrupted run's. wandb and
+trackio keep what they already received (their own resume semantics).
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 
+LOG_FILES = ("metrics.jsonl", "completions.jsonl")
+
+
+def rewind_jsonl(path: Path, last_step: int) -> int:
+    """Keep the rows of `path` whose step is <= last_step (atomically); returns the number of rows removed."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    if len(kept) == len([line for line in lines if line.strip()]):
+        return 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
 class RunLogger:
     def __init__(self, output_dir: str | Path, report_to: str = "none", config: dict | None = None,
-                 enabled: bool = True):
+                 enabled: bool = True, resume_step: int | None = None):
         self.dir = Path(output_dir)
         self.enabled = enabled
         self.report_to = report_to
@@ -19,9 +46,13 @@ class RunLogger:
         if not enabled:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.rewound_rows = 0
+        if resume_step is not None:
+            self.rewound_rows = sum(rewind_jsonl(self.dir / name, resume_step) for name in LOG_FILES)
         if report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
-            self._tracker = SummaryWriter(str(self.dir / "tensorboard"))
+            self._tracker = SummaryWriter(str(self.dir / "tensorboard"),
+                                          purge_step=None if resume_step is None else resume_step + 1)
         elif report_to == "wandb":
             import wandb
             self._tracker = wandb.init(project="r1-grpo", dir=str(self.dir), config=config)

@@ -19,8 +19,8 @@ class HFEngine:
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def update_weights(self, model: torch.nn.Module) -> None:
-        self.model = model
+    def update_weights(self, model: torch.nn.Module, weights=None) -> None:
+        self.model = model  # shared tensors: nothing to copy, and `weights` is left unstarted
 
     def close(self) -> None:
         pass

@@ -9,10 +9,10 @@
 Every vLLM call goes through rl/rollout/vllm_adapter.py (the only module that knows vLLM's API and internals);
 vLLM is imported lazily, so this module imports on machines without it.
 
-Weight pushes stream (name, tensor) pairs from `iter_full_params(model)`: plain iteration for an ordinary model,
-one module at a time under DeepSpeed ZeRO-3 (GatheredParameters) and FSDP (FSDP1 summon_full_params per FSDP unit,
-FSDP2 DTensor.full_tensor per parameter), so no rank ever materialises the full model at once. Under ZeRO-3/FSDP the
-gather is collective: every rank must call `update_weights` at the same point.
+Weight pushes stream (name, tensor) pairs: the learner's `full_named_parameters()` (rl/distributed.py
+`iter_full_params`: one module at a time under DeepSpeed ZeRO-3 and FSDP, never the whole model gathered at once), or,
+for a plain model, its own parameters. Under ZeRO-3/FSDP the gather is collective: every rank must call
+`update_weights` at the same point.
 """
 from __future__ import annotations
 
@@ -26,86 +26,11 @@ from typing import Literal
 
 import torch
 
+from rl.distributed import iter_full_params
 from rl.rollout import vllm_adapter as va
 from rl.episode import Completion, SamplingParams
 
 Mode = Literal["colocate", "server"]
-
-
-# ----------------------------------------------------------------------------------------- gathering the weights
-
-def _is_zero3_param(p: torch.nn.Parameter) -> bool:
-    return hasattr(p, "ds_id") and hasattr(p, "ds_status")
-
-
-def _fsdp1_root(model: torch.nn.Module):
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    except Exception:
-        return None
-    for m in model.modules():
-        if isinstance(m, FSDP):
-            return FSDP
-    return None
-
-
-def _clean_name(name: str) -> str:
-    """Drop wrapper prefixes (FSDP1, activation checkpointing, torch.compile, DDP) from a parameter name."""
-    for part in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."):
-        name = name.replace(part, "")
-    return name.removeprefix("module.")
-
-
-def iter_full_params(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (checkpoint name, full tensor) for every parameter, gathering at most one module at a time.
-
-    * plain / DDP-unwrapped model: the parameters themselves (no copies);
-    * DeepSpeed ZeRO-3: per module, `deepspeed.zero.GatheredParameters(its own params)`, yielding clones (the gathered
-      buffers are released when the context exits, while the consumer may still hold the tensor until its layer is
-      complete);
-    * FSDP1: per FSDP unit, `summon_full_params(unit, recurse=False, writeback=False)`, clones likewise;
-    * FSDP2 (`fully_shard`, DTensor parameters): `full_tensor()` per parameter.
-    Tied parameters are yielded once (named_parameters de-duplicates), which vLLM expects for tied embeddings.
-    """
-    fsdp1 = _fsdp1_root(model)
-    zero3 = any(_is_zero3_param(p) for p in model.parameters())
-    if not zero3 and fsdp1 is None:
-        for name, p in model.named_parameters():
-            t = p.detach()
-            if type(t).__name__ == "DTensor":  # FSDP2 / tensor parallel
-                t = t.full_tensor()
-            yield _clean_name(name), t
-        return
-    if zero3:
-        import deepspeed
-
-        seen: set[int] = set()
-        for mod_name, module in model.named_modules():
-            params = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
-            if not params:
-                continue
-            seen.update(id(p) for _, p in params)
-            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
-                for n, p in params:
-                    yield _clean_name(f"{mod_name}.{n}" if mod_name else n), p.data.detach().clone()
-        return
-    # FSDP1: post-order over the module tree (as TRL does): nested FSDP units are summoned (non-recursively) and
-    # yielded before their parent, whose summon then covers the remaining, not yet seen, names.
-    seen: set[str] = set()
-
-    def visit(module: torch.nn.Module, prefix: str):
-        for cname, child in module.named_children():
-            yield from visit(child, f"{prefix}.{cname}" if prefix else cname)
-        if isinstance(module, fsdp1):
-            with fsdp1.summon_full_params(module, recurse=False, writeback=False):
-                for n, p in module.named_parameters():
-                    full = _clean_name(f"{prefix}.{n}" if prefix else n)
-                    if full in seen:
-                        continue
-                    seen.add(full)
-                    yield full, p.detach().clone()
-
-    yield from visit(model, "")
 
 
 # ------------------------------------------------------------------------------------------------------- engine
@@ -180,12 +105,14 @@ class VLLMEngine:
         return out
 
     # -------------------------------------------------------------------------------------------- update_weights
-    def update_weights(self, model: torch.nn.Module) -> None:
-        """Push the model's current parameters. Collective under ZeRO-3/FSDP (call it on every rank); in server mode
-        only rank 0 talks to the server (the others only help gather)."""
+    def update_weights(self, model: torch.nn.Module,
+                       weights: Iterator[tuple[str, torch.Tensor]] | None = None) -> None:
+        """Push `weights` (checkpoint-named full tensors, e.g. `Learner.full_named_parameters()`), or a plain
+        model's own parameters. Collective under ZeRO-3/FSDP (call it on every rank); in server mode only rank 0
+        talks to the server (the others only help gather)."""
         t0 = time.perf_counter()
         with torch.no_grad():
-            weights = iter_full_params(model)
+            weights = iter_full_params(model) if weights is None else weights
             if self._llm is not None:
                 self._wake()
                 va.reload_weights(self._llm, weights)

@@ -7,7 +7,6 @@ Each of W processes takes rows [r*8/W, (r+1)*8/W); DDP averages the gradients. R
 import sys
 
 import torch
-from accelerate import Accelerator
 
 
 def main():
@@ -16,18 +15,20 @@ def main():
     from test_learner import make_batch  # noqa: E402  (tests/rl/test_learner.py)
 
     from rl.config import load_config
+    from rl.distributed import make_accelerator
     from rl.grpo_config import GRPOConfig
     from rl.learner import Learner
     from rl.models import load_causal_lm, load_tokenizer
 
-    accelerator = Accelerator(cpu=True)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    per = 8 // world
     results = {}
     for mode in modes:
+        world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
+        per = 8 // world
         cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml",
                           [f"algorithm.loss={mode}", f"train.batch_size={per}", "rollout.group_size=2",
                            "train.micro_batch_size=2", "rollout.max_completion_length=8"])
+        accelerator = make_accelerator(cfg)
+        rank = accelerator.process_index
         torch.manual_seed(0)
         learner = Learner(cfg, accelerator, load_causal_lm(model_dir), None)
         batch = make_batch(load_tokenizer(model_dir), n=8).slice(rank * per, (rank + 1) * per)

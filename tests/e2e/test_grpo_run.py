@@ -54,8 +54,8 @@ def test_accelerate_launch_smoke(smoke_run):
     assert lines[1]["truncated_frac"] == 1.0
     assert "hit rollout.max_completion_length=8" in proc.stdout
     ckpt = out / "checkpoint-000004"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "optimizer.pt", "scheduler.pt",
-                 "rng-rank0.pt", "trainer_state.json"):
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "scheduler.pt", "trainer_state.json",
+                 "state/model.safetensors", "state/optimizer.bin", "state/random_states_0.pkl"):
         assert (ckpt / name).is_file(), name
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 4
     assert (out / "config.yaml").is_file() and (out / "completions.jsonl").is_file()

@@ -47,3 +47,33 @@ def test_bad_inputs():
         get_advantage_fn("zscore")
     with pytest.raises(ValueError, match="do not split into groups of 4"):
         get_advantage_fn("group")(torch.zeros(6), 4)
+
+
+# Totals that are equal in exact arithmetic but not in floats: a solved group with format weight 0.2 totals 1.2
+# (float32 mean of eight 1.2s != 1.2), 0.1 + 0.2 next to 0.3, a large reward scale. Each must give A = 0 exactly,
+# count as zero-std and be dropped by dynamic sampling. Before the tolerance: A = +1.2e-3 for the first row.
+EQUAL_BUT_INEXACT = [
+    [1.0 + 0.2] * 8,
+    [0.1 + 0.2, 0.3, 0.3, 0.1 + 0.2],
+    [1e6 + 0.1, 1e6 + 0.1 + 1e-7, 1e6 + 0.1, 1e6 + 0.1],  # spread 1e-7 << 1e-6 * 1e6
+    [-0.7] * 4,
+]
+
+
+@pytest.mark.parametrize("name", sorted(ADVANTAGE_ESTIMATORS))
+@pytest.mark.parametrize("group", EQUAL_BUT_INEXACT)
+def test_equal_totals_give_exact_zeros(name, group):
+    base, step = group[0], max(1.0, abs(group[0]) * 1e-3)
+    rewards = torch.tensor(group + [base, base + step] * (len(group) // 2))  # + one informative group, same scale
+    adv, metrics = get_advantage_fn(name)(rewards, len(group))
+    assert torch.equal(adv[:len(group)], torch.zeros(len(group)))
+    assert adv[len(group):].abs().min() > 0.1 * (step if name == "none" else 1)  # the informative group keeps it
+    assert metrics["zero_std_frac"] == 0.5
+    assert informative_groups(rewards, len(group)).tolist() == [False, True]
+
+
+def test_small_real_differences_still_count():
+    # 0.01 apart at scale 1 is a real difference (e.g. a length penalty): the group keeps its advantages
+    adv, metrics = get_advantage_fn("none")(torch.tensor([1.0, 1.01, 1.0, 1.0]), 4)
+    torch.testing.assert_close(adv, torch.tensor([-0.0025, 0.0075, -0.0025, -0.0025]), rtol=0, atol=1e-6)
+    assert metrics["zero_std_frac"] == 0.0

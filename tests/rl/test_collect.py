@@ -1,4 +1,5 @@
 """Collation masks and DAPO dynamic sampling, with a scripted engine and scorer (no model)."""
+import threading
 from types import SimpleNamespace
 
 import torch
@@ -73,3 +74,59 @@ def test_sampler_ranks_are_disjoint_and_resumable():
     assert not set(ia) & set(ib) and a.position == b.position == 6
     resumed = PromptSampler(examples, 1, rank=0, world_size=2, position=a.position)
     assert [i for i, _ in resumed.take(2)] == [i for i, _ in a.take(2)]
+
+
+class ThreadExchange:
+    """Stands in for the all-gather of per-rank counts: W threads, one per rank, meet at a barrier."""
+
+    def __init__(self, world):
+        self.barrier, self.slots = threading.Barrier(world, timeout=30), [None] * world
+
+    def for_rank(self, rank):
+        def gather(n):
+            self.slots[rank] = n
+            self.barrier.wait()
+            counts = list(self.slots)
+            self.barrier.wait()
+            return counts
+        return gather
+
+
+def run_ranks(world, steps, examples, positions=None):
+    """`steps` dynamic-sampling steps on `world` lock-step ranks; returns per rank (drawn indices, final position)."""
+    exchange = ThreadExchange(world)
+    results = [None] * world
+
+    def rank_main(rank):
+        sampler = PromptSampler(examples, seed=3, rank=rank, world_size=world,
+                                position=positions[rank] if positions else 0, gather_counts=exchange.for_rank(rank))
+        drawn = []
+        take = sampler.take
+        sampler.take = lambda n: (lambda got: (drawn.extend(i for i, _ in got), got)[1])(take(n))
+        for _ in range(steps):
+            collect_episodes(ScriptedEngine(), ScriptedScorer(), sampler, encoder, SamplingParams(n=4),
+                             prompts_per_step=3, dynamic_sampling=True, max_rounds=4)
+        results[rank] = (drawn, sampler.position)
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_dynamic_sampling_ranks_draw_disjoint_prompts_and_stay_in_step():
+    """Ranks drop different groups (so they refill different counts): they must still never draw the same prompt,
+    and keep one shared position, so that rank 0's saved position resumes both. Before the exchange each rank
+    advanced by its own count times W, and the streams overlapped."""
+    examples = [{"prompt": str(i), "answer": "", "id": i} for i in range(500)]  # even ids informative, odd not
+    (d0, p0), (d1, p1) = run_ranks(2, steps=4, examples=examples)
+    assert len(d0) != len(d1)  # the ranks did need different numbers of prompts
+    assert not set(d0) & set(d1)
+    assert len(set(d0)) == len(d0) and len(set(d1)) == len(d1)
+    assert p0 == p1 == len(d0) + len(d1)  # nothing skipped, nothing drawn twice
+    # resume both ranks from rank 0's position: the next step draws what an uninterrupted run draws next
+    (straight0, _), (straight1, _) = run_ranks(2, steps=5, examples=examples)
+    (next0, _), (next1, _) = run_ranks(2, steps=1, examples=examples, positions=[p0, p0])
+    assert straight0[len(d0):] == next0 and straight1[len(d1):] == next1

@@ -1,10 +1,10 @@
 """The learner on a real (micro) transformers model: accumulation invariance, forward-pass counts, TRL parity."""
 import pytest
 import torch
-from accelerate import Accelerator
 
 from rl.collate import collate
 from rl.config import load_config
+from rl.distributed import make_accelerator
 from rl.episode import Completion, Episode
 from rl.grpo_config import GRPOConfig
 from rl.learner import Learner, completion_logprobs
@@ -33,7 +33,7 @@ def make_learner(model_dir, **overrides):
     torch.manual_seed(0)
     model = load_causal_lm(str(model_dir))
     ref = load_causal_lm(str(model_dir)) if cfg.algorithm.beta > 0 else None
-    return Learner(cfg, Accelerator(cpu=True), model, ref), cfg
+    return Learner(cfg, make_accelerator(cfg), model, ref), cfg
 
 
 def grads_of(learner):
@@ -77,7 +77,7 @@ def test_no_redundant_forward_passes(micro_model_dir, overrides, expected_forwar
     tok = load_tokenizer(str(micro_model_dir))
     learner, _ = make_learner(micro_model_dir, **{"train.batch_size": 8, "rollout.group_size": 4,
                                                   "train.micro_batch_size": 4, **overrides})
-    counter = ForwardCounter(learner.unwrapped_model, learner.ref_model)
+    counter = ForwardCounter(learner.model, learner.ref_model)  # the logprob modules (policy, reference)
     metrics = learner.step(make_batch(tok))
     assert counter.calls == expected_forwards
     assert metrics["grad_norm"] > 0

