@@ -103,6 +103,30 @@ def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
     return module.to(accelerator.device)
 
 
+def shards_parameters(accelerator) -> bool:
+    """Whether every forward of the model is a collective (parameters gathered on the fly)."""
+    return strategy(accelerator) in ("zero3", "fsdp1", "fsdp2")
+
+
+class DecodeSync:
+    """Lock-step decoding for the transformers engine when parameters are sharded (ZeRO-3, FSDP): ranks agree on
+    the number of decoding loops and steps, so every rank runs every collective forward (see rl/rollout/hf.py)."""
+
+    def __init__(self, accelerator):
+        self.device = accelerator.device
+
+    def _all_reduce(self, value: int, op) -> int:
+        t = torch.tensor([value], device=self.device)
+        torch.distributed.all_reduce(t, op=op)
+        return int(t.item())
+
+    def max_int(self, n: int) -> int:
+        return self._all_reduce(n, torch.distributed.ReduceOp.MAX)
+
+    def all_true(self, flag: bool) -> bool:
+        return bool(self._all_reduce(int(flag), torch.distributed.ReduceOp.MIN))
+
+
 def clean_name(name: str, prefix: str = "") -> str:
     """A parameter name as the Hugging Face checkpoint spells it: wrapper segments and `prefix` removed."""
     for part in WRAPPER_PREFIXES:

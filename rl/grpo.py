@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. Processes, seeds, run directory, rewards.
     from accelerate.utils import set_seed
     from rewards import RewardScorer, get_reward
-    from rl.distributed import make_accelerator, strategy
+    from rl.distributed import DecodeSync, make_accelerator, shards_parameters, strategy
 
     accelerator = make_accelerator(cfg)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> dict:
     ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
     learner = Learner(cfg, accelerator, model, ref_model)
     r = cfg.rollout
+    # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
+    lockstep = r.engine == "hf" and shards_parameters(accelerator)
     engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
-                         max_model_len=r.max_prompt_length + r.max_completion_length, dtype=cfg.model.dtype)
+                         max_model_len=r.max_prompt_length + r.max_completion_length, dtype=cfg.model.dtype,
+                         autocast=accelerator.autocast, sync=DecodeSync(accelerator) if lockstep else None)
     encoder = PromptEncoder(tokenizer, d.template, d.system_prompt, r.max_prompt_length)
 
     def push_weights() -> None:  # collective under ZeRO-3/FSDP: every rank, same point
@@ -104,9 +107,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def evaluate(step: int) -> dict:
         metrics = {}
-        if test_rows and accelerator.is_main_process:
+        if test_rows and (accelerator.is_main_process or lockstep):
             metrics, rows = evaluate_greedy(engine, encoder, test_rows, r.max_completion_length, eval_rewards)
-            logger.log(metrics, step)
+            logger.log(metrics, step)  # writes on the main process only
             logger.log_completions([{"eval": True, **row} for row in rows[:cfg.logging.log_completions]], step)
         accelerator.wait_for_everyone()
         return metrics

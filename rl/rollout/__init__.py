@@ -6,10 +6,12 @@ from __future__ import annotations
 
 
 def make_engine(rollout_cfg, model, tokenizer, model_path: str, seed: int = 0, max_model_len: int = 2048,
-                dtype: str = "float32"):
+                dtype: str = "float32", autocast=None, sync=None):
+    """`autocast`: the learner's autocast context factory (the transformers engine samples in the learner's compute
+    dtype); `sync`: rl.distributed.DecodeSync when the learner shards its parameters (transformers engine only)."""
     if rollout_cfg.engine == "hf":
         from rl.rollout.hf import HFEngine
-        return HFEngine(model, tokenizer)
+        return HFEngine(model, tokenizer, autocast=autocast, sync=sync)
     if rollout_cfg.engine == "vllm":
         from rl.rollout.vllm import VLLMEngine
         return VLLMEngine(model_path, tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
