@@ -39,6 +39,7 @@ class RolloutConfig:
     vllm_gpu_memory_utilization: float = 0.3
     vllm_enable_sleep_mode: bool = False
     timeout_s: float = 600.0
+    seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
     group_size: int = 8  # G completions per prompt
     max_prompt_length: int = 512
     max_completion_length: int = 64
@@ -118,6 +119,7 @@ class GRPOConfig:
         choose("algorithm.loss", a.loss, list(AGGREGATIONS))
         choose("rollout.engine", r.engine, ["hf", "vllm"])
         choose("rollout.vllm_mode", r.vllm_mode, ["colocate", "server"])
+        choose("rollout.seed_mode", r.seed_mode, ["per_step", "per_request"])
         choose("train.lr_scheduler", t.lr_scheduler, ["constant", "linear", "cosine"])
         choose("logging.report_to", self.logging.report_to, ["none", "tensorboard", "wandb", "trackio"])
         choose("model.dtype", self.model.dtype, ["float32", "bfloat16", "float16"])
@@ -132,7 +134,8 @@ class GRPOConfig:
                               f"train.micro_batch_size={t.micro_batch_size}")
         for key, value in (("train.max_steps", t.max_steps), ("algorithm.num_iterations", a.num_iterations),
                            ("rollout.max_completion_length", r.max_completion_length),
-                           ("algorithm.max_sampling_rounds", a.max_sampling_rounds)):
+                           ("algorithm.max_sampling_rounds", a.max_sampling_rounds),
+                           ("train.logprob_chunk_elements", t.logprob_chunk_elements)):
             if value < 1:
                 raise ConfigError(f"{key}={value} must be at least 1")
         if not 0 <= a.epsilon < 1 or (a.epsilon_high is not None and a.epsilon_high < 0):

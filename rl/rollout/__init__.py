@@ -17,5 +17,6 @@ def make_engine(rollout_cfg, model, tokenizer, model_path: str, seed: int = 0, m
         return VLLMEngine(model_path, tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
                           gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
                           enable_sleep_mode=rollout_cfg.vllm_enable_sleep_mode, mode=rollout_cfg.vllm_mode,
-                          server_url=rollout_cfg.vllm_server_url, timeout_s=rollout_cfg.timeout_s)
+                          server_url=rollout_cfg.vllm_server_url, timeout_s=rollout_cfg.timeout_s,
+                          seed_mode=rollout_cfg.seed_mode)
     raise ValueError(f"unknown rollout engine {rollout_cfg.engine!r}; valid: hf, vllm")

@@ -3,7 +3,7 @@
     HF_HUB_OFFLINE=1 python -m rl.rollout.bench                       # vLLM, tests' tiny random model (tmp dir)
     HF_HUB_OFFLINE=1 python -m rl.rollout.bench --model PATH          # any HF model dir, e.g. rl.tiny's base model
     HF_HUB_OFFLINE=1 python -m rl.rollout.bench --engine hf --model PATH   # the transformers engine, same prompts
-    ... --prompts 16 --group 8 --max-tokens 64 --temperature 1.0 --repeats 3 --pushes 5
+    ... --prompts 16 --group 8 --max-tokens 64 --temperature 1.0 --repeats 3 --pushes 5 --seed-mode per_request
 
 Prompts are fixed ("User: a+b = ? Assistant:" with a, b from a seeded generator) and decoding runs to EOS or
 max_tokens, so the same settings give the same workload to the HF engine. Prints one JSON line:
@@ -33,6 +33,8 @@ def main(argv=None):
     ap.add_argument("--pushes", type=int, default=5)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--engine", choices=["vllm", "hf"], default="vllm")
+    ap.add_argument("--seed-mode", choices=["per_step", "per_request"], default="per_step",
+                    help="vLLM: one reseed per call (fast path) or one seed per prompt (per-request generators)")
     args = ap.parse_args(argv)
 
     import torch
@@ -55,7 +57,7 @@ def main(argv=None):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype))
     if args.engine == "vllm":
         from rl.rollout.vllm import VLLMEngine
-        engine = VLLMEngine(path, tok, dtype=args.dtype,
+        engine = VLLMEngine(path, tok, dtype=args.dtype, seed_mode=args.seed_mode,
                             max_model_len=max(256, max(map(len, prompts)) + args.max_tokens))
     else:
         from rl.rollout.hf import HFEngine
@@ -81,7 +83,7 @@ def main(argv=None):
         pushes.append(time.perf_counter() - t)
     engine.close()
     print(json.dumps({
-        "engine": args.engine, "model": path, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "engine": args.engine, "seed_mode": args.seed_mode if args.engine == "vllm" else None, "model": path, "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
         "prompts": args.prompts, "group": args.group, "max_tokens": args.max_tokens,
         "temperature": args.temperature, "engine_start_s": round(start_s, 2),
         "completion_tokens_per_s": round(statistics.median(rates), 1),

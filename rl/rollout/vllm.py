@@ -38,6 +38,12 @@ Mode = Literal["colocate", "server"]
 class VLLMEngine:
     """RolloutEngine on vLLM. See the module docstring and docs/vllm.md.
 
+    Seeds (`seed_mode`): `per_step` (default) reseeds the engine's sampler once per `generate` call with the call's
+    seed: reproducible for the same prompts in the same order, and the sampler keeps its fast batched path.
+    `per_request` gives prompt i of a call the seeds seed + i*n ... (vLLM seeds child j with seed + j): a prompt's
+    samples then do not depend on which other prompts share the call (N processes == 1 process exactly), at the cost
+    of vLLM's per-request generator path. In server mode `per_step` is reproducible with one client only.
+
     Colocate: `gpu_memory_utilization` is the fraction of the GPU vLLM may take (weights + KV cache); with
     `enable_sleep_mode=True` (GPU only) the engine sleeps (weights to host memory, KV cache freed) between `generate`
     calls, i.e. while the learner trains, and wakes up at the next `generate`. On CPU the KV cache is sized by
@@ -54,7 +60,10 @@ class VLLMEngine:
                  gpu_memory_utilization: float = 0.3, max_model_len: int = 1024, enable_sleep_mode: bool = False,
                  mode: Mode = "colocate", server_url: str | None = None, timeout_s: float = 600.0,
                  weight_transfer: Literal["auto", "nccl", "disk"] = "auto", shared_dir: str | None = None,
-                 **vllm_kwargs):
+                 seed_mode: Literal["per_step", "per_request"] = "per_step", **vllm_kwargs):
+        if seed_mode not in ("per_step", "per_request"):
+            raise ValueError(f"unknown seed_mode {seed_mode!r} (per_step | per_request)")
+        self.seed_mode = seed_mode
         self.tokenizer = tokenizer
         self.eos_token_id = tokenizer.eos_token_id
         self.mode = mode
@@ -86,13 +95,20 @@ class VLLMEngine:
             self._warned_truncation = True
         common = dict(n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                       max_tokens=params.max_tokens, greedy=params.greedy, eos_token_id=self.eos_token_id)
-        # prompt i draws with seeds seed + i*n ... seed + i*n + n-1 (vLLM gives child j of a request seed + j)
-        seeds = [None if params.seed is None else params.seed + i * params.n for i in range(len(prompts))]
+        if self.seed_mode == "per_request":
+            # prompt i draws with seeds seed + i*n ... seed + i*n + n-1 (vLLM gives child j of a request seed + j)
+            seeds = [None if params.seed is None else params.seed + i * params.n for i in range(len(prompts))]
+        else:  # per_step: one reseed of the engine's generator for the whole call (the sampler's fast path)
+            seeds = [None] * len(prompts)
         if self._llm is not None:
             self._wake()
+            if self.seed_mode == "per_step" and params.seed is not None:
+                va.reseed_sampler(params.seed)
             raws = va.generate(self._llm, prompts, [va.sampling_params(seed=s, **common) for s in seeds])
             self._sleep()
         else:
+            if self.seed_mode == "per_step" and params.seed is not None:
+                self._server.reseed(params.seed)
             raws = self._server.generate(prompts, [va.server_sampling_fields(seed=s, **common) for s in seeds],
                                          params.n)
         out = []
@@ -209,6 +225,9 @@ class _ServerClient:
             hint = " (is the server running with VLLM_SERVER_DEV_MODE=1?)" if r.status_code == 404 else ""
             raise VLLMServerError(f"vLLM server {path}: HTTP {r.status_code}{hint}: {r.text[:500]}")
         return r.json() if r.content else {}
+
+    def reseed(self, seed: int) -> None:
+        self._post("/collective_rpc", va.reseed_rpc(seed))
 
     def _get(self, path):
         return self._call("GET", path)

