@@ -75,6 +75,11 @@ class Learner:
         if accelerator.gradient_accumulation_steps != self.accumulation_steps:
             raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
                              f"recipe {self.accumulation_steps}: create it with rl.distributed.make_accelerator(cfg)")
+        low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
+        if low:
+            raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
+                             f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
+                             f"(mixed precision)")
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)

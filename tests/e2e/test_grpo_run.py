@@ -100,3 +100,37 @@ def test_tiny_r1_zero_learns_with_vllm_engine(tmp_path):
     first, last = run_tiny_r1_zero(tmp_path, "rollout.engine=vllm")
     assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
     assert last["eval/format"] >= 0.9
+
+
+def test_killed_and_resumed_run_logs_like_a_straight_run(smoke_run, micro_model_dir, tmp_path):
+    """SIGKILL a real run after it logged step 3 (last checkpoint: step 2), resume: metrics.jsonl and
+    completions.jsonl must read like the uninterrupted run's (steps 0, 1, 2, 3, 4, 4 once each), not 0..3, 3, 4."""
+    import signal
+    import time
+    straight, _ = smoke_run
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "rl/grpo.py",
+           "recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, out)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(m.get("step") == 3 and "loss" in m for m in read_metrics(out)):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = max(m["step"] for m in read_metrics(out))
+    assert killed_at >= 3 and (out / "checkpoint-000002").is_dir()
+    resumed = launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, out)])
+    if not (out / "checkpoint-000004").is_dir() or killed_at < 4:
+        assert "log rows of later steps" in resumed.stdout  # the kill left rows past the checkpoint: they went
+
+    def rows(run, name):
+        lines = [json.loads(x) for x in (run / name).read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not (k.startswith("time/") or k.endswith("time_s"))} for r in lines]
+    for name in ("metrics.jsonl", "completions.jsonl"):
+        want, got = rows(straight, name), rows(out, name)
+        assert [r["step"] for r in got] == [r["step"] for r in want], name
+        for w, g in zip(want, got):
+            assert g.keys() == w.keys()
+            for k, v in w.items():
+                assert g[k] == (pytest.approx(v, rel=1e-5, abs=1e-6) if isinstance(v, float) else v), (name, k)

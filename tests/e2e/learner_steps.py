@@ -1,0 +1,81 @@
+"""K GRPO learner steps on fixed batches, under whatever launcher runs this script; rank 0 saves what tests compare.
+
+    python tests/e2e/learner_steps.py MODEL_DIR OUT.pt [--steps 3] [--save-after 1 --ckpt DIR] [--resume DIR] [a.b=c ...]
+    accelerate launch --config_file <strategy config> --num_processes 2 tests/e2e/learner_steps.py ...   (CPU: see
+    tests/e2e/launch.py for the adaptations)
+
+Step s trains on the same 8 rows whatever the number of processes W: rank r takes rows [r*8/W, (r+1)*8/W) of the
+batch built from seed s (advantages included, so no rollouts and no sampling: only the learner differs). Saved:
+
+    {"world", "strategy", "mixed_precision",
+     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr"}, ...],
+     "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path)}
+
+With --save-after k a checkpoint is written after step k (rl/checkpoint.py); --resume DIR loads one and runs steps
+k+1..K, so "save, resume, continue" can be compared with a straight run.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model_dir")
+    ap.add_argument("out")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--save-after", type=int, default=0)
+    ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--resume", default=None)
+    args, overrides = ap.parse_known_args()  # the rest: recipe overrides a.b=c
+    sys.path.insert(0, str(ROOT / "tests" / "rl"))
+    from test_learner import make_batch  # tests/rl/test_learner.py
+
+    from rl.checkpoint import load_training_state, save_checkpoint
+    from rl.config import load_config
+    from rl.distributed import make_accelerator, strategy
+    from rl.grpo_config import GRPOConfig
+    from rl.learner import POLICY_PREFIX, Learner
+    from rl.models import load_causal_lm, load_tokenizer
+
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rows = 8
+    per = rows // world
+    cfg = load_config(GRPOConfig, str(ROOT / "recipes/tiny/r1_zero.yaml"), [
+        f"train.batch_size={per}", "train.micro_batch_size=2", "rollout.group_size=2",
+        "rollout.max_completion_length=8", "train.learning_rate=1e-3", "train.lr_scheduler=linear",
+        "train.warmup_steps=1", f"train.max_steps={args.steps + 1}", "train.max_grad_norm=1.0",
+        *overrides])
+    accelerator = make_accelerator(cfg)
+    rank = accelerator.process_index
+    tok = load_tokenizer(args.model_dir)
+    torch.manual_seed(0)
+    ref = load_causal_lm(args.model_dir, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
+    learner = Learner(cfg, accelerator, load_causal_lm(args.model_dir, "float32"), ref)
+    first = 1
+    if args.resume:
+        first = load_training_state(accelerator, Path(args.resume), learner.scheduler)["step"] + 1
+    steps = []
+    for step in range(first, args.steps + 1):
+        batch = make_batch(tok, n=rows, seed=step).slice(rank * per, (rank + 1) * per)
+        metrics = learner.step(batch)
+        loss = accelerator.reduce(torch.tensor([metrics["loss"]], device=accelerator.device), "mean").item()
+        steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"]})
+        if step == args.save_after:
+            save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
+                            {"sampler_position": 0}, weights_prefix=POLICY_PREFIX)
+    weights = {name: t.detach().float().cpu().clone() for name, t in learner.full_named_parameters()}
+    if accelerator.is_main_process:
+        torch.save({"world": world, "strategy": strategy(accelerator), "mixed_precision": accelerator.mixed_precision,
+                    "steps": steps, "weights": weights}, args.out)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()
