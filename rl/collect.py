@@ -156,3 +156,17 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
         metrics["dynamic_sampling/dropped_frac"] = len(dropped) / max(drawn_groups * params.n, 1)
         metrics["dynamic_sampling/rounds"] = float(rounds)
     return kept[:prompts_per_step * params.n], metrics
+
+
+def step_advantages(episodes: list[Episode], advantage_fn, group_size: int,
+                    gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    rank: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    """This rank's advantages [N], computed over the GLOBAL batch: every rank's reward totals, gathered in rank order
+    (`gather`: [N] -> [W*N], e.g. accelerator.gather; None for one process). So `batch` std is the std of the whole
+    step's rewards however prompts split across processes (as TRL does), and the metrics (zero_std_frac,
+    reward/std) are global too. Worked example, W = 2, G = 2, batch std: rank 0 rewards [1, 0], rank 1 [1, 1] ->
+    std of [1, 0, 1, 1] = 0.5 for both ranks (rank 0 alone would divide by 0.707)."""
+    rewards = torch.tensor([e.reward_total for e in episodes], dtype=torch.float64)  # [N]
+    every = rewards if gather is None else gather(rewards)  # [W*N]
+    advantages, metrics = advantage_fn(every, group_size)  # [W*N]
+    return advantages[rank * len(episodes):(rank + 1) * len(episodes)], metrics  # [N]

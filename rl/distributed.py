@@ -17,6 +17,9 @@ written once for all strategies; what differs between them lives here:
 * `head_gather`: the LM-head weight whole during the chunked logprob pass (ZeRO-3 partitions it outside its module).
 * `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3, FSDP2), via TRL's helpers.
 * `iter_full_params`: full parameters one module at a time for the rollout engine, under every strategy.
+* `check_supported`: FSDP1 is refused (one line, pointing to FSDP2): it needs an accelerator device even to start,
+  so no path of it could be shown to work here, and its root unit (embed_tokens, final norm, lm_head) is the one
+  an unwrapped-model weight push silently skips.
 * `full_state_dict`: the consolidated weights for a Hugging Face checkpoint (collective under ZeRO-3 / FSDP2).
 """
 from __future__ import annotations
@@ -27,24 +30,68 @@ from collections.abc import Iterator
 import torch
 
 MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
-WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.")
 
 
 def make_accelerator(cfg):
-    """The run's Accelerator: CPU when no GPU answers, mixed precision from `model.dtype`, accumulation from the
-    batch / micro-batch sizes. A launcher's `--mixed_precision` is overridden by the recipe (the recipe is the run)."""
-    from accelerate import Accelerator
+    """The run's Accelerator: mixed precision from `model.dtype`, accumulation from the batch / micro-batch sizes.
+    A launcher's `--mixed_precision` is overridden by the recipe (the recipe is the run).
 
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=MIXED_PRECISION[cfg.model.dtype],
-                       gradient_accumulation_steps=micro_batches_per_step(cfg))
+    Without a GPU (CI, laptops) the same launch configs run on CPU processes over gloo: DeepSpeed and FSDP need
+    `cpu=False` (accelerate drops both plugins under `cpu=True`) and an explicit gloo backend; FSDP additionally
+    needs `enable_fsdp_on_cpu` (below)."""
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    cuda = torch.cuda.is_available()
+    sharded = any(os.environ.get(k, "false").lower() == "true"
+                  for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+    kwargs = {}
+    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+            enable_fsdp_on_cpu()
+    return Accelerator(cpu=not cuda and not sharded, mixed_precision=MIXED_PRECISION[cfg.model.dtype],
+                       gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+
+
+def enable_fsdp_on_cpu() -> None:
+    """accelerate 1.15 turns an FSDP plugin into DistributedType.FSDP only when PartialState reports a multi-device
+    type (accelerate/state.py, AcceleratorState); on CPU it reports MULTI_CPU (cpu=True: the plugin is silently
+    ignored, plain DDP runs) or NO (cpu=False). This initialises PartialState with gloo (device stays cpu) and relabels
+    it MULTI_GPU before the Accelerator builds AcceleratorState, which then selects FSDP; everything after that
+    (fully_shard, clipping, save_state, get_state_dict) is accelerate's and torch's own code. CPU only; the one place
+    this project touches accelerate's internal state. Re-check on an accelerate upgrade."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    state = PartialState(cpu=False, backend="gloo")
+    if state.num_processes > 1 and state.distributed_type == DistributedType.NO:
+        PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
+
+
+def check_supported(accelerator) -> None:
+    """One-line error for a launch this project does not support (before any model is loaded)."""
+    from rl.config import ConfigError
+
+    kind = strategy(accelerator)
+    if kind not in SUPPORTED:
+        raise ConfigError(f"accelerate launch config selects {kind}, which this project does not support: use "
+                          f"FSDP2 (fsdp_version: 2, recipes/accelerate/fsdp2.yaml) or DeepSpeed ZeRO "
+                          f"(recipes/accelerate/zero3.yaml)")
 
 
 def micro_batches_per_step(cfg) -> int:
     return cfg.train.batch_size // cfg.train.micro_batch_size
 
 
+SUPPORTED = ("single", "ddp", "zero1", "zero2", "zero3", "fsdp2")
+
+
 def strategy(accelerator) -> str:
-    """single | ddp | zero2 | zero3 | fsdp2 | fsdp1 (the names the README's launch table uses)."""
+    """single | ddp | zero1 | zero2 | zero3 | fsdp2 (| fsdp1, refused by `check_supported`)."""
     from accelerate.utils import DistributedType
 
     kind = accelerator.distributed_type
@@ -105,7 +152,7 @@ def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
 
 def shards_parameters(accelerator) -> bool:
     """Whether every forward of the model is a collective (parameters gathered on the fly)."""
-    return strategy(accelerator) in ("zero3", "fsdp1", "fsdp2")
+    return strategy(accelerator) in ("zero3", "fsdp2")
 
 
 class DecodeSync:
@@ -135,30 +182,19 @@ def clean_name(name: str, prefix: str = "") -> str:
     return name.removeprefix(prefix)
 
 
-def _fsdp1_class(model: torch.nn.Module):
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-    except Exception:  # pragma: no cover - torch without distributed
-        return None
-    return FSDP if any(isinstance(m, FSDP) for m in model.modules()) else None
-
-
 def iter_full_params(model: torch.nn.Module, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
     """Yield (checkpoint name, full tensor) for every parameter, gathering at most one module at a time.
 
-    Pass the *prepared* model (the outermost wrapper): under FSDP the root unit owns embed_tokens, the final norm and
-    lm_head, and an unwrapped model would skip them. `prefix` (e.g. "lm.") is removed from the names.
+    Pass the *prepared* model (the outermost wrapper); `prefix` (e.g. "lm.") is removed from the names.
 
-    * plain / DDP / ZeRO-1,2: the parameters themselves (no copies); an FSDP2 DTensor is gathered per parameter
-      (`full_tensor`, collective);
+    * plain / DDP / ZeRO-1,2: the parameters themselves (no copies);
+    * FSDP2: `DTensor.full_tensor()` per parameter (collective); the root group (embed_tokens, final norm, lm_head)
+      is a parameter group like the others, nothing is skipped;
     * ZeRO-3: per module, `deepspeed.zero.GatheredParameters(its own params)`, yielding clones (the gathered buffers
-      are released when the context exits, while the consumer may still hold the tensor);
-    * FSDP1: per FSDP unit in post-order, `summon_full_params(unit, recurse=False, writeback=False)`, clones; the
-      root unit comes last and yields the names no nested unit owns.
-    Tied parameters are yielded once (named_parameters de-duplicates). Collective under ZeRO-3 / FSDP: every rank must
-    iterate to the end.
+      are released when the context exits, while the consumer may still hold the tensor).
+    Tied parameters are yielded once (named_parameters de-duplicates), which vLLM expects for tied embeddings.
+    Collective under ZeRO-3 / FSDP2: every rank must iterate to the end.
     """
-    fsdp1 = _fsdp1_class(model)
     if any(is_zero3_param(p) for p in model.parameters()):
         import deepspeed
 
@@ -172,27 +208,11 @@ def iter_full_params(model: torch.nn.Module, prefix: str = "") -> Iterator[tuple
                 for n, p in params:
                     yield clean_name(f"{mod_name}.{n}" if mod_name else n, prefix), p.data.detach().clone()
         return
-    if fsdp1 is None:
-        for name, p in model.named_parameters():
-            t = p.detach()
-            if type(t).__name__ == "DTensor":
-                t = t.full_tensor()
-            yield clean_name(name, prefix), t
-        return
-    seen_names: set[str] = set()
-
-    def visit(module: torch.nn.Module, path: str):
-        for child_name, child in module.named_children():
-            yield from visit(child, f"{path}.{child_name}" if path else child_name)
-        if isinstance(module, fsdp1):
-            with fsdp1.summon_full_params(module, recurse=False, writeback=False):
-                for n, p in module.named_parameters():
-                    full = clean_name(f"{path}.{n}" if path else n, prefix)
-                    if full not in seen_names:
-                        seen_names.add(full)
-                        yield full, p.detach().clone()
-
-    yield from visit(model, "")
+    for name, p in model.named_parameters():
+        t = p.detach()
+        if type(t).__name__ == "DTensor":
+            t = t.full_tensor()
+        yield clean_name(name, prefix), t
 
 
 def full_state_dict(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -42,9 +42,10 @@ def main(argv: list[str] | None = None) -> dict:
     # 3. Processes, seeds, run directory, rewards.
     from accelerate.utils import set_seed
     from rewards import RewardScorer, get_reward
-    from rl.distributed import DecodeSync, make_accelerator, shards_parameters, strategy
+    from rl.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
 
     accelerator = make_accelerator(cfg)
+    check_supported(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     set_seed(cfg.train.seed + rank)
     from pathlib import Path
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
 
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
-    from rl.collect import PromptEncoder, PromptSampler, collect_episodes
+    from rl.collect import PromptEncoder, PromptSampler, collect_episodes, step_advantages
     from rl.learner import POLICY_PREFIX, Learner
     from rl.models import load_causal_lm, load_tokenizer, resolve_model_path
     from rl.rollout import make_engine
@@ -82,6 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def gather_counts(n: int) -> list[int]:  # the prompt sampler's per-round exchange (collective)
         return accelerator.gather(torch.tensor([n], device=accelerator.device)).tolist()
+
+    def gather_rewards(rewards: torch.Tensor) -> torch.Tensor:  # [N] -> [W*N] in rank order (collective)
+        return accelerator.gather(rewards.to(accelerator.device)).cpu()
 
     # 5. Resume (auto: latest complete checkpoint in output_dir).
     from rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
@@ -140,12 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
                                 max_tokens=r.max_completion_length, seed=step_seed)
         episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, params, cfg.prompts_per_step,
                                              cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
-        # Advantages over the global batch (every rank's rewards, in rank order): `batch` std is then the std of
-        # the whole step's rewards however the prompts split across processes; each rank keeps its own slice.
-        rewards = torch.tensor([e.reward_total for e in episodes], dtype=torch.float64)  # [N]
-        all_rewards = accelerator.gather(rewards.to(accelerator.device)).cpu() if world > 1 else rewards  # [W*N]
-        all_advantages, adv_metrics = advantage_fn(all_rewards, r.group_size)  # [W*N]
-        advantages = all_advantages[rank * len(episodes):(rank + 1) * len(episodes)]  # [N]
+        # advantages over the global batch (all ranks' rewards), each rank keeping its own slice
+        advantages, adv_metrics = step_advantages(episodes, advantage_fn, r.group_size,
+                                                  gather_rewards if world > 1 else None, rank)  # [N]
+        rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
         for ep, a in zip(episodes, advantages.tolist()):
             ep.advantage = a
         batch = collate(episodes, tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)

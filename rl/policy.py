@@ -58,9 +58,28 @@ class CausalLMLogprobs(torch.nn.Module):
         # FSDP auto-wrapping looks for the decoder layer classes here (accelerate reads `_no_split_modules`)
         self._no_split_modules = getattr(lm, "_no_split_modules", None)
 
+    # The transformers-model interface that accelerate's FSDP2 preparation looks for on the module it is given
+    # (accelerate/utils/fsdp_utils.py: re-tie embeddings after loading, group embed_tokens + final norm + lm_head,
+    # find the final norm under `base_model_prefix`). Without them a tied lm_head would be sharded apart from
+    # embed_tokens and trained as a separate matrix.
+    base_model_prefix = "backbone"
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        return self.lm.base_model
+
     @property
     def config(self):
         return self.lm.config
+
+    def tie_weights(self, *args, **kwargs):
+        return self.lm.tie_weights(*args, **kwargs)
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.lm.get_input_embeddings()
+
+    def get_output_embeddings(self) -> torch.nn.Module:
+        return self.lm.get_output_embeddings()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
                 temperature: float = 1.0, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:

