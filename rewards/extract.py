@@ -40,12 +40,17 @@ MAX_PARTS = 32  # at most this many final boxes make one answer
 
 _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _BOX_TOKENS = re.compile(r"\\\\|\\(?:boxed|fbox)\s*\{|\\[{}]|[{}]")
-# What may stand between two boxes of one answer: whitespace, punctuation, math delimiters, spacing commands,
-# \text{and}, and/or, and a variable being assigned ("x_1 =").
+# What may stand between two boxes of one answer: whitespace, punctuation, math delimiters, spacing commands, a short
+# \text{...} ("and", "for part (a) and"), and/or, and a variable being assigned ("x_1 =").
 _CONNECTOR = re.compile(r"""(?:\s|[,;&~]|\$|\\[()\[\],;:!\ ]|\\\\|\\q?quad(?![A-Za-z])
-    |\\(?:text|mbox|textrm|mathrm|textnormal)\s*\{\s*(?:and|or|,)?\s*\}|(?<![A-Za-z])(?:and|or)(?![A-Za-z])
+    |\\(?:text|mbox|textrm|mathrm|textnormal)\s*\{[^{}$\\]{0,40}\}|(?<![A-Za-z])(?:and|or)(?![A-Za-z])
     |(?<![A-Za-z\\])[A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?\s*=)*""", re.X)
 _MAX_GAP = 80
+# ... or a few words with "and"/"or" among them ("papers and", "for part (a) and"), without sentence punctuation
+_LATEX_NOISE = re.compile(r"\\(?:text|mbox|textrm|mathrm|textnormal)\s*\{|\\q?quad(?![A-Za-z])|\\[()\[\],;:! ]|[{}$~]")
+_WORDY_GAP = re.compile(r"[\sA-Za-z,;()]*")
+_AND_OR = re.compile(r"(?<![A-Za-z])(?:and|or)(?![A-Za-z])")
+_WORD = re.compile(r"[A-Za-z]+")
 # "The final answer is X", "Final Answer: X", "**Final Answer:** X" (not "... is the final answer.")
 _FINAL = re.compile(r"final\s+answer(?:\s*\*\*)?\s*(?:is\b\s*:?|:|=)\s*(?:\*\*)?\s*", re.I)
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
@@ -147,12 +152,22 @@ def last_boxed(text: str) -> str | None:
     return text[spans[-1][1]:spans[-1][2]] if spans else None
 
 
+def _joins(gap: str) -> bool:
+    """Whether the text between two boxes joins them into one answer: connectors only, or at most five words with
+    "and"/"or" among them and no sentence end ("papers and" joins; "no wait," and "Wait. That is wrong:" do not)."""
+    if len(gap) > _MAX_GAP:
+        return False
+    if _CONNECTOR.fullmatch(gap):
+        return True
+    words = _LATEX_NOISE.sub(" ", gap)
+    return bool(_WORDY_GAP.fullmatch(words) and _AND_OR.search(words) and len(_WORD.findall(words)) <= 5)
+
+
 def _final_boxes(text: str, spans: list[tuple[int, int, int]]) -> list[str]:
-    """Contents of the last box and of the boxes before it that only connectors separate from it."""
+    """Contents of the last box and of the boxes before it that `_joins` connects to it."""
     first = len(spans) - 1
     while first > 0 and len(spans) - first < MAX_PARTS:
-        gap = text[spans[first - 1][2] + 1:spans[first][0]]
-        if len(gap) > _MAX_GAP or not _CONNECTOR.fullmatch(gap):
+        if not _joins(text[spans[first - 1][2] + 1:spans[first][0]]):
             break
         first -= 1
     return [text[b:e] for _, b, e in spans[first:]]
@@ -181,10 +196,15 @@ def final_statement(text: str, start: int = 0) -> str | None:
 
 def clean_answer(s: str) -> str:
     """NFKC-normalise (full-width digits -> ASCII), drop zero-width characters and `\\$` (currency), strip
-    whitespace, enclosing `$...$` and a final period, and remove thousands separators (`1 000`, `10\\,000`)."""
+    whitespace, enclosing math delimiters (`$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`) and a final period, and remove
+    thousands separators (`1 000`, `10\\,000`)."""
     s = unicodedata.normalize("NFKC", s).translate(_ZERO_WIDTH).replace("\\$", "").strip()
-    if len(s) >= 2 and s[0] == "$" and s[-1] == "$" and s.count("$") == 2:
-        s = s[1:-1].strip()
+    for open_, close in _DELIMS:  # one enclosing $$...$$, $...$, \(...\) or \[...\]
+        if s.startswith(open_) and s.endswith(close) and len(s) >= len(open_) + len(close):
+            inner = s[len(open_):len(s) - len(close)]
+            if open_ not in inner and close not in inner:
+                s = inner.strip()
+            break
     if s.endswith(".") and not s[:-1].rstrip().endswith("."):
         s = s[:-1].rstrip()
     return normalize_separators(s)

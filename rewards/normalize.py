@@ -1,7 +1,8 @@
 """Answer text before it is parsed: thousands separators, LaTeX environments, and the prose test. Pure string code,
 linear-time (no regex that backtracks over the whole text).
 
-Thousands separators are removed from digit groups of exactly three, so a list keeps its commas:
+Thousands separators are removed from digit groups of exactly three after a leading group of 1-3 digits that does
+not start with 0, so a list keeps its commas (and `0,111` is left to math-verify, which reads a decimal comma):
 
     >>> [normalize_separators(s) for s in ["1 000", "10\\\\,000", "10{,}000", "10,\\\\!000", "1,000,000", "1,2", "1 2"]]
     ['1000', '10000', '10000', '10000', '1000000', '1,2', '1 2']
@@ -23,9 +24,9 @@ import re
 
 # Separators between digit groups: LaTeX spacing (`\,`, `\ `, `~`, `\;`, `\:`), `{,}`, MATH's `,\!`, thin spaces.
 _TIGHT = r"(?:\\,|\{,\}|,\\!|\\!,|\\[;: ]|~|\\thinspace\s?|[\u2009\u202f\u2007])"
-_TIGHT_GROUPS = re.compile(rf"(?<![\d.])\d{{1,3}}(?:{_TIGHT}\d{{3}})+(?!\d)")
-_SPACE_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?:[ \u00a0]\d{3})+(?!\d)")
-_COMMA_NUMBER = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_TIGHT_GROUPS = re.compile(rf"(?<![\d.])[1-9]\d{{0,2}}(?:{_TIGHT}\d{{3}})+(?!\d)")
+_SPACE_GROUPS = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?:[ \u00a0]\d{3})+(?!\d)")
+_COMMA_NUMBER = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?")
 _NON_DIGIT = re.compile(r"\D")
 
 _ENV_TOKEN = re.compile(r"\\(begin|end)\s*\{([A-Za-z]+\*?)\}")
@@ -34,7 +35,7 @@ _SYSTEMS = {"cases", "dcases", "rcases", "aligned", "align", "align*", "alignat"
 _AS_PMATRIX = {"Bmatrix", "smallmatrix"}  # notations math-verify does not read as matrices
 _ROW_END = re.compile(r"\\\\(?:\[[^\]]*\])?|\\cr(?![A-Za-z])")
 
-_PROSE_STRIP = re.compile(r"\\begin\s*\{array\}\s*\{[^{}]*\}|\\(?:begin|end)\s*\{[^{}]*\}"
+_PROSE_STRIP = re.compile(r"\\begin\s*\{array\}\s*\{[^{}]*\}|\\(?:begin|end)\s*\{[^{}]*\}|[_^]\s*\{[^{}]*\}"
                           r"|\\(?:text|mathrm|textbf|textit|textrm|mbox|operatorname)\s*\{[^{}]*\}|\\[A-Za-z]+")
 _PROSE_WORD = re.compile(r"[A-Za-z]{3,}")
 _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "inf", "infty", "arcsin", "arccos",
@@ -99,7 +100,8 @@ def rewrite_environments(s: str) -> str:
 
 
 def looks_like_prose(s: str) -> bool:
-    """Words of 3+ letters outside LaTeX commands, `\\text{}` and environment names (other than sin, log, and, ...)."""
+    """Words of 3+ letters outside LaTeX commands, `\\text{}`, environment names and sub/superscripts (other than
+    sin, log, and, ...)."""
     words = _PROSE_WORD.findall(_PROSE_STRIP.sub(" ", s))
     return any(w.lower() not in _MATH_WORDS for w in words)
 

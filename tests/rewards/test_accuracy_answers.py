@@ -26,6 +26,8 @@ MULTI_BOX = [
     (r"\boxed{1, 2}, \boxed{3}", r"\{1, 2, 3\}", 1.0),  # sets inside are flattened, as math-verify does
     (r"<answer> \boxed{1}, \boxed{2} </answer>", r"\{1, 2\}", 1.0),
     (r"\boxed{6} and \boxed{6}", "6", 1.0),  # the same answer twice is one answer
+    (r"\boxed{3} apples and \boxed{5} pears", "3, 5", 1.0),  # a few words with "and" join (Math-Verify's units)
+    (r"$$\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}$$", "(3, 3), (1, 1)", 1.0),
     # a worked intermediate box, then a final statement: the statement counts
     (r"Each crate holds \boxed{10} boxes. ... The final answer is $10,455$. I hope it is correct.", "10455", 1.0),
     (r"Each crate holds \boxed{10} boxes. ... The final answer is $10,455$. I hope it is correct.", "10", 0.0),
@@ -40,6 +42,9 @@ MULTI_BOX = [
     (r"\boxed{(2, 2)} \quad\text{and}\quad \boxed{(6, 3)}", "(2, 2), (6, 2)", 0.0),
     (r"\boxed{5}. Wait, that is wrong. \boxed{6}", "5, 6", 0.0),  # a correction, not a list: the last box counts
     (r"\boxed{5}. Wait, that is wrong. \boxed{6}", "6", 1.0),
+    (r"\boxed{5}, no wait, \boxed{6}", "6", 1.0),  # words without and/or do not join
+    (r"\boxed{5}, no wait, \boxed{6}", "5, 6", 0.0),
+    (r"\boxed{5} is wrong or maybe \boxed{6}", "6", 0.0),  # "or maybe": a hedge, one set, not the gold
 ]
 
 # -- 2. matrices, arrays, cases: environment names are not prose -----------------------------------------------------
@@ -105,6 +110,7 @@ SEPARATORS = [
     ("The total is $1\\,000$ apples.", "1000", 1.0),
     ("<answer>1,2</answer>", "\\{1,2\\}", 1.0),  # a list stays a list
     ("<answer>1, 2, 3</answer>", "1,2,3", 1.0),
+    ("<answer>0,111</answer>", "0.111", 1.0),  # a leading 0 is no thousands group: math-verify's decimal comma
     # false-positive guards: `1 000` used to parse as 1*000 = 0, `10\,000` as 10*0
     ("<answer>1 000</answer>", "0", 0.0),
     ("\\boxed{1 000}", "0", 0.0),
