@@ -47,7 +47,7 @@ _RIGHT = re.compile(r"\s*\\right\s*(?:\\\}|[)\]|.])")
 def normalize_separators(s: str, spaces: bool = True) -> str:
     """Remove thousands separators from numbers: LaTeX/typographic ones anywhere, plain spaces between digit groups
     when `spaces` (an extracted answer, not a whole text), and commas when `s` is a single number."""
-    if s.isdigit():
+    if s.isdigit() or (s[1:].isdigit() and s[0] in "+-"):  # the common case: a plain integer
         return s
     s = _TIGHT_GROUPS.sub(lambda m: _NON_DIGIT.sub("", m.group()), s)
     if spaces:
