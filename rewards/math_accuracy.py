@@ -100,20 +100,21 @@ def parse_answer(s: str, source: str = "answer") -> list:
     return parsed
 
 
-def parse_parts(parts: tuple[str, ...], source: str) -> list:
+def parse_parts(parts: tuple[str, ...], source: str, ordered: bool = False) -> list:
     """One part: `parse_answer`. Several (final boxes): the set of their values, flattened (`\\boxed{1, 2},
-    \\boxed{3}` is {1, 2, 3}), as math-verify reads boxes joined by "and"/","; [] if any part is not math."""
+    \\boxed{3}` is {1, 2, 3}), as math-verify reads boxes joined by "and"/","; with `ordered` (the gold is a tuple
+    or an interval, e.g. (2, 3)) the tuple of their values in the order written. [] if any part is not math."""
     if len(parts) == 1:
         return parse_answer(parts[0], source)
-    from sympy import FiniteSet
+    from sympy import FiniteSet, Tuple
     values: list = []
     for part in parts:
         value = next((p for p in parse_answer(part, source) if not isinstance(p, str)), None)
         if value is None:
             return []
-        values.extend(value.args if isinstance(value, FiniteSet) else [value])
+        values.extend(value.args if isinstance(value, FiniteSet) and not ordered else [value])
     try:
-        return [FiniteSet(*values), ", ".join(parts)]
+        return [(Tuple if ordered else FiniteSet)(*values), ", ".join(parts)]
     except Exception:  # noqa: BLE001 (e.g. an unhashable mutable matrix among the parts)
         return []
 
@@ -160,11 +161,11 @@ def gold_answer(gold: str) -> tuple[tuple[str, ...], str]:
     if cached is not _GOLD_TEXT:
         return cached
     s = gold.strip()
+    value = s[s.rfind(_GSM8K_MARK) + len(_GSM8K_MARK):].strip() if _GSM8K_MARK in s else None
     if _INTEGER.fullmatch(s):
         result = (s,), "answer"
-    elif _GSM8K_MARK in s:
-        value = s[s.rfind(_GSM8K_MARK) + len(_GSM8K_MARK):].strip()
-        result = (clean_answer(value.splitlines()[0] if value else ""),), "answer"
+    elif value is not None and "\n" not in value and "\\boxed" not in s:  # "#### 72" ends the text (a markdown
+        result = (clean_answer(value),), "answer"  # heading "#### Step 1" in a worked solution does not)
     else:
         result = find_answer(s)
         if result[1] == "text":  # no box, tag or statement: the gold is the value itself
@@ -238,11 +239,19 @@ def judge(text: str, gold: Any, max_chars: int = DEFAULT_MAX_CHARS, fast_integer
     return value
 
 
+def _ordered(gold_parsed: tuple) -> bool:
+    """Whether the gold is an ordered pair/tuple (an open interval (2, 3) may be the pair (2, 3)): several boxes
+    are then compared in the order written."""
+    from sympy import Interval, Tuple
+    value = next((p for p in gold_parsed if not isinstance(p, str)), None)
+    return isinstance(value, (Tuple, Interval))
+
+
 def _judge(parts: tuple[str, ...], source: str, gold: str) -> float | None:
     gold_parsed = parse_gold(gold)
     if gold_parsed is None:
         return None
-    pred = parse_parts(parts, source)
+    pred = parse_parts(parts, source, ordered=len(parts) > 1 and _ordered(gold_parsed))
     if not pred:
         return 0.0
     return 1.0 if _math_verify().verify(list(gold_parsed), pred, timeout_seconds=None) else 0.0

@@ -26,6 +26,8 @@ MULTI_BOX = [
     (r"\boxed{1, 2}, \boxed{3}", r"\{1, 2, 3\}", 1.0),  # sets inside are flattened, as math-verify does
     (r"<answer> \boxed{1}, \boxed{2} </answer>", r"\{1, 2\}", 1.0),
     (r"\boxed{6} and \boxed{6}", "6", 1.0),  # the same answer twice is one answer
+    (r"\boxed{2} and \boxed{3}", "(2, 3)", 1.0),  # an ordered gold: the boxes in the order written
+    (r"$x = \boxed{2}$, $y = \boxed{3}$", "(2, 3)", 1.0),
     (r"\boxed{3} apples and \boxed{5} pears", "3, 5", 1.0),  # a few words with "and" join (Math-Verify's units)
     (r"$$\boxed{(3, 3)} \text{ for part (a) and } \boxed{(1, 1)}$$", "(3, 3), (1, 1)", 1.0),
     # a worked intermediate box, then a final statement: the statement counts
@@ -45,6 +47,9 @@ MULTI_BOX = [
     (r"\boxed{5}, no wait, \boxed{6}", "6", 1.0),  # words without and/or do not join
     (r"\boxed{5}, no wait, \boxed{6}", "5, 6", 0.0),
     (r"\boxed{5} is wrong or maybe \boxed{6}", "6", 0.0),  # "or maybe": a hedge, one set, not the gold
+    (r"\boxed{3} and \boxed{2}", "(2, 3)", 0.0),  # an ordered pair in the wrong order
+    (r"\boxed{3}, \boxed{2}, \boxed{1}", "(1, 2, 3)", 0.0),
+    (r"\boxed{3}, \boxed{2}, \boxed{1}", r"\{1, 2, 3\}", 1.0),  # ... while a set has no order
 ]
 
 # -- 2. matrices, arrays, cases: environment names are not prose -----------------------------------------------------

@@ -18,6 +18,8 @@ MATH_SOLUTION = (r"Since $2x + 3 = 7$, we have $2x = 4$, so $x = 2$. Then $x^2 +
 MATH_TWO_BOXES = r"Factoring, $(x-2)(x-6) = 0$, so the solutions are $x = \boxed{2}$ and $x = \boxed{6}$."
 MATH_VECTOR = (r"Subtracting, the direction vector is $\boxed{\begin{pmatrix} -1 \\ 2 \end{pmatrix}}.$")
 MATH_SEPARATOR = r"There are $100 \cdot 100 = \boxed{10,\!000}$ such pairs."
+NUMINA_MARKDOWN = ("### Step 1: Add\n$3 + 4 = 7$.\n\n#### Step 2: Double\n"
+                   "$2 \\cdot 7 = 14$, so the answer is $\\boxed{14}$.")  # markdown headings are not GSM8K's ####
 MATH_INTERMEDIATE = (r"The first part gives $\boxed{12}$ (an intermediate result). "
                      r"Adding the remaining $5$, the final answer is $17$.")
 
@@ -39,6 +41,8 @@ GOLDS = [  # (completion, gold, expected)
     ("<answer>2</answer>", MATH_VECTOR, 0.0),
     ("<answer>10000</answer>", MATH_SEPARATOR, 1.0),
     ("<answer>100</answer>", MATH_SEPARATOR, 0.0),
+    ("<answer>14</answer>", NUMINA_MARKDOWN, 1.0),
+    ("<answer>2</answer>", NUMINA_MARKDOWN, 0.0),
     ("<answer>17</answer>", MATH_INTERMEDIATE, 1.0),
     ("<answer>12</answer>", MATH_INTERMEDIATE, 0.0),
     ("<answer>72</answer>", "72", 1.0),  # bare values
