@@ -187,6 +187,8 @@ def final_statement(text: str, start: int = 0) -> str | None:
     for open_, close in _DELIMS:
         if rest.startswith(open_):
             end = rest.find(close, len(open_))
+            while end > 0 and rest[end - 1] == "\\" and close[0] == "$":  # \$ is a dollar sign, not the end
+                end = rest.find(close, end + 1)
             value = rest[len(open_):end] if end >= 0 else ""
             return value.strip() or None
     m = _SENTENCE_END.search(rest)

@@ -34,6 +34,7 @@ MULTI_BOX = [
     (r"Each crate holds \boxed{10} boxes. ... The final answer is $10,455$. I hope it is correct.", "10455", 1.0),
     (r"Each crate holds \boxed{10} boxes. ... The final answer is $10,455$. I hope it is correct.", "10", 0.0),
     (r"First \boxed{12}. **Final Answer:** 42", "42", 1.0),
+    (r"It costs \boxed{10} a box. The final answer is $\$10,455$.", "10455", 1.0),  # \$ inside $...$ is currency
     (r"The final answer is \boxed{5}.", "5", 1.0),  # the statement holds the box itself
     (r"\boxed{5} is the final answer.", "5", 1.0),  # a statement with nothing after it changes nothing
     # false-positive guards: hedges, partial and extra answers
