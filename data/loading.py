@@ -6,7 +6,9 @@ Sources (the recipe's `data.train` / `data.test`):
     org/name                       a hub dataset (needs network; CI never uses one)
 
 Columns are renamed with `prompt_column` / `answer_column`; a missing column is a one-line error listing the ones
-that exist. Extra columns are kept: they travel to the reward functions as keyword lists.
+that exist. The gold column defaults to `answer`, and a dataset without one but with `solution` (MATH, NuminaMath,
+open-r1's name) uses that: the rewards parse worked solutions ending in `\\boxed{}` and GSM8K's `... #### 72` as
+well as bare values. Extra columns are kept: they travel to the reward functions as keyword lists.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any
 from data.tasks import arithmetic_dataset
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+ANSWER_ALIASES = {"answer": ("solution",)}  # default gold column -> the names datasets also use for it
 
 
 class DataError(ValueError):
@@ -29,6 +32,19 @@ def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int)
     if split not in ("train", "test"):
         raise DataError(f"procedural:{name} has splits train and test, not {split!r}")
     return train if split == "train" else test
+
+
+def _gold_column(answer_column: str, columns: set[str], source: str, split: str) -> str:
+    """`answer_column` if the dataset has it, else the first alias it has (`solution` for `answer`)."""
+    if answer_column in columns:
+        return answer_column
+    for alias in ANSWER_ALIASES.get(answer_column, ()):
+        if alias in columns:
+            return alias
+    aliases = ANSWER_ALIASES.get(answer_column, ())
+    nor = f" (nor its alias {', '.join(map(repr, aliases))})" if aliases else ""
+    raise DataError(f"dataset {source} ({split}) has no column {answer_column!r}{nor}; columns: "
+                    f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
 
 
 def load_examples(source: str, split: str = "train", *, prompt_column: str = "prompt", answer_column: str = "answer",
@@ -49,10 +65,10 @@ def load_examples(source: str, split: str = "train", *, prompt_column: str = "pr
         else:
             ds = datasets.load_dataset(source, split=split)
         columns = set(ds.column_names)
-        for needed in (prompt_column, answer_column):
-            if needed not in columns:
-                raise DataError(f"dataset {source} ({split}) has no column {needed!r}; columns: "
-                                f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
+        answer_column = _gold_column(answer_column, columns, source, split)
+        if prompt_column not in columns:
+            raise DataError(f"dataset {source} ({split}) has no column {prompt_column!r}; columns: "
+                            f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
         if limit is not None:
             ds = ds.select(range(min(limit, len(ds))))
         rows = ds.to_list()

@@ -30,7 +30,7 @@ from typing import Any
 
 from rewards.deadline import run_with_deadline
 from rewards.extract import DEFAULT_MAX_CHARS, completion_text
-from rewards.math_accuracy import _check_positive, judge, warmup
+from rewards.math_accuracy import GOLD_COLUMNS, _check_positive, gold_column, judge, warmup
 from rewards.registry import register_reward
 
 
@@ -87,12 +87,12 @@ def make_cosine(min_value_wrong: float = -1.0, max_value_wrong: float = -0.5, mi
                          "min_value_correct <= max_value_correct")
     lengths = _Lengths("cosine", tokenizer, allow_chars=True)
 
-    def cosine(completions: list, answer: list | None = None, **kwargs: Any) -> list[float | None]:
-        if answer is None:
-            raise ValueError("reward 'cosine' needs an 'answer' column")
+    def cosine(completions: list, answer: list | None = None, solution: list | None = None,
+               **kwargs: Any) -> list[float | None]:
+        golds = gold_column("cosine", answer, solution, kwargs)
         warmup()
         out: list[float | None] = []
-        for c, gold, n in zip(completions, answer, lengths(completions, kwargs), strict=True):
+        for c, gold, n in zip(completions, golds, lengths(completions, kwargs), strict=True):
             text = completion_text(c)
             correct = run_with_deadline(lambda: judge(text, gold, int(max_chars)), timeout_s, on_timeout=0.0)
             if correct is None:
@@ -103,7 +103,7 @@ def make_cosine(min_value_wrong: float = -1.0, max_value_wrong: float = -0.5, mi
                 out.append(cosine_value(n, max_len, max_value_wrong, min_value_wrong))
         return out
 
-    cosine.warmup, cosine.requires = warmup, ("answer",)
+    cosine.warmup, cosine.requires = warmup, GOLD_COLUMNS
     return cosine
 
 

@@ -139,8 +139,9 @@ class Reward:
         return self._fn(completions, **{**kwargs, **self.params})
 
     @property
-    def requires(self) -> tuple[str, ...]:
-        """Columns the reward cannot work without (a reward function may declare them as `fn.requires`)."""
+    def requires(self) -> tuple[str | tuple[str, ...], ...]:
+        """Columns the reward cannot work without (a reward function may declare them as `fn.requires`); an entry
+        that is a tuple lists alternatives (`("answer", "solution")`: either column will do)."""
         return tuple(getattr(self._fn, "requires", ()))
 
     def warmup(self) -> None:

@@ -68,6 +68,23 @@ def _parse_spec(spec: Any) -> list[tuple[str, float, dict[str, Any]]]:
     return out
 
 
+def missing_columns(requires: tuple, columns: Mapping[str, Any]) -> list[str]:
+    """The requirements that `columns` do not meet, described: an entry of `requires` is a column name, or a tuple
+    of alternatives (`("answer", "solution")`: either will do).
+
+    >>> missing_columns(("nums", ("answer", "solution")), {"solution": [], "nums": []})
+    []
+    >>> missing_columns(("nums", ("answer", "solution")), {"question": []})
+    ["'nums'", "'answer' (or 'solution')"]
+    """
+    out = []
+    for need in requires:
+        names = (need,) if isinstance(need, str) else tuple(need)
+        if not any(n in columns for n in names):
+            out.append(repr(names[0]) + "".join(f" (or {n!r})" for n in names[1:]))
+    return out
+
+
 def validate_reward_spec(spec: Any) -> None:
     """Check a recipe's `rewards:` mapping (names, weights, parameters) without starting any process; one-line
     ValueError naming the problem. Import-path rewards are imported."""
@@ -132,9 +149,10 @@ class RewardScorer:
             if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"column {k!r} has {len(v)} values for {n} completions")
         for name in self.names:
-            missing = [c for c in self.rewards[name].requires if c not in columns]
+            missing = missing_columns(self.rewards[name].requires, columns)
             if missing:
-                raise ValueError(f"reward {name!r} needs the column(s) {', '.join(map(repr, missing))}")
+                raise ValueError(f"reward {name!r} needs the column(s) {', '.join(missing)}; columns: "
+                                 f"{', '.join(sorted(columns)) or 'none'}")
         item_cols = {k: list(v) for k, v in columns.items() if isinstance(v, (list, tuple))}
         texts = [completion_text(c) for c in completions]
         capped = [cap_tail(t, self.max_chars) for t in texts]

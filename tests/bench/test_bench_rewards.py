@@ -1,5 +1,5 @@
 """Throughput of `accuracy` (completions/s), sequential (the reward function in this process) vs the RewardScorer's
-worker pool (2 workers), on integer and fraction answers. Run: `make bench`
+worker pool (2 workers), on integer, fraction, GSM8K-gold and two-box answers. Run: `make bench`
 (= pytest -q tests/bench --benchmark-enable --benchmark-only); each figure is printed and kept in extra_info.
 
 Each round scores a fresh batch (new seed): GRPO-like groups of 8 completions per gold, about half of them correct,
@@ -7,7 +7,10 @@ so caches only help the way they do in training (repeated answers within a group
 
 - `int`: integer answers, with accuracy's exact integer fast path (the default);
 - `int-mv`: the same through math-verify (`fast_integers=False`), i.e. LaTeX parsing for every answer;
-- `frac`: `\\frac{a}{b}` answers against `a/b` golds (always math-verify).
+- `frac`: `\\frac{a}{b}` answers against `a/b` golds (always math-verify);
+- `gsm8k`: integer answers against GSM8K-style worked golds ("... <<a+b=c>>c ... #### c"): the gold's value is
+  extracted once per group, then the integer fast path applies;
+- `boxes`: two boxed answers (`\\boxed{x}, \\boxed{y}`) against "x, y" golds: two parses and a set comparison.
 
 Target: >= 1,000 completions/s with the pool for typical answers.
 """
@@ -22,7 +25,7 @@ from rewards import RewardScorer, get_reward
 
 N = 1024  # completions per round (128 groups of 8)
 ROUNDS = 3
-KINDS = {"int": {}, "int-mv": {"fast_integers": False}, "frac": {}}
+KINDS = {"int": {}, "int-mv": {"fast_integers": False}, "frac": {}, "gsm8k": {}, "boxes": {}}
 _seeds = itertools.count(1000)
 
 
@@ -34,6 +37,16 @@ def make_batch(kind: str, seed: int) -> tuple[list[str], list[str]]:
             value = rng.randint(-10 ** 6, 10 ** 6)
             gold, right = str(value), str(value)
             wrong = lambda: str(value + rng.randint(1, 999))  # noqa: E731
+        elif kind == "gsm8k":
+            a, b = rng.randint(1, 10 ** 5), rng.randint(1, 10 ** 5)
+            gold = (f"She has {a} and buys {b} more, so {a}+{b} = <<{a}+{b}={a + b}>>{a + b} in all, at $2 each.\n"
+                    f"#### {a + b}")
+            right = str(a + b)
+            wrong = lambda: str(a + b + rng.randint(1, 999))  # noqa: E731
+        elif kind == "boxes":
+            x, y = rng.randint(-999, 999), rng.randint(1000, 9999)
+            gold, right = f"{x}, {y}", f"\\boxed{{{x}}}, \\boxed{{{y}}}"
+            wrong = lambda: f"\\boxed{{{x}}}, \\boxed{{{y + rng.randint(1, 99)}}}"  # noqa: E731
         else:
             a, b = rng.randint(1, 999), rng.randint(2, 999)
             gold, right = f"{a}/{b}", f"\\frac{{{a}}}{{{b}}}"

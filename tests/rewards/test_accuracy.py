@@ -128,6 +128,11 @@ HOSTILE = {
     "huge integer": "<answer>" + "9" * 100_000 + "</answer>",
     "huge factorial": "<answer>100000!</answer>",
     "look-alike tags": "\uff1canswer\uff1e5\uff1c/answer\uff1e",
+    "10,000 joined boxes": "\\boxed{1}, " * 10_000 + "\\boxed{2}",
+    "10,000 final statements": "The final answer is " * 10_000,
+    "nested systems": "<answer>" + "\\begin{cases} x \\\\ " * 2_000 + "\\end{cases}" * 2_000 + "</answer>",
+    "unclosed environments": "\\begin{pmatrix} 1 \\\\ " * 5_000,
+    "100,000 digit groups": "<answer>1" + " 000" * 100_000 + "</answer>",
     "empty": "",
     "None": None,
 }

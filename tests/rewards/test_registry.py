@@ -89,7 +89,7 @@ def test_register_reward_decorator():
 
 MODULES = ["rewards", "rewards.registry", "rewards.extract", "rewards.deadline", "rewards.math_accuracy",
            "rewards.format", "rewards.length", "rewards.repetition", "rewards.countdown", "rewards.scorer",
-           "rewards.pool"]
+           "rewards.pool", "rewards.normalize"]
 
 
 @pytest.mark.parametrize("module", MODULES)
