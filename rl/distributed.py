@@ -15,7 +15,8 @@ written once for all strategies; what differs between them lives here:
   linear schedule would end after 1/num_processes of the run. The learner steps a plain LambdaLR, built on the
   optimizer's param_groups before `prepare` (DeepSpeed's ZeRO optimizers and FSDP2 keep those same dicts).
 * `head_gather`: the LM-head weight whole during the chunked logprob pass (ZeRO-3 partitions it outside its module).
-* `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3, FSDP2), via TRL's helpers.
+* `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3: TRL's prepare_deepspeed;
+  FSDP2: accelerate's fsdp2_prepare_model, which broadcasts rank 0's weights under cpu_ram_efficient_loading).
 * `iter_full_params`: full parameters one module at a time for the rollout engine, under every strategy.
 * `check_supported`: FSDP1 is refused (one line, pointing to FSDP2): it needs an accelerator device even to start,
   so no path of it could be shown to work here, and its root unit (embed_tokens, final norm, lm_head) is the one
@@ -137,16 +138,19 @@ def head_gather(weight: torch.Tensor):
 
 
 def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
-    """The frozen reference model placed like the policy: DeepSpeed-initialised (sharded under ZeRO-3), FSDP-sharded,
+    """The frozen reference model placed like the policy: DeepSpeed-initialised (sharded under ZeRO-3), FSDP2-sharded,
     or simply moved to the device (single, DDP)."""
     module = module.eval().requires_grad_(False)
     kind = strategy(accelerator)
     if kind.startswith("zero"):
         from trl.models.utils import prepare_deepspeed
         return prepare_deepspeed(module, accelerator)
-    if kind.startswith("fsdp"):
-        from trl.models.utils import prepare_fsdp
-        return prepare_fsdp(module, accelerator)
+    if kind == "fsdp2":
+        # accelerate's own preparation, as for the policy: with fsdp_cpu_ram_efficient_loading only rank 0 loaded
+        # real weights and this broadcasts them (TRL's prepare_fsdp does not: the other ranks' shards would be
+        # whatever from_pretrained left there); it also keeps tied embeddings tied.
+        from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+        return fsdp2_prepare_model(accelerator, module).eval()
     return module.to(accelerator.device)
 
 

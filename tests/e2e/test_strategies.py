@@ -4,7 +4,8 @@
 
 with the real DeepSpeed 0.19.8 and torch FSDP2 (rl/distributed.py holds the CPU adaptations). The script is
 tests/e2e/learner_steps.py: 3 learner steps (linear LR schedule with warmup, clipping, AdamW lr 1e-3, dapo loss) on
-fixed 8-row batches, each process holding half of them. Compared with one plain process:
+fixed 8-row batches, each process holding half of them, with a KL term to a reference model (beta 0.5). Compared
+with one plain process:
 
   - loss, gradient norm and learning rate of every step (the LR used to run num_processes times too fast);
   - every parameter after the last step, as `Learner.full_named_parameters()` yields it: the very iterator the vLLM
@@ -27,6 +28,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 SCRIPT = str(ROOT / "tests/e2e/learner_steps.py")
 STRATEGIES = ["ddp", "zero2", "zero3", "fsdp2"]
+WITH_REFERENCE = ["algorithm.beta=0.5"]  # a KL term: the reference model is sharded like the policy (ZeRO-3, FSDP2)
 
 
 def free_port() -> int:
@@ -59,10 +61,11 @@ def runs(strategy, model_dir, tmp):
     if strategy not in _runs:
         out = tmp / strategy
         out.mkdir()
-        launch(strategy, model_dir, out / "straight.pt", "--save-after", 1, "--ckpt", out / "ckpt")
+        launch(strategy, model_dir, out / "straight.pt", "--save-after", 1, "--ckpt", out / "ckpt", *WITH_REFERENCE)
         resumed = None
         if strategy != "single":
-            launch(strategy, model_dir, out / "resumed.pt", "--resume", out / "ckpt/checkpoint-000001")
+            launch(strategy, model_dir, out / "resumed.pt", "--resume", out / "ckpt/checkpoint-000001",
+                   *WITH_REFERENCE)
             resumed = torch.load(out / "resumed.pt")
         _runs[strategy] = (torch.load(out / "straight.pt"), resumed,
                            load_file(out / "ckpt/checkpoint-000001/model.safetensors"))
