@@ -130,14 +130,16 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
         if sampler.last_round_total == 0:
             break  # every rank is full
         rounds += 1  # rounds in which some rank drew prompts (the same count on every rank)
-        if not drawn:
-            continue  # this rank is full, others still draw
         t0 = time.time()
         seeded = params if params.seed is None else SamplingParams(**{**params.__dict__,
                                                                      "seed": params.seed + round_ * 1_000_003})
+        # every rank calls the engine every round, a full rank with no prompts too: decoding a sharded model
+        # (ZeRO-3/FSDP2, transformers engine) is collective
         episodes = generate_episodes(engine, encoder, drawn, seeded, first_group_id=drawn_groups)
         drawn_groups += need
         t_gen += time.time() - t0
+        if not episodes:
+            continue  # this rank is full, others still draw
         t0 = time.time()
         scorer_metrics = score_episodes(episodes, scorer)
         t_score += time.time() - t0

@@ -40,7 +40,7 @@ def make_accelerator(cfg):
 
     Without a GPU (CI, laptops) the same launch configs run on CPU processes over gloo: DeepSpeed and FSDP need
     `cpu=False` (accelerate drops both plugins under `cpu=True`) and an explicit gloo backend; FSDP additionally
-    needs `enable_fsdp_on_cpu` (below)."""
+    needs `enable_fsdp_on_cpu`, DeepSpeed `skip_deepspeed_shm_build` (below)."""
     import os
 
     from accelerate import Accelerator
@@ -49,6 +49,8 @@ def make_accelerator(cfg):
     cuda = torch.cuda.is_available()
     sharded = any(os.environ.get(k, "false").lower() == "true"
                   for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
+    if not cuda and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        skip_deepspeed_shm_build()
     kwargs = {}
     if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
@@ -56,6 +58,17 @@ def make_accelerator(cfg):
             enable_fsdp_on_cpu()
     return Accelerator(cpu=not cuda and not sharded, mixed_precision=MIXED_PRECISION[cfg.model.dtype],
                        gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+
+
+def skip_deepspeed_shm_build() -> None:
+    """deepspeed 0.19.8 on CPU JIT-compiles a shared-memory all-reduce op (`deepspeed_shm_comm`, ~1 min with g++ and
+    ninja, cached in ~/.cache/torch_extensions) when its comm backend starts (deepspeed/comm/torch.py
+    `TorchBackend.__init__` -> `build_shm_op`). It serves DeepSpeed's CPU inference all-reduce only; training here
+    communicates over gloo. `build_shm_op` returning None is DeepSpeed's own "op unavailable" path. CPU only; the
+    one place this project touches DeepSpeed internals. Re-check on a DeepSpeed upgrade."""
+    import importlib
+
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
 def enable_fsdp_on_cpu() -> None:
@@ -135,6 +148,17 @@ def head_gather(weight: torch.Tensor):
     if weight.ds_status == ZeroParamStatus.AVAILABLE:
         return contextlib.nullcontext()
     return deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+
+
+def initialize_root(accelerator, model: torch.nn.Module) -> None:
+    """FSDP2 sets up its root module lazily, at the root's first forward; a first forward of an inner module (the
+    transformers engine decoding with the inner causal LM before any training pass) fails with "FSDP requires a
+    single root module". One no-grad forward of one token through the prepared root, on every rank, at start-up."""
+    if strategy(accelerator) != "fsdp2":
+        return
+    one = torch.ones(1, 2, dtype=torch.long, device=accelerator.device)
+    with torch.no_grad():
+        model(one, one, torch.ones(1, 1, device=accelerator.device))
 
 
 def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:

@@ -91,6 +91,7 @@ class Learner:
         distributed.configure_deepspeed(accelerator, train.micro_batch_size, self.accumulation_steps,
                                         train.max_grad_norm)
         self.model, self.optimizer = accelerator.prepare(policy, optimizer)
+        distributed.initialize_root(accelerator, self.model)
         self.ref_model = None
         if ref_model is not None:
             ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)

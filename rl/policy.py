@@ -93,8 +93,12 @@ class CausalLMLogprobs(torch.nn.Module):
         h = hidden[:, -C - 1:-1][needed]  # [M, H], M = needed positions
         targets = input_ids[:, -C:][needed]  # [M]
         weight = self.lm.get_output_embeddings().weight  # [V, H]
-        if type(weight).__name__ == "DTensor":  # FSDP2 with the head in its own unit: gather it (differentiably)
-            weight = weight.full_tensor()
+        if type(weight).__name__ == "DTensor":
+            # accelerate's FSDP2 layout keeps lm_head in a group that stays unsharded through forward and backward
+            # (a plain tensor here); a head sharded in a unit of its own would need its gradient averaged across
+            # ranks by hand (a plain full_tensor() silently drops that), so that layout is refused
+            raise RuntimeError("lm_head is an FSDP2-sharded DTensor inside the forward: prepare the model with "
+                               "accelerate (fsdp_version: 2), which groups lm_head with the final norm")
         with self.head_gather(weight):
             logprobs, entropy = chunked_token_logprobs(h, weight, targets, temperature,
                                                        chunk_elements=self.chunk_elements,

