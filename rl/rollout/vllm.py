@@ -42,7 +42,8 @@ class VLLMEngine:
     seed: reproducible for the same prompts in the same order, and the sampler keeps its fast batched path.
     `per_request` gives prompt i of a call the seeds seed + i*n ... (vLLM seeds child j with seed + j): a prompt's
     samples then do not depend on which other prompts share the call (N processes == 1 process exactly), at the cost
-    of vLLM's per-request generator path. In server mode `per_step` is reproducible with one client only.
+    of vLLM's per-request generator path. Server mode always seeds per request: the server admits the requests of a
+    call asynchronously (and may serve several learner processes), so a per-call reseed would not reproduce.
 
     Colocate: `gpu_memory_utilization` is the fraction of the GPU vLLM may take (weights + KV cache); with
     `enable_sleep_mode=True` (GPU only) the engine sleeps (weights to host memory, KV cache freed) between `generate`
@@ -95,7 +96,7 @@ class VLLMEngine:
             self._warned_truncation = True
         common = dict(n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
                       max_tokens=params.max_tokens, greedy=params.greedy, eos_token_id=self.eos_token_id)
-        if self.seed_mode == "per_request":
+        if self.seed_mode == "per_request" or self._server is not None:
             # prompt i draws with seeds seed + i*n ... seed + i*n + n-1 (vLLM gives child j of a request seed + j)
             seeds = [None if params.seed is None else params.seed + i * params.n for i in range(len(prompts))]
         else:  # per_step: one reseed of the engine's generator for the whole call (the sampler's fast path)
@@ -107,8 +108,6 @@ class VLLMEngine:
             raws = va.generate(self._llm, prompts, [va.sampling_params(seed=s, **common) for s in seeds])
             self._sleep()
         else:
-            if self.seed_mode == "per_step" and params.seed is not None:
-                self._server.reseed(params.seed)
             raws = self._server.generate(prompts, [va.server_sampling_fields(seed=s, **common) for s in seeds],
                                          params.n)
         out = []
@@ -225,9 +224,6 @@ class _ServerClient:
             hint = " (is the server running with VLLM_SERVER_DEV_MODE=1?)" if r.status_code == 404 else ""
             raise VLLMServerError(f"vLLM server {path}: HTTP {r.status_code}{hint}: {r.text[:500]}")
         return r.json() if r.content else {}
-
-    def reseed(self, seed: int) -> None:
-        self._post("/collective_rpc", va.reseed_rpc(seed))
 
     def _get(self, path):
         return self._call("GET", path)

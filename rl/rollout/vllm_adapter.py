@@ -14,7 +14,7 @@ What this relies on (re-check these when moving to another vLLM version):
   (`seed_mode="per_request"`). A request with its own seed gets its own torch.Generator, which sends the whole batch
   down the sampler's slow path (v1/sample/ops/topk_topp_sampler.py: no FlashInfer, and one `exponential_` call per
   seeded request per step); `seed_mode="per_step"` instead reseeds the default generators once per `generate` call
-  (`reseed_sampler`, in-process for the colocated engine, `rl_reseed` RPC for a server).
+  (`reseed_sampler`, colocated engine only: a server admits requests asynchronously, so it always seeds per request).
 * Colocated weight push: `LLM.collective_rpc("reload_weights", kwargs={"weights_iterator": it})` ->
   `Worker.reload_weights` -> `GPUModelRunner.reload_weights` (the CPU runner subclasses it), i.e. vLLM's layer-wise
   reload (`initialize_layerwise_reload` / `model.load_weights` / `finalize_layerwise_reload`). It takes
@@ -276,10 +276,6 @@ class WorkerExtension:
         self.reload_weights(weights_path=weights_path)
         return 0 if torch.cuda.is_available() else _cpu_repack_unremoved_gemms(self)
 
-    def rl_reseed(self, seed: str) -> int:
-        reseed_sampler(int(seed))
-        return 0
-
 
 WORKER_EXTENSION = f"{__name__}.WorkerExtension"
 
@@ -288,11 +284,6 @@ def reseed_sampler(seed: int) -> None:
     """Reseed the default torch generators the sampler draws from when requests carry no seed of their own
     (v1/sample/ops/topk_topp_sampler.py: `q.exponential_()` on the device's default generator)."""
     torch.manual_seed(seed)  # CPU and every CUDA device
-
-
-def reseed_rpc(seed: int) -> dict:
-    """Body of `POST /collective_rpc` reseeding the server's sampler (one engine step's seed)."""
-    return {"method": "rl_reseed", "args": [str(seed)]}
 
 
 def reload_from_disk_rpc(weights_path: str) -> dict:

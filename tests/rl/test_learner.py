@@ -149,3 +149,34 @@ def test_parity_with_trl_grpo_trainer_loss(micro_model_dir, tmp_path, mode):
                           epsilon_low=0.2, epsilon_high=0.28, beta=beta, old_logprobs=old, ref_logprobs=ref)
     assert abs(trl_loss.item()) > 1e-3
     assert ours.item() == pytest.approx(trl_loss.item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["grpo", "dapo", "dr_grpo"])
+def test_length_grouped_trimmed_micro_batches_equal_one_padded_pass(micro_model_dir, mode):
+    """The learner orders rows by length and trims each micro-batch to its longest row; the loss and gradients must
+    be those of the whole batch padded to its longest row, through the model's own [N, T, V] logits."""
+    from rl.losses import token_logprobs
+    from rl.collate import position_ids, trim_padding
+    tok = load_tokenizer(str(micro_model_dir))
+    batch = make_batch(tok, n=8, seed=3)
+    learner, cfg = make_learner(micro_model_dir, **{"algorithm.loss": mode, "train.batch_size": 8,
+                                                    "rollout.group_size": 4, "train.micro_batch_size": 2})
+    prepared, norm = learner.prepare(batch)
+    sums = learner.accumulate_gradients(prepared, norm)
+    got = grads_of(learner)
+    # the micro-batches really are smaller than the padded batch (8 rows padded to 13 columns here)
+    shapes = [tuple(trim_padding(prepared.slice(s, s + 2)).input_ids.shape) for s in range(0, 8, 2)]
+    assert shapes[-1][1] < batch.input_ids.shape[1] and shapes[0][1] == batch.input_ids.shape[1]
+
+    model = load_causal_lm(str(micro_model_dir))  # the same initial weights, no wrapper, one padded pass
+    C = batch.completion_length
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   position_ids=position_ids(batch.attention_mask)).logits[:, -C - 1:-1]  # [8, C, V]
+    logprobs = token_logprobs(logits, batch.input_ids[:, -C:], 1.0)  # [8, C]
+    loss, _ = policy_loss(logprobs, batch.advantages, batch.completion_mask, norm, aggregation=get_aggregation(mode),
+                          epsilon_low=0.2, epsilon_high=0.28)
+    loss.backward()
+    want = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    assert sums["loss"] == pytest.approx(loss.item(), abs=1e-6)
+    assert want.abs().max() > 1e-4
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
