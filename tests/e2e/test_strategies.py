@@ -4,8 +4,8 @@
 
 with the real DeepSpeed 0.19.8 and torch FSDP2 (rl/distributed.py holds the CPU adaptations). The script is
 tests/e2e/learner_steps.py: 3 learner steps (linear LR schedule with warmup, clipping, AdamW lr 1e-3, dapo loss) on
-fixed 8-row batches, each process holding half of them, with a KL term to a reference model (beta 0.5). Compared
-with one plain process:
+fixed 8-row batches, each process holding half of them, with a KL term to a reference model (beta 0.5) and gradient
+checkpointing. Compared with one plain process:
 
   - loss, gradient norm and learning rate of every step (the LR used to run num_processes times too fast);
   - every parameter after the last step, as `Learner.full_named_parameters()` yields it: the very iterator the vLLM
@@ -29,7 +29,9 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 SCRIPT = str(ROOT / "tests/e2e/learner_steps.py")
 STRATEGIES = ["ddp", "zero2", "zero3", "fsdp2"]
-WITH_REFERENCE = ["algorithm.beta=0.5"]  # a KL term: the reference model is sharded like the policy (ZeRO-3, FSDP2)
+# a KL term (the reference model is sharded like the policy under ZeRO-3/FSDP2) and gradient checkpointing, as the
+# real recipes use it
+WITH_REFERENCE = ["algorithm.beta=0.5", "model.gradient_checkpointing=true"]
 
 
 def free_port() -> int:
