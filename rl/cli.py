@@ -5,8 +5,10 @@ import sys
 from typing import Callable
 
 
-def run_cli(main: Callable[[], object], errors: tuple[type[Exception], ...] | None = None) -> None:
-    """Run `main`; the expected input errors (default: recipe and data errors) print one line and exit 2."""
+def run_cli(main: Callable[[], object], errors: tuple[type[Exception], ...] | None = None,
+            failures: tuple[type[Exception], ...] = ()) -> None:
+    """Run `main`; the expected input errors (default: recipe and data errors) print one line and exit 2; the
+    expected run-time `failures` (e.g. a rollout worker that died) print their message and exit 1."""
     if errors is None:
         from data.loading import DataError
         from rl.config import ConfigError
@@ -16,3 +18,6 @@ def run_cli(main: Callable[[], object], errors: tuple[type[Exception], ...] | No
     except errors as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except failures as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -13,7 +13,7 @@ import torch
 
 from data.templates import prompt_token_ids
 from rl.advantages import informative_groups
-from rl.episode import Episode, SamplingParams
+from rl.episode import Completion, Episode, SamplingParams
 
 
 class PromptSampler:
@@ -102,12 +102,17 @@ def score_episodes(episodes: list[Episode], scorer) -> dict[str, float]:
     return result.metrics
 
 
+def episodes_from_groups(batch: list[tuple[int, dict]], groups: list[list[Completion]], first_group_id: int,
+                         policy_version: int = 0) -> list[Episode]:
+    """One Episode per completion; prompt g's completions form group first_group_id + g."""
+    return [Episode(group_id=first_group_id + g, example=ex, completion=c, policy_version=policy_version)
+            for g, ((_, ex), completions) in enumerate(zip(batch, groups, strict=True)) for c in completions]
+
+
 def generate_episodes(engine, encoder: PromptEncoder, batch: list[tuple[int, dict]], params: SamplingParams,
                       first_group_id: int) -> list[Episode]:
     prompts = [encoder(i, ex) for i, ex in batch]
-    groups = engine.generate(prompts, params)
-    return [Episode(group_id=first_group_id + g, example=ex, completion=c)
-            for g, ((_, ex), completions) in enumerate(zip(batch, groups)) for c in completions]
+    return episodes_from_groups(batch, engine.generate(prompts, params), first_group_id)
 
 
 def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEncoder, params: SamplingParams,

@@ -51,6 +51,7 @@ class Episode:
     rewards: dict[str, float | None] = field(default_factory=dict)  # per reward function, unweighted
     reward_total: float = 0.0  # weighted sum over reward functions (None counts as 0)
     advantage: float = 0.0
+    policy_version: int = 0  # optimizer updates the generating weights had seen (asynchronous rollouts)
 
     @property
     def truncated(self) -> bool:

@@ -24,6 +24,25 @@ import time
 import torch
 
 
+def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int):
+    """The asynchronous mode's engine: a RolloutWorker process holding its own engine and weights. On CPU the cores
+    are split between it (rollout.worker_threads, default half) and the learner."""
+    import os
+
+    from rl.rollout.worker import EngineSpec, RolloutWorker
+    r = cfg.rollout
+    cores = os.cpu_count() or 2
+    threads = r.worker_threads or max(1, cores // 2)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(max(1, cores - threads))
+    extra = {} if r.engine == "hf" else dict(
+        gpu_memory_utilization=r.vllm_gpu_memory_utilization, mode=r.vllm_mode, server_url=r.vllm_server_url,
+        timeout_s=r.timeout_s, seed_mode=r.seed_mode)
+    spec = EngineSpec(engine=r.engine, model_path=model_path, dtype="float32" if r.engine == "hf" else cfg.model.dtype,
+                      seed=seed, max_model_len=max_model_len, threads=threads, engine_kwargs=extra)
+    return RolloutWorker(spec, timeout_s=r.timeout_s)
+
+
 def main(argv: list[str] | None = None) -> dict:
     from rl.config import dump_yaml, load_config, split_argv
     from rl.grpo_config import GRPOConfig
@@ -71,15 +90,26 @@ def main(argv: list[str] | None = None) -> dict:
     ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
     learner = Learner(cfg, accelerator, model, ref_model)
     r = cfg.rollout
-    # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
-    lockstep = r.engine == "hf" and shards_parameters(accelerator)
-    engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
-                         max_model_len=r.max_prompt_length + r.max_completion_length, dtype=cfg.model.dtype,
-                         autocast=accelerator.autocast, sync=DecodeSync(accelerator) if lockstep else None)
+    max_model_len = r.max_prompt_length + r.max_completion_length
+    if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/async_rollouts.py)
+        engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len)
+        lockstep = False
+        print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} ({r.engine} engine, {r.async_steps} step(s) "
+              f"ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
+    else:
+        # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
+        lockstep = r.engine == "hf" and shards_parameters(accelerator)
+        engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
+                             max_model_len=max_model_len, dtype=cfg.model.dtype, autocast=accelerator.autocast,
+                             sync=DecodeSync(accelerator) if lockstep else None)
     encoder = PromptEncoder(tokenizer, d.template, d.system_prompt, r.max_prompt_length)
+    rollouts = None  # AsyncRollouts when async_steps > 0
 
-    def push_weights() -> None:  # collective under ZeRO-3/FSDP: every rank, same point
-        engine.update_weights(learner.unwrapped_model, learner.full_named_parameters())
+    def push_weights(version: int) -> None:  # collective under ZeRO-3/FSDP: every rank, same point
+        if rollouts is not None:
+            rollouts.push(learner.full_named_parameters(), version)
+        else:
+            engine.update_weights(learner.unwrapped_model, learner.full_named_parameters())
 
     def gather_counts(n: int) -> list[int]:  # the prompt sampler's per-round exchange (collective)
         return accelerator.gather(torch.tensor([n], device=accelerator.device)).tolist()
@@ -97,7 +127,22 @@ def main(argv: list[str] | None = None) -> dict:
     if resume_from is not None:
         state = load_training_state(accelerator, resume_from, learner.scheduler)
         start_step, sampler.position = state["step"], state["sampler_position"]
-        push_weights()
+    from rl.episode import SamplingParams
+
+    def sampling_params(step: int) -> SamplingParams:
+        # Sample seeds: rank r's prompts continue where rank r-1's end, so an engine that seeds each prompt
+        # (vLLM per_request: prompt i of a call draws with seed + i*G) gives a prompt the same samples however many
+        # processes share the step; resume re-creates the same seeds.
+        seed = (cfg.train.seed * 1_000_003 + step) * 10_000_000 + rank * cfg.prompts_per_step * r.group_size
+        return SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                              max_tokens=r.max_completion_length, seed=seed)
+
+    if r.async_steps > 0:
+        from rl.async_rollouts import AsyncRollouts
+        rollouts = AsyncRollouts(engine, scorer, sampler, encoder, sampling_params, cfg.prompts_per_step,
+                                 r.async_steps, version=start_step)
+    if resume_from is not None:
+        push_weights(start_step)
 
     from rl.evaluate import evaluate_greedy
     from rl.tracking import RunLogger
@@ -119,74 +164,79 @@ def main(argv: list[str] | None = None) -> dict:
         return metrics
 
     def checkpoint(step: int) -> None:
+        position = rollouts.checkpoint_position(step) if rollouts is not None else sampler.position
         save_checkpoint(accelerator, out, step, learner.model, tokenizer, learner.scheduler,
-                        {"sampler_position": sampler.position}, cfg.logging.save_total_limit,
-                        weights_prefix=POLICY_PREFIX)
+                        {"sampler_position": position}, cfg.logging.save_total_limit, weights_prefix=POLICY_PREFIX)
 
     # 6. The loop.
     from rl.advantages import get_advantage_fn
     from rl.collate import collate
-    from rl.episode import SamplingParams
     advantage_fn = get_advantage_fn(cfg.algorithm.advantage)
-    first_eval = evaluate(start_step) if start_step == 0 else {}
-    last_eval = first_eval
-    progress = None
-    if cfg.logging.progress_bar and accelerator.is_main_process:
-        from tqdm.auto import tqdm
-        progress = tqdm(total=cfg.train.max_steps, initial=start_step, desc="grpo", dynamic_ncols=True)
-    for step in range(start_step + 1, cfg.train.max_steps + 1):
-        t_step = time.time()
-        # Sample seeds: rank r's prompts continue where rank r-1's end, so an engine that seeds each prompt
-        # (vLLM: prompt i of a call draws with seed + i*G) gives a prompt the same samples however many processes
-        # share the step; resume re-creates the same seeds.
-        step_seed = (cfg.train.seed * 1_000_003 + step) * 10_000_000 + rank * cfg.prompts_per_step * r.group_size
-        params = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                max_tokens=r.max_completion_length, seed=step_seed)
-        episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, params, cfg.prompts_per_step,
-                                             cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
-        # advantages over the global batch (all ranks' rewards), each rank keeping its own slice
-        advantages, adv_metrics = step_advantages(episodes, advantage_fn, r.group_size,
-                                                  gather_rewards if world > 1 else None, rank)  # [N]
-        rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
-        for ep, a in zip(episodes, advantages.tolist()):
-            ep.advantage = a
-        batch = collate(episodes, tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
-        metrics.update(adv_metrics)
-        metrics.update(learner.step(batch))
-        push_weights()
-        lengths = [len(e.completion.completion_ids) for e in episodes]
-        truncated_frac = sum(e.truncated for e in episodes) / len(episodes)
-        metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
-                        "truncated_frac": truncated_frac, "time/step_s": time.time() - t_step})
-        if world > 1:  # average scalar metrics over processes (same keys on every rank)
-            keys = sorted(metrics)
-            vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
-                                     reduction="mean")
-            metrics = dict(zip(keys, vec.tolist()))
-        logger.log(metrics, step)
-        logger.log_completions([{"completion": e.completion.text, "answer": e.example["answer"],
-                                 "reward": e.reward_total, "advantage": e.advantage, "rewards": e.rewards}
-                                for e in episodes[:cfg.logging.log_completions]], step)
-        if truncated_frac > cfg.logging.truncation_warning and accelerator.is_main_process:
-            print(f"[grpo] warning: {truncated_frac:.0%} of completions hit rollout.max_completion_length="
-                  f"{r.max_completion_length}; raise it or they are all cut off", flush=True)
+    first_eval: dict = {}
+    last_eval: dict = {}
+    try:
+        first_eval = evaluate(start_step) if start_step == 0 else {}
+        last_eval = first_eval
+        progress = None
+        if cfg.logging.progress_bar and accelerator.is_main_process:
+            from tqdm.auto import tqdm
+            progress = tqdm(total=cfg.train.max_steps, initial=start_step, desc="grpo", dynamic_ncols=True)
+        for step in range(start_step + 1, cfg.train.max_steps + 1):
+            t_step = time.time()
+            if rollouts is not None:  # generated ahead by the worker, at most async_steps updates stale
+                episodes, metrics = rollouts.episodes_for(step)
+            else:
+                episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, sampling_params(step),
+                                                     cfg.prompts_per_step, cfg.algorithm.dynamic_sampling,
+                                                     cfg.algorithm.max_sampling_rounds)
+            # advantages over the global batch (all ranks' rewards), each rank keeping its own slice
+            advantages, adv_metrics = step_advantages(episodes, advantage_fn, r.group_size,
+                                                      gather_rewards if world > 1 else None, rank)  # [N]
+            rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
+            for ep, a in zip(episodes, advantages.tolist()):
+                ep.advantage = a
+            batch = collate(episodes, tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
+            metrics.update(adv_metrics)
+            metrics.update(learner.step(batch))
+            push_weights(step)
+            lengths = [len(e.completion.completion_ids) for e in episodes]
+            truncated_frac = sum(e.truncated for e in episodes) / len(episodes)
+            metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
+                            "truncated_frac": truncated_frac, "time/step_s": time.time() - t_step})
+            if rollouts is not None:  # how much of generation and training overlapped
+                metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +
+                                                                         metrics["time/train_s"], 1e-9)
+            if world > 1:  # average scalar metrics over processes (same keys on every rank)
+                keys = sorted(metrics)
+                vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
+                                         reduction="mean")
+                metrics = dict(zip(keys, vec.tolist()))
+            logger.log(metrics, step)
+            logger.log_completions([{"completion": e.completion.text, "answer": e.example["answer"],
+                                     "reward": e.reward_total, "advantage": e.advantage, "rewards": e.rewards}
+                                    for e in episodes[:cfg.logging.log_completions]], step)
+            if truncated_frac > cfg.logging.truncation_warning and accelerator.is_main_process:
+                print(f"[grpo] warning: {truncated_frac:.0%} of completions hit rollout.max_completion_length="
+                      f"{r.max_completion_length}; raise it or they are all cut off", flush=True)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
+                                     len=f"{metrics['completion_len/mean']:.0f}")
+            if cfg.logging.eval_every and step % cfg.logging.eval_every == 0 and step != cfg.train.max_steps:
+                last_eval = evaluate(step)
+            if cfg.logging.save_every and step % cfg.logging.save_every == 0 and step != cfg.train.max_steps:
+                checkpoint(step)
         if progress is not None:
-            progress.update(1)
-            progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['completion_len/mean']:.0f}")
-        if cfg.logging.eval_every and step % cfg.logging.eval_every == 0 and step != cfg.train.max_steps:
-            last_eval = evaluate(step)
-        if cfg.logging.save_every and step % cfg.logging.save_every == 0 and step != cfg.train.max_steps:
-            checkpoint(step)
-    if progress is not None:
-        progress.close()
+            progress.close()
 
-    # 7. Final evaluation and checkpoint.
-    if start_step < cfg.train.max_steps:
-        last_eval = evaluate(cfg.train.max_steps)
-        checkpoint(cfg.train.max_steps)
-    scorer.close()
-    engine.close()
-    logger.close()
+        # 7. Final evaluation and checkpoint.
+        if start_step < cfg.train.max_steps:
+            last_eval = evaluate(cfg.train.max_steps)
+            checkpoint(cfg.train.max_steps)
+    finally:  # a failure anywhere (a dead rollout worker, a learner error) still stops the worker and the pool
+        scorer.close()
+        engine.close()
+        logger.close()
     if accelerator.is_main_process and first_eval and last_eval:
         from rl.report import before_after_table, plot_run
         print(f"[grpo] eval/accuracy {first_eval['eval/accuracy']:.3f} -> {last_eval['eval/accuracy']:.3f}, "
@@ -203,4 +253,5 @@ if __name__ == "__main__":
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path[0] = os.getcwd()
     from rl.cli import run_cli
-    run_cli(main)
+    from rl.rollout.worker import RolloutWorkerError
+    run_cli(main, failures=(RolloutWorkerError,))

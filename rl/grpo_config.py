@@ -40,6 +40,8 @@ class RolloutConfig:
     vllm_enable_sleep_mode: bool = False
     timeout_s: float = 600.0
     seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
+    async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/async_rollouts.py)
+    worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
     group_size: int = 8  # G completions per prompt
     max_prompt_length: int = 512
     max_completion_length: int = 64
@@ -59,7 +61,7 @@ class AlgorithmConfig:
     mask_truncated_completions: bool = False
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, draw more prompts
     max_sampling_rounds: int = 3  # bound on extra draws per step with dynamic_sampling
-    tis_cap: float | None = None  # truncated importance sampling cap for engine/learner mismatch (off: None)
+    tis_cap: float | None = None  # truncated IS cap for engine/learner mismatch (off: None; 2.0 when async_steps > 0)
 
 
 @dataclass
@@ -138,6 +140,16 @@ class GRPOConfig:
                            ("train.logprob_chunk_elements", t.logprob_chunk_elements)):
             if value < 1:
                 raise ConfigError(f"{key}={value} must be at least 1")
+        if r.async_steps < 0 or r.worker_threads < 0:
+            raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
+        if r.async_steps > 0:
+            if a.dynamic_sampling:
+                raise ConfigError("algorithm.dynamic_sampling needs a batch's rewards before drawing more prompts: "
+                                  "it cannot run with rollout.async_steps > 0")
+            if a.tis_cap is None:  # off-policy correction is not optional when the behaviour policy is stale
+                a.tis_cap = 2.0
+        if a.tis_cap is not None and a.tis_cap <= 0:
+            raise ConfigError(f"algorithm.tis_cap={a.tis_cap} must be > 0")
         if not 0 <= a.epsilon < 1 or (a.epsilon_high is not None and a.epsilon_high < 0):
             raise ConfigError(f"algorithm.epsilon={a.epsilon} / epsilon_high={a.epsilon_high} out of range")
         if a.beta < 0:
