@@ -157,3 +157,27 @@ def test_seed_modes(engine, prompts, tiny_model_dir):
         assert alone[0] == together[1]
     finally:
         engine.seed_mode = "per_step"
+
+
+def test_vllm_engine_in_a_rollout_worker_process(tiny_model_dir, tok, prompts):
+    """Asynchronous mode's CPU path: vLLM in a process of its own, weights pushed through shared memory. After a
+    push the worker samples from the new weights: its logprobs equal a transformers forward of them."""
+    from transformers import AutoModelForCausalLM
+
+    from rl.rollout.worker import EngineSpec, RolloutWorker
+    worker = RolloutWorker(EngineSpec(engine="vllm", model_path=tiny_model_dir, max_model_len=256), timeout_s=300)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+        torch.manual_seed(3)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        worker.push_weights(1, model.named_parameters())
+        groups, version, _ = worker.result(worker.submit(prompts, SamplingParams(n=2, temperature=1.0,
+                                                                                  max_tokens=12, seed=4)))
+        assert version == 1
+        worst = max((hf_logprobs(model, c.prompt_ids, c.completion_ids, 1.0) - torch.tensor(c.logprobs)).abs().max()
+                    .item() for g in groups for c in g)
+        assert worst < 1e-4, worst
+    finally:
+        worker.close()
