@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rl.tracking import write_atomic
+
 if __name__ == "__main__" and not __package__:  # `python rl/distill.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
@@ -60,15 +62,6 @@ def select_traces(candidates: list[dict[str, Any]], f) -> tuple[list[dict[str, A
         if f.max_per_prompt is not None and len(kept) >= f.max_per_prompt:
             break
     return kept, sum(ok) / len(candidates) if candidates else 0.0
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_chunk(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -19,20 +19,24 @@ from typing import Any
 LOG_FILES = ("metrics.jsonl", "completions.jsonl")
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path`'s contents all at once: a temporary file, flushed to disk, renamed over it."""
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
 def rewind_jsonl(path: Path, last_step: int) -> int:
     """Keep the rows of `path` whose step is <= last_step (atomically); returns the number of rows removed."""
     if not path.is_file():
         return 0
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    if len(kept) == len([line for line in lines if line.strip()]):
-        return 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    lines = [line for line in path.read_text().splitlines(keepends=True) if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
+    if len(kept) < len(lines):
+        write_atomic(path, "".join(kept))
     return len(lines) - len(kept)
 
 

@@ -126,26 +126,19 @@ def test_unreachable_server_fails_fast(tiny_model_dir, tok):
 def test_rollout_worker_as_a_server_client(server, tiny_model_dir, tok):
     """Asynchronous rollouts against a separate vLLM server: the worker process is the server's client; weights
     reach it through shared memory and go on to the server (disk transfer on CPU, NCCL on GPUs)."""
-    from transformers import AutoModelForCausalLM
+    from tiny_model import perturbed_copy, worst_logprob_gap
 
     from rl.rollout.worker import EngineSpec, RolloutWorker
     url, _ = server
     worker = RolloutWorker(EngineSpec(engine="vllm", model_path=tiny_model_dir, engine_kwargs=dict(
         mode="server", server_url=url, timeout_s=60, weight_transfer="disk")), timeout_s=120)
     try:
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-        torch.manual_seed(5)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * 0.02)
+        model = perturbed_copy(tiny_model_dir, seed=5)
         worker.push_weights(1, model.named_parameters())
         prompts = [tok("User: 3+4*5 = ? Assistant:")["input_ids"]]
-        params = SamplingParams(n=2, temperature=1.0, max_tokens=12, seed=9)
-        groups, version, _ = worker.result(worker.submit(prompts, params))
+        groups, version, _ = worker.result(worker.submit(prompts, SamplingParams(n=2, max_tokens=12, seed=9)))
         assert version == 1
-        worst = max((hf_logprobs(model, c.prompt_ids, c.completion_ids, 1.0) - torch.tensor(c.logprobs)).abs().max()
-                    .item() for g in groups for c in g)
-        assert worst < 1e-4, worst
+        assert worst_logprob_gap(model, groups) < 1e-4
     finally:
         worker.close()
 

@@ -42,3 +42,29 @@ def build_tiny_model(path: str, seed: int = 0) -> str:
         model.model.embed_tokens.weight.mul_(4.0)
     model.save_pretrained(path)
     return path
+
+
+def perturbed_copy(path: str, seed: int, scale: float = 0.02):
+    """The model at `path` (float32, eval) with every weight moved by scale * N(0, 1): new weights to push."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * scale)
+    return model
+
+
+def worst_logprob_gap(model, groups, temperature: float = 1.0) -> float:
+    """Largest |engine logprob - transformers logprob| over the completions of `groups` under `model`."""
+    import torch
+    worst = 0.0
+    for group in groups:
+        for c in group:
+            ids = torch.tensor([list(c.prompt_ids) + list(c.completion_ids)])
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(c.prompt_ids) - 1:-1].float()
+            ref = torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(c.completion_ids)[:, None])[:, 0]
+            worst = max(worst, (ref - torch.tensor(c.logprobs)).abs().max().item())
+    return worst
