@@ -22,8 +22,10 @@ Sides run ALTERNATELY, each in a fresh subprocess (ours, TRL, ours, TRL, ... for
   and `_generate` are wrapped to time generation and to record how many completions each generation produced
   (checked: 64 per optimizer step, one generation per step).
 Reported per workload: each round's median s/step over steps 2..N (step 1 carries warm-up), the median and spread
-(max - min) over rounds, TRL/ours, the time split and mean completion lengths (sampling differs between the sides,
-so lengths - i.e. work - may differ a little; read them next to the times), and the load average around the runs.
+(max - min) over rounds, TRL/ours (ratio of the medians, and per round: TRL's run over the ours run just before
+it), the time split (TRL: generate = `_generate`, score = the rest of `_generate_and_score_completions`, train = the
+rest of the step), mean completion lengths (sampling differs between the sides, so lengths - i.e. work - may
+differ a little; read them next to the times) and the load average around each run.
 
 Mismatches that remain (TRL cannot express ours exactly, or does more):
 - warm-up: ours multiplies lr by (step+1)/(warmup+1) (1/3, 2/3, 1, ...); TRL's constant_with_warmup by
@@ -245,6 +247,8 @@ def summarize(runs: list[dict]) -> dict:
                 s[k] = _med(s[k])
         if "ours" in sides and "trl" in sides:
             sides["trl_over_ours"] = sides["trl"]["median"] / sides["ours"]["median"]
+            # each round's TRL run directly follows its ours run: the paired ratio cancels slow drifts in load
+            sides["paired_ratios"] = [t / o for o, t in zip(sides["ours"]["rounds"], sides["trl"]["rounds"])]
     return out
 
 
@@ -261,7 +265,9 @@ def table(summary: dict, steps: int) -> str:
                         f"| {s['spread']:.2f} | {s['generate_s']:.2f} | {s['score_s']:.2f} | {s['train_s']:.2f} "
                         f"| {s['completion_len']:.1f} |")
         if "trl_over_ours" in sides:
-            rows.append(f"| {workload} | **TRL / ours** | | **{sides['trl_over_ours']:.2f}x** | | | | | |")
+            paired = ", ".join(f"{x:.2f}" for x in sides["paired_ratios"])
+            rows.append(f"| {workload} | **TRL / ours** | {paired} (per round) | **{sides['trl_over_ours']:.2f}x** "
+                        "| | | | | |")
     return "\n".join(rows)
 
 
