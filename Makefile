@@ -38,8 +38,15 @@ demo: setup
 r1-zero: setup
 	$(PY) -m accelerate.commands.launch --num_processes 1 rl/grpo.py recipes/tiny/r1_zero.yaml
 
+# Reward throughput (pytest-benchmark), then steps/s vs trl.GRPOTrainer and learner peak memory (docs/performance.md).
+# Minutes to tens of minutes on CPU; run on a quiet machine. Results also go to runs/bench/*.json.
+BENCH_STEPS  ?= 10
+BENCH_ROUNDS ?= 3
 bench: setup
 	$(PY) -m pytest -q tests/bench --benchmark-enable --benchmark-only
+	mkdir -p runs/bench
+	$(PY) -m rl.bench.trl_side_by_side --steps $(BENCH_STEPS) --rounds $(BENCH_ROUNDS) --json runs/bench/side_by_side.json
+	$(PY) -m rl.bench.memory --json runs/bench/memory.json
 
 clean:
 	rm -rf $(VENV) runs .cache
