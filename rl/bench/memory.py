@@ -67,7 +67,8 @@ def ours_micro_step(model, inputs: dict, pad_token_id: int):
     B, P = inputs["prompt_ids"].shape
     L = inputs["completion_ids"].shape[1]
     cfg = load_config(GRPOConfig, RECIPE, [f"rollout.max_prompt_length={P}", f"rollout.max_completion_length={L}"])
-    cfg.train.micro_batch_size = B  # after validation (which wants batch_size % group_size == 0): one micro-step
+    # after validation (which wants batch_size % group_size == 0): the whole batch is one micro-step
+    cfg.train.batch_size = cfg.train.micro_batch_size = B
     learner = Learner(cfg, Accelerator(cpu=True), model, None)
     episodes = [Episode(group_id=i, example={"prompt": "", "answer": ""}, advantage=float(inputs["advantages"][i]),
                         completion=Completion(prompt_ids=inputs["prompt_ids"][i].tolist(),

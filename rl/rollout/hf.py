@@ -12,6 +12,12 @@ Per step, for B rows (left-padded prompts, KV cache):
     z = logits[:, -1].float() / T               [B, V]    (greedy: argmax of the raw logits, logprob at T = 1)
     logprob = log_softmax(z)[token]             [B]       (the convention of rl/episode.py: no top-k/top-p)
     token ~ softmax(top_k/top_p-filtered z)     [B]       drawn with the engine's own torch.Generator
+                                                          (exponential race: argmax p / Exp(1))
+
+Each prompt is prefilled once and its KV cache repeated for its n samples (`Cache.batch_repeat_interleave`): a GRPO
+group of G completions costs one prefill, not G. Rows that produced EOS keep being fed padding until they are a
+quarter of the batch; then they are dropped from the batch and the KV cache (`Cache.batch_select_indices`), so the
+cost of a step follows the rows still decoding.
 
 `update_weights(model)` only re-points the engine at the (unwrapped) learner model: both see the same tensors, so the
 engine's logprobs equal the learner's up to the numerics of batched/cached decoding.
@@ -54,7 +60,7 @@ class HFEngine:
                  autocast: Callable[[], ContextManager] | None = None, sync=None):
         self.model = model
         self.tokenizer = tokenizer
-        self.max_batch_size = max_batch_size
+        self.max_batch_size = max_batch_size  # rows (prompts x n) per decoding loop
         self.autocast = autocast or contextlib.nullcontext
         self.sync = sync
         self.eos_id = tokenizer.eos_token_id
@@ -68,11 +74,11 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
-        flat = [p for p in prompts for _ in range(params.n)]
         generator = torch.Generator(device=self._device())
         # no seed: one drawn from the global RNG (seeded by the run), so runs stay reproducible
         generator.manual_seed(params.seed if params.seed is not None else int(torch.randint(0, 2 ** 62, (1,))))
-        chunks = [flat[s:s + self.max_batch_size] for s in range(0, len(flat), self.max_batch_size)]
+        per_chunk = max(1, self.max_batch_size // params.n)  # prompts per decoding loop (x n rows)
+        chunks = [prompts[s:s + per_chunk] for s in range(0, len(prompts), per_chunk)]
         if self.sync is not None:  # the same number of decoding loops on every rank
             chunks += [[] for _ in range(self.sync.max_int(len(chunks)) - len(chunks))]
         was_training = self.model.training
@@ -93,47 +99,59 @@ class HFEngine:
         from transformers import DynamicCache
 
         dummy = not prompts  # a rank with nothing to decode still takes part in the collectives
-        rows = prompts or [[self.pad_id]]
+        unique = prompts or [[self.pad_id]]
         device = self._device()
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)  # [B, P] left-padded
-        mask = torch.zeros_like(ids)  # [B, P]
-        for i, p in enumerate(rows):
+        U, n, width = len(unique), params.n, max(map(len, unique))
+        ids = torch.full((U, width), self.pad_id, dtype=torch.long)  # [U, P] left-padded
+        mask = torch.zeros_like(ids)  # [U, P]
+        for i, p in enumerate(unique):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         ids, mask = ids.to(device), mask.to(device)
-        positions = position_ids(mask)  # [B, P]
         cache = DynamicCache()
-        B = len(rows)
-        tokens, logprobs = [], []
-        finished = torch.zeros(B, dtype=torch.bool, device=device)  # [B]
-        step_ids, step_pos = ids, positions
-        for _ in range(params.max_tokens):
-            with self.autocast():
-                logits = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                                    past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # [B, V]
-            token, logprob = self._sample(logits, params, generator)  # [B], [B]
+        with self.autocast():  # each prompt's prefill once, then its KV cache is shared by its n samples
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                                past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # [U, V]
+        cache.batch_repeat_interleave(n)
+        logits, mask = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)  # [B, V], [B, P]; B = U * n
+        B = U * n
+        next_pos = position_ids(mask)[:, -1:]  # [B, 1] position of each row's last prompt token
+        out_tokens = torch.full((B, params.max_tokens), self.pad_id, dtype=torch.long, device=device)  # [B, L]
+        out_logprobs = torch.zeros(B, params.max_tokens, device=device)  # [B, L]
+        active = torch.arange(B, device=device)  # [b] original row of each row still in the batch
+        finished = torch.zeros(B, dtype=torch.bool, device=device)  # [b] finished, awaiting removal
+        for t in range(params.max_tokens):
+            if t > 0:
+                with self.autocast():
+                    logits = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                                        past_key_values=cache, use_cache=True,
+                                        logits_to_keep=1).logits[:, -1]  # [b, V]
+            token, logprob = self._sample(logits, params, generator)  # [b], [b]
             token = token.masked_fill(finished, self.pad_id)
-            tokens.append(token)
-            logprobs.append(logprob)
+            out_tokens[active, t] = token
+            out_logprobs[active, t] = logprob
             finished = finished | (token == self.eos_id)
             done = bool(finished.all()) or dummy
             if (self.sync.all_true(done) if self.sync is not None else done):
                 break
-            mask = torch.cat([mask, torch.ones(B, 1, dtype=mask.dtype, device=device)], dim=1)  # [B, P + t + 1]
-            step_pos = positions[:, -1:] + len(tokens)  # [B, 1]
-            step_ids = token.unsqueeze(1)  # [B, 1]
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=device)], dim=1)  # [b, +1]
+            next_pos = next_pos + 1  # [b, 1]
+            step_ids, step_pos = token.unsqueeze(1), next_pos  # [b, 1]
+            if not done and int(finished.sum()) * 4 >= len(active):  # drop finished rows once they are a quarter
+                keep = (~finished).nonzero().squeeze(1)  # [b']
+                cache.batch_select_indices(keep)
+                active, mask, next_pos, step_ids = active[keep], mask[keep], next_pos[keep], step_ids[keep]
+                step_pos, finished = next_pos, finished[keep]
         if dummy:
             return []
-        new_tokens = torch.stack(tokens, dim=1).cpu()  # [B, L]
-        new_logprobs = torch.stack(logprobs, dim=1).cpu()  # [B, L]
+        new_tokens, new_logprobs = out_tokens.cpu(), out_logprobs.cpu()  # [B, L]
         results = []
-        for i, p in enumerate(prompts):
-            row = new_tokens[i].tolist()
+        for i in range(B):
+            p, row = prompts[i // n], new_tokens[i].tolist()
             if self.eos_id in row:
                 cut, reason = row.index(self.eos_id) + 1, "stop"
             else:
-                cut, reason = len(row), "length"
+                cut, reason = t + 1, "length"
             completion_ids = row[:cut]
             results.append(Completion(
                 prompt_ids=list(p), completion_ids=completion_ids,
@@ -151,6 +169,9 @@ class HFEngine:
         else:
             z = logits.float() / params.temperature  # [B, V]
             probs = torch.softmax(filter_logits(z, params.top_k, params.top_p), -1)  # [B, V]
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # [B]
+            # exponential race: argmax_v p_v / E_v with E_v ~ Exp(1) is a draw from p (as vLLM samples);
+            # one fused pass instead of torch.multinomial's per-row CDF search
+            race = torch.empty_like(probs).exponential_(generator=generator)  # [B, V]
+            token = (probs / race).argmax(-1)  # [B]
         logprob = z.gather(-1, token[:, None]).squeeze(1) - torch.logsumexp(z, -1)  # [B]
         return token, logprob
