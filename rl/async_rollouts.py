@@ -42,20 +42,18 @@ class AsyncRollouts:
         self.async_steps = async_steps
         self.version = version  # optimizer updates of the learner's weights (the last push's version)
         self._jobs: dict[int, tuple[int, list, int]] = {}  # step -> (job, drawn prompts, sampler position after)
-        self.position_after: dict[int, int] = {}  # step -> sampler position once its prompts were drawn
-
-    def _submit(self, step: int) -> None:
-        drawn = self.sampler.take(self.prompts_per_step)
-        prompts = [self.encoder(i, ex) for i, ex in drawn]
-        job = self.worker.submit(prompts, self.params_for_step(step))
-        self._jobs[step] = (job, drawn, self.sampler.position)
+        self._next_step: int | None = None  # the first step not submitted yet
+        self.trained_position = sampler.position  # sampler position after the prompts of the last batch returned
 
     def episodes_for(self, step: int) -> tuple[list[Episode], dict[str, float]]:
-        for s in range(step, step + self.async_steps + 1):
-            if s not in self._jobs and s not in self.position_after:
-                self._submit(s)
-        job, drawn, position = self._jobs.pop(step)
-        self.position_after[step] = position
+        if self._next_step is None:
+            self._next_step = step
+        while self._next_step <= step + self.async_steps:  # submit in order, prompts drawn now
+            drawn = self.sampler.take(self.prompts_per_step)
+            job = self.worker.submit([self.encoder(i, ex) for i, ex in drawn], self.params_for_step(self._next_step))
+            self._jobs[self._next_step] = (job, drawn, self.sampler.position)
+            self._next_step += 1
+        job, drawn, self.trained_position = self._jobs.pop(step)
         t0 = time.time()
         groups, generated_by, generate_s = self.worker.result(job)
         waited = time.time() - t0
@@ -73,10 +71,6 @@ class AsyncRollouts:
         queued behind the batches already submitted."""
         self.version = version
         self.worker.push_weights(version, weights)
-
-    def checkpoint_position(self, step: int) -> int:
-        """The data position to save with step's checkpoint: after the prompts of step (not of batches in flight)."""
-        return self.position_after[step]
 
     def close(self) -> None:
         self.worker.close()

@@ -47,16 +47,16 @@ def make_accelerator(cfg):
     from accelerate.utils import InitProcessGroupKwargs
 
     cuda = torch.cuda.is_available()
-    sharded = any(os.environ.get(k, "false").lower() == "true"
-                  for k in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP"))
-    if not cuda and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        skip_deepspeed_shm_build()
+    deepspeed, fsdp = (os.environ.get(f"ACCELERATE_USE_{k}", "false").lower() == "true" for k in ("DEEPSPEED", "FSDP"))
     kwargs = {}
-    if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
-        if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
-            enable_fsdp_on_cpu()
-    return Accelerator(cpu=not cuda and not sharded, mixed_precision=MIXED_PRECISION[cfg.model.dtype],
+    if not cuda:
+        if deepspeed:
+            skip_deepspeed_shm_build()
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+            if fsdp:
+                enable_fsdp_on_cpu()
+    return Accelerator(cpu=not cuda and not (deepspeed or fsdp), mixed_precision=MIXED_PRECISION[cfg.model.dtype],
                        gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
 
 

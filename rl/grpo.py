@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
         return metrics
 
     def checkpoint(step: int) -> None:
-        position = rollouts.checkpoint_position(step) if rollouts is not None else sampler.position
+        # async: the position after the batch just trained on, not after the batches still in flight
+        position = rollouts.trained_position if rollouts is not None else sampler.position
         save_checkpoint(accelerator, out, step, learner.model, tokenizer, learner.scheduler,
                         {"sampler_position": position}, cfg.logging.save_total_limit, weights_prefix=POLICY_PREFIX)
 

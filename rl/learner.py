@@ -146,17 +146,18 @@ class Learner:
         after the last one. Returns sums for metrics."""
         alg, temperature = self.cfg.algorithm, self.cfg.rollout.temperature
         scale = distributed.loss_scale_for_backward(self.accelerator)
-        sums = {"loss": 0.0, "clipped_tokens": 0.0, "kl_tokens": 0.0, "diff_sum": 0.0, "diff_max": 0.0,
-                "entropy_sum": 0.0}
+        # metric sums stay on the device until the pass ends: one host sync per pass, not several per micro-batch
+        zero = torch.zeros((), device=self.accelerator.device)
+        sums = dict.fromkeys(("loss", "clipped_tokens", "kl_tokens", "diff_sum", "diff_max", "entropy_sum"), zero)
         for mb in self._micro_batches(batch):
             with self.accelerator.accumulate(self.model):
                 logprobs, entropy = self.model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
                                                with_entropy=first_pass)  # [n, C], [n, C] | None
                 if first_pass:  # engine vs learner logprobs on the sampled tokens, and entropy, free from this pass
                     diff = (logprobs.detach() - mb.sampling_logprobs).abs() * mb.completion_mask  # [n, C]
-                    sums["diff_sum"] += diff.sum().item()
-                    sums["diff_max"] = max(sums["diff_max"], diff.max().item())
-                    sums["entropy_sum"] += (entropy * mb.completion_mask).sum().item()
+                    sums["diff_sum"] = sums["diff_sum"] + diff.sum()
+                    sums["diff_max"] = torch.maximum(sums["diff_max"], diff.max())
+                    sums["entropy_sum"] = sums["entropy_sum"] + (entropy * mb.completion_mask).sum()
                 is_weights = None
                 if alg.tis_cap is not None:  # truncated IS: correct for engine/learner mismatch
                     behaviour = logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs
@@ -167,11 +168,12 @@ class Learner:
                     epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, beta=alg.beta,
                     old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights)
                 self.accelerator.backward(loss * scale)
-            sums["loss"] += loss.item()
-            sums["clipped_tokens"] += parts["clipped_tokens"].item()
+            sums["loss"] = sums["loss"] + loss.detach()
+            sums["clipped_tokens"] = sums["clipped_tokens"] + parts["clipped_tokens"]
             if "kl_tokens" in parts:
-                sums["kl_tokens"] += parts["kl_tokens"].item()
-        return sums
+                sums["kl_tokens"] = sums["kl_tokens"] + parts["kl_tokens"]
+        names = list(sums)
+        return dict(zip(names, torch.stack([sums[k].float() for k in names]).tolist()))
 
     def optimizer_step(self) -> float:
         """Clip, step, zero the gradients, advance the LR schedule once. Returns the gradient norm before clipping."""

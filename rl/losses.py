@@ -34,8 +34,9 @@ import torch
 def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax(logits / temperature) at `token_ids`.
 
-    logits [N, C, V] (any float dtype), token_ids [N, C] -> [N, C] float32. Computed one sequence at a time so that
-    at most one [C, V] float32 temporary exists (never a [N, C, V] float32 copy).
+    logits [N, C, V] (any float dtype), token_ids [N, C] -> [N, C] float32. The plain reference the chunked LM head
+    (rl/logprobs.py, what the learner uses) is tested against. Under autograd every row's float32 [C, V] copy is
+    saved for backward, so with gradients it holds a whole [N, C, V] float32 copy.
     """
     out = []
     for row_logits, row_ids in zip(logits, token_ids):  # row_logits [C, V]

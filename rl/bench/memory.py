@@ -114,10 +114,11 @@ def trl_micro_step(model, inputs: dict, tokenizer, output_dir: str):
     return step
 
 
-def _vm_data_bytes() -> int:
-    with open("/proc/self/status") as f:
+def _proc_bytes(path: str, key: str) -> int:
+    """A `key: N kB` line of a /proc file, in bytes (0 when absent)."""
+    with open(path) as f:
         for line in f:
-            if line.startswith("VmData:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -137,7 +138,7 @@ def run_child(side: str, length: int, micro_batch: int, budget_bytes: int) -> di
                 else trl_micro_step(model, inputs, tokenizer, tmp))
         if budget_bytes > 0:
             import resource
-            limit = _vm_data_bytes() + budget_bytes
+            limit = _proc_bytes("/proc/self/status", "VmData") + budget_bytes
             resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
         t0 = time.perf_counter()
         with PeakMemory() as mem:
@@ -150,12 +151,6 @@ def run_child(side: str, length: int, micro_batch: int, budget_bytes: int) -> di
             "step_s_profiled": round(step_s, 2), "loss": loss, "torch_threads": torch.get_num_threads()}
 
 
-def _mem_available() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def _estimate(done: list[dict], length: int) -> float | None:
@@ -245,7 +240,8 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     lengths = [int(x) for x in args.lengths.split(",")]
-    budget = int((0.6 * _mem_available() if args.budget_gb is None else args.budget_gb * 2**30))
+    available = _proc_bytes("/proc/meminfo", "MemAvailable")
+    budget = int(0.6 * available if args.budget_gb is None else args.budget_gb * 2**30)
     if args.child:
         print(json.dumps(run_child(args.child, lengths[0], args.micro_batch, budget)), flush=True)
         return []

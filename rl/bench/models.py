@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,29 +103,18 @@ def build_bench_model(spec: BenchSpec | str, cache_dir: Path | None = None, toke
         from rl.models import resolve_model_path
         tokenizer_dir = resolve_model_path("tiny")
     from rl.models import load_tokenizer
+    from rl.tiny.build import publish_model_dir
     tokenizer = load_tokenizer(str(tokenizer_dir))
     tok_id = hashlib.sha256(Path(tokenizer_dir, "tokenizer.json").read_bytes()).hexdigest()[:12]
-    cache = Path(cache_dir or default_cache_dir()) / "bench"
-    out = cache / f"{name}-{spec.key(tok_id)}"
+    out = Path(cache_dir or default_cache_dir()) / "bench" / f"{name}-{spec.key(tok_id)}"
     if out.exists() and not force:
         return out
     vocab = spec.vocab_size or len(tokenizer)
     model = make_model(spec, vocab, tokenizer.eos_token_id, tokenizer.pad_token_id)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / f".tmp-{out.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "bench_spec.json").write_text(json.dumps({"name": name, "spec": asdict(spec), "vocab_size": vocab,
-                                                    "num_params": sum(p.numel() for p in model.parameters()),
-                                                    "tokenizer_from": str(tokenizer_dir)}, indent=1))
-    if force:
-        shutil.rmtree(out, ignore_errors=True)
-    try:
-        os.replace(tmp, out)
-    except OSError:  # another process finished first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return publish_model_dir(out, model, tokenizer, "bench_spec.json",
+                             {"name": name, "spec": asdict(spec), "vocab_size": vocab,
+                              "num_params": sum(p.numel() for p in model.parameters()),
+                              "tokenizer_from": str(tokenizer_dir)}, force)
 
 
 def describe(path: Path) -> dict:

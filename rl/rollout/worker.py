@@ -217,9 +217,6 @@ class RolloutWorker:
         """Blocking generate (RolloutEngine protocol), e.g. for evaluation: queued behind earlier jobs."""
         return self.result(self.submit(prompts, params))[0]
 
-    def update_weights(self, model=None, weights=None) -> None:  # RolloutEngine protocol (sync use)
-        self.push_weights(self._pushed_version + 1, weights)
-
     def _receive(self, what: str, timeout_s: float) -> tuple:
         deadline = time.monotonic() + timeout_s
         while True:

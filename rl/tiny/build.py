@@ -150,13 +150,20 @@ def build_tiny_model(spec: TinySpec = TinySpec(), cache_dir: Path | None = None,
     tokenizer = build_tokenizer([p + c for p, c in corpus], spec.vocab_size)
     model = build_model(tokenizer, spec)
     losses = pretrain(model, tokenizer, corpus, spec) if spec.pretrain else []
-    tmp = cache / f".tmp-{out.name}-{os.getpid()}"
+    return publish_model_dir(out, model, tokenizer, "tiny_spec.json",
+                             {"spec": asdict(spec), "pretrain_losses": losses, "build_s": round(time.time() - t0, 1),
+                              "threads": torch_threads}, force)
+
+
+def publish_model_dir(out: Path, model, tokenizer, record_file: str, record: dict, force: bool = False) -> Path:
+    """Save model + tokenizer + a JSON record into a temporary sibling of `out`, then rename it into place (a
+    half-written cache entry is never visible); if another process published `out` first, keep theirs."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "tiny_spec.json").write_text(json.dumps({"spec": asdict(spec), "pretrain_losses": losses,
-                                                    "build_s": round(time.time() - t0, 1),
-                                                    "threads": torch_threads}, indent=1))
+    (tmp / record_file).write_text(json.dumps(record, indent=1))
     if force:
         shutil.rmtree(out, ignore_errors=True)
     try:

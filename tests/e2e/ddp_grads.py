@@ -4,6 +4,7 @@ for each loss mode given (comma-separated; one process start-up for all of them)
 Each of W processes takes rows [r*8/W, (r+1)*8/W); DDP averages the gradients. Rank 0 saves {mode: result} to argv[2].
     torchrun --nproc_per_node 2 tests/e2e/ddp_grads.py MODEL_DIR OUT.pt grpo,dapo,dr_grpo
 """
+import os
 import sys
 
 import torch
@@ -22,7 +23,7 @@ def main():
 
     results = {}
     for mode in modes:
-        world = int(__import__("os").environ.get("WORLD_SIZE", "1"))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
         per = 8 // world
         cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml",
                           [f"algorithm.loss={mode}", f"train.batch_size={per}", "rollout.group_size=2",
