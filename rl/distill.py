@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rl.tracking import write_atomic
+from rl.train.tracking import write_atomic
 
 if __name__ == "__main__" and not __package__:  # `python rl/distill.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -91,8 +91,8 @@ def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[
 
 def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Path, teacher_path: str) -> dict:
     """Chunks of prompts -> parts/chunk-NNNNN.jsonl (skipping finished ones) -> stats."""
-    from rl.collect import reward_columns
-    from rl.episode import SamplingParams
+    from rl.rollout.collect import reward_columns
+    from rl.core.episode import SamplingParams
 
     parts = out / "parts"
     parts.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, list[dict]]:
 
 def check_progress(out: Path, key: dict) -> None:
     """Refuse to resume parts made under other settings (one line naming the difference)."""
-    from rl.config import ConfigError
+    from rl.config.recipe import ConfigError
 
     marker = out / "progress.json"
     if marker.is_file():
@@ -164,8 +164,8 @@ def student_argv(cfg, traces: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config import ConfigError, dump_yaml, load_config, split_argv
-    from rl.distill_config import DistillConfig
+    from rl.config.recipe import ConfigError, dump_yaml, load_config, split_argv
+    from rl.config.distill import DistillConfig
 
     # 1. Recipe, prompts and the resume marker, all checked before the teacher is loaded.
     cfg = load_config(DistillConfig, *split_argv(sys.argv[1:] if argv is None else argv))
@@ -181,10 +181,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 2. Teacher and rewards.
     from rewards import RewardScorer
-    from rl.collect import PromptEncoder
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.rollout.collect import PromptEncoder
+    from rl.train.models import load_causal_lm, load_tokenizer
     from rl.rollout import make_engine
-    from rl.models import resolve_model_path
+    from rl.train.models import resolve_model_path
     r = cfg.rollout
     teacher_path = resolve_model_path(cfg.teacher.name_or_path)
     tokenizer = load_tokenizer(teacher_path)
@@ -225,5 +225,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.config.cli import run_cli
     run_cli(main)

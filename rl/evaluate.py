@@ -1,76 +1,22 @@
-"""Evaluation: greedy accuracy and strict-format rate on a held-out set, plus sampled pass@k / maj@k.
+"""The evaluation stage: a model (dir, checkpoint, run dir or tiny name) on named benchmarks -> a results table.
 
-    eval/accuracy  fraction of greedy completions whose answer math-verifies against the gold
-    eval/format    fraction in strict R1 format (<think>...</think> <answer>...</answer>)
-    eval/completion_len  mean completion length in tokens
+    python rl/evaluate.py runs/tiny_r1 --k 4 --out runs/tiny_r1/eval
+    python rl/evaluate.py exports/student --benchmarks arithmetic,gsm8k --template chat      # hub sets need network
 
-pass@k is the unbiased estimator of Chen et al. (2021): with n samples of which c are correct,
-pass@k = 1 - C(n - c, k) / C(n, k). Example: n = 4, c = 1, k = 2 -> 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5.
+Greedy `eval/*` metrics and sampled `sampled/*` metrics (pass@1 over k samples at T 0.6, pass@k, maj@k) come from
+rl/rollout/evaluation.py (the same code the training loops evaluate with); the math of pass@k and maj@k, with a
+worked example, is in rl/core/eval_metrics.py. This file holds the benchmarks by name, the report and the CLI.
 """
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from math import comb
 from pathlib import Path
 
 if __name__ == "__main__" and not __package__:  # `python rl/evaluate.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from rl.episode import SamplingParams  # noqa: E402
+from rl.rollout.evaluation import evaluate_greedy, evaluate_sampled  # noqa: E402
 
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct (0 <= c <= n, 1 <= k <= n)."""
-    if not (0 <= c <= n and 1 <= k <= n):
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - comb(n - c, k) / comb(n, k)
-
-
-def majority_correct(answers: list[str | None], correct: list[float | None]) -> float:
-    """maj@k: 1 if the most frequent extracted answer (ties: first seen) is a correct one."""
-    votes = Counter(a for a in answers if a is not None)
-    if not votes:
-        return 0.0
-    top = votes.most_common(1)[0][0]
-    return float(next(c for a, c in zip(answers, correct) if a == top) or 0.0)
-
-
-def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewards: dict) -> tuple[dict, list]:
-    """Greedy decoding on `examples`; `rewards` maps "accuracy"/"format" to reward callables.
-
-    Returns (metrics, rows) where rows hold prompt, completion, answer and scores for inspection.
-    """
-    prompts = [encoder(("eval", i), ex) for i, ex in enumerate(examples)]
-    outputs = engine.generate(prompts, SamplingParams(n=1, greedy=True, max_tokens=max_tokens))
-    texts = [group[0].text for group in outputs]
-    answers = [ex["answer"] for ex in examples]
-    extra = {k: [ex.get(k) for ex in examples] for k in examples[0] if k not in ("prompt", "answer")}
-    acc = rewards["accuracy"](texts, answer=answers, **extra)
-    fmt = rewards["format"](texts, answer=answers, **extra)
-    n = len(examples)
-    metrics = {
-        "eval/accuracy": sum(a or 0.0 for a in acc) / n,
-        "eval/format": sum(f or 0.0 for f in fmt) / n,
-        "eval/completion_len": sum(len(g[0].completion_ids) for g in outputs) / n,
-        "eval/truncated_frac": sum(g[0].finish_reason == "length" for g in outputs) / n,
-    }
-    rows = [{"prompt": ex["prompt"], "completion": t, "answer": ex["answer"], "accuracy": a, "format": f}
-            for ex, t, a, f in zip(examples, texts, acc, fmt)]
-    return metrics, rows
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Sampled evaluation (pass@1 over k samples, pass@k, maj@k), benchmarks by name, reports, and the CLI.
-#
-#     python rl/evaluate.py runs/tiny_r1 --k 4 --out runs/tiny_r1/eval
-#     python rl/evaluate.py exports/student --benchmarks arithmetic,gsm8k --template chat      # hub sets need network
-#
-# Worked example for one problem, k = 4 samples with extracted answers [23, 35, 23, None], gold 23:
-#     correct = [1, 0, 1, 0]  -> pass@1 = 2/4 = 0.5, pass@4 = 1 (some sample correct), maj@4 = 1 (23 wins 2 votes to 1)
-# The reported values are the means over problems.
 
 # name -> (hub dataset id, config, split, prompt column, answer column, how to read the gold answer)
 BENCHMARKS: dict[str, tuple[str | None, str | None, str, str, str, str]] = {
@@ -100,55 +46,6 @@ def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, see
     return [{"prompt": r[prompt_col], "answer": read(r[answer_col])} for r in rows]
 
 
-def extracted_answer(text: str) -> str | None:
-    """The answer a completion commits to (last <answer> block or \\boxed{}), None if it commits to none."""
-    from rewards.extract import extract_answer
-    answer, source = extract_answer(text)
-    return answer if source in ("answer", "boxed") and answer else None
-
-
-def sampled_metrics(correct: list[list[float]], answers: list[list[str | None]], formats: list[list[float]],
-                    lengths: list[list[int]], truncated: list[list[bool]], k: int) -> dict[str, float]:
-    """Per-problem lists of n >= k samples -> mean pass@1, unbiased pass@k, maj@k (first k samples), format rate,
-    mean completion length, truncated fraction."""
-    m = len(correct)
-    n_samples = sum(len(c) for c in correct)
-    out = {
-        "pass@1": sum(sum(c) / len(c) for c in correct) / m,
-        f"pass@{k}": sum(pass_at_k(len(c), int(sum(c)), k) for c in correct) / m,
-        f"maj@{k}": sum(majority_correct(a[:k], c[:k]) for a, c in zip(answers, correct)) / m,
-        "format": sum(map(sum, formats)) / n_samples,
-        "completion_len": sum(map(sum, lengths)) / n_samples,
-        "truncated_frac": sum(map(sum, truncated)) / n_samples,
-    }
-    return out
-
-
-def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: int, rewards: dict,
-                     temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, n: int | None = None
-                     ) -> tuple[dict, list]:
-    """n (default k) samples per problem at the R1 paper's evaluation setting (T=0.6, top_p=0.95) -> metrics named
-    `sampled/pass@1`, `sampled/pass@{k}`, `sampled/maj@{k}`, `sampled/format`, `sampled/completion_len`, ..."""
-    n = n or k
-    prompts = [encoder(("eval", i), ex) for i, ex in enumerate(examples)]
-    groups = engine.generate(prompts, SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                                     seed=seed))
-    texts = [c.text for g in groups for c in g]
-    answers_gold = [ex["answer"] for ex in examples for _ in range(n)]
-    acc = rewards["accuracy"](texts, answer=answers_gold)
-    fmt = rewards["format"](texts, answer=answers_gold)
-    def per_problem(flat):
-        return [list(flat[i * n:(i + 1) * n]) for i in range(len(examples))]
-    correct = per_problem([a or 0.0 for a in acc])
-    metrics = sampled_metrics(correct, per_problem([extracted_answer(t) for t in texts]),
-                              per_problem([f or 0.0 for f in fmt]),
-                              per_problem([len(c.completion_ids) for g in groups for c in g]),
-                              per_problem([c.finish_reason == "length" for g in groups for c in g]), k)
-    rows = [{"prompt": ex["prompt"], "answer": ex["answer"], "completions": [c.text for c in g],
-             "correct": cs} for ex, g, cs in zip(examples, groups, correct)]
-    return {f"sampled/{key}": v for key, v in metrics.items()}, rows
-
-
 def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: int = 4, max_tokens: int = 64,
                    template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = 200,
                    temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200
@@ -158,10 +55,10 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
         if name not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
     from rewards import get_reward
-    from rl.collect import PromptEncoder
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.rollout.collect import PromptEncoder
+    from rl.train.models import load_causal_lm, load_tokenizer
     from rl.rollout.hf import HFEngine
-    from rl.models import resolve_model_path
+    from rl.train.models import resolve_model_path
 
     data = {name: load_benchmark(name, limit, num_test, seed) for name in benchmarks}
     path = resolve_model_path(model_dir)
@@ -238,5 +135,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.config.cli import run_cli
     run_cli(main, (ValueError,))

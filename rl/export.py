@@ -40,7 +40,7 @@ class ExportError(ValueError):
 
 def find_checkpoint(path: str | Path) -> Path:
     """A model dir (config.json or adapter_config.json), or a run dir -> its model/ or latest checkpoint."""
-    from rl.checkpoint import latest_checkpoint
+    from rl.train.checkpoint import latest_checkpoint
 
     p = Path(path)
     if not p.is_dir():
@@ -134,7 +134,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", 
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from rl.models import DTYPES
+    from rl.train.models import DTYPES
     model, tokenizer, base = load_merged(ckpt)
     reference_fp32 = probe_logits(model, tokenizer)
     for param in model.parameters():  # parameters only: buffers (rotary inv_freq) stay float32, as from_pretrained
@@ -202,5 +202,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.config.cli import run_cli
     run_cli(main, (ExportError,))

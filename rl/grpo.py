@@ -15,11 +15,17 @@ How this departs from textbook GRPO (DeepSeekMath), all chosen in the recipe:
   - Advantages may skip the std division (`none`, Dr. GRPO) or use the batch std (`batch`).
   - Optional DAPO pieces: clip-higher (epsilon_high), dynamic sampling, truncated-completion masking, soft overlong
     reward (rewards package).
+
+Reading order: `main` at the bottom is the whole run in twenty lines; above it `load_recipe_and_data` (checked before
+anything heavy), `set_up` (processes, models, engine, resume -> a `Run`), `train_step` and `log_step` (one step).
 """
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -43,31 +49,128 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int):
     return RolloutWorker(spec, timeout_s=r.timeout_s)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from rl.config import dump_yaml, load_config, split_argv
-    from rl.grpo_config import GRPOConfig
+# ---------------------------------------------------------------------------------------------------------------------
+# 1-2. The recipe and the data, checked before anything heavy.
 
-    # 1. The recipe, fully checked (keys, types, registries, rewards) before anything heavy.
-    cfg = load_config(GRPOConfig, *split_argv(sys.argv[1:] if argv is None else argv))
-
-    # 2. Data: canonical {prompt, answer} rows; a missing column fails here, before any model is loaded.
+def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
+    """The recipe, fully checked (keys, types, registries, rewards), and its canonical {prompt, answer} rows; a
+    missing column fails here, before any model is loaded. Returns (cfg, train rows, test rows)."""
     from data.loading import load_examples
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config, split_argv
+
+    cfg = load_config(GRPOConfig, *split_argv(argv))
     d = cfg.data
     data_kw = dict(prompt_column=d.prompt_column, answer_column=d.answer_column, num_train=d.num_train,
                    num_test=d.num_test, seed=d.seed)
     train_rows = load_examples(d.train, d.train_split, **data_kw)
     test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
+    return cfg, train_rows, test_rows
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3-5. Set-up: processes, run directory, rewards, models, engine, resume. Everything a run holds is one `Run`.
+
+@dataclass
+class Run:
+    """What one GRPO run holds between steps, and the collective actions on it (every rank calls them at the same
+    point: under ZeRO-3/FSDP2 pushing weights and evaluating with the transformers engine are collective)."""
+    cfg: Any
+    accelerator: Any
+    out: Path
+    tokenizer: Any
+    learner: Any
+    engine: Any  # a RolloutEngine, or a RolloutWorker process when rollout.async_steps > 0
+    encoder: Any
+    sampler: Any
+    scorer: Any
+    logger: Any
+    test_rows: list[dict]
+    eval_rewards: dict[str, Callable]
+    lockstep: bool  # every rank decodes together (sharded parameters + transformers engine)
+    start_step: int = 0
+    resumed_from: Path | None = None
+    rollouts: Any = None  # AsyncRollouts when rollout.async_steps > 0
+    advantage_fn: Callable = field(default=None)
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    def sampling_params(self, step: int):
+        # Sample seeds: rank r's prompts continue where rank r-1's end, so an engine that seeds each prompt
+        # (vLLM per_request: prompt i of a call draws with seed + i*G) gives a prompt the same samples however many
+        # processes share the step; resume re-creates the same seeds.
+        from rl.core.episode import SamplingParams
+        cfg, r = self.cfg, self.cfg.rollout
+        seed = (cfg.train.seed * 1_000_003 + step) * 10_000_000 + self.rank * cfg.prompts_per_step * r.group_size
+        return SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                              max_tokens=r.max_completion_length, seed=seed)
+
+    def gather_counts(self, n: int) -> list[int]:  # the prompt sampler's per-round exchange (collective)
+        return self.accelerator.gather(torch.tensor([n], device=self.accelerator.device)).tolist()
+
+    def gather_rewards(self, rewards: torch.Tensor) -> torch.Tensor:  # [N] -> [W*N] in rank order (collective)
+        return self.accelerator.gather(rewards.to(self.accelerator.device)).cpu()
+
+    def push_weights(self, version: int) -> None:
+        if self.rollouts is not None:
+            self.rollouts.push(self.learner.full_named_parameters(), version)
+        else:
+            self.engine.update_weights(self.learner.unwrapped_model, self.learner.full_named_parameters())
+
+    def evaluate(self, step: int) -> dict:
+        from rl.rollout.evaluation import evaluate_greedy
+        metrics = {}
+        if self.test_rows and (self.accelerator.is_main_process or self.lockstep):
+            metrics, rows = evaluate_greedy(self.engine, self.encoder, self.test_rows,
+                                            self.cfg.rollout.max_completion_length, self.eval_rewards)
+            self.logger.log(metrics, step)  # writes on the main process only
+            self.logger.log_completions([{"eval": True, **row} for row in rows[:self.cfg.logging.log_completions]],
+                                        step)
+        self.accelerator.wait_for_everyone()
+        return metrics
+
+    def checkpoint(self, step: int) -> None:
+        from rl.train.checkpoint import save_checkpoint
+        from rl.train.learner import POLICY_PREFIX
+        # async: the position after the batch just trained on, not after the batches still in flight
+        position = self.rollouts.trained_position if self.rollouts is not None else self.sampler.position
+        save_checkpoint(self.accelerator, self.out, step, self.learner.model, self.tokenizer, self.learner.scheduler,
+                        {"sampler_position": position}, self.cfg.logging.save_total_limit,
+                        weights_prefix=POLICY_PREFIX)
+
+    def close(self) -> None:
+        self.scorer.close()
+        self.engine.close()
+        self.logger.close()
+
+
+def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
+    """Processes and seeds, the run directory (config.yaml), rewards, the policy (+ reference only when beta > 0),
+    learner and rollout engine, then resume from the latest checkpoint when `resume` says so."""
+    from accelerate.utils import set_seed
+
+    from rewards import RewardScorer, get_reward
+    from rl.config.recipe import dump_yaml
+    from rl.core.advantages import get_advantage_fn
+    from rl.rollout import make_engine
+    from rl.rollout.collect import PromptEncoder, PromptSampler
+    from rl.train.checkpoint import latest_checkpoint, load_training_state
+    from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
+    from rl.train.learner import Learner
+    from rl.train.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from rl.train.tracking import RunLogger
 
     # 3. Processes, seeds, run directory, rewards.
-    from accelerate.utils import set_seed
-    from rewards import RewardScorer, get_reward
-    from rl.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
-
     accelerator = make_accelerator(cfg)
     check_supported(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
     set_seed(cfg.train.seed + rank)
-    from pathlib import Path
     out = Path(cfg.output_dir)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -78,10 +181,6 @@ def main(argv: list[str] | None = None) -> dict:
     eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
 
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
-    from rl.collect import PromptEncoder, PromptSampler, collect_episodes, step_advantages
-    from rl.learner import POLICY_PREFIX, Learner
-    from rl.models import load_causal_lm, load_tokenizer, resolve_model_path
-    from rl.rollout import make_engine
     with accelerator.main_process_first():  # a tiny model is built once, by rank 0, then read by the others
         model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
@@ -91,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     learner = Learner(cfg, accelerator, model, ref_model)
     r = cfg.rollout
     max_model_len = r.max_prompt_length + r.max_completion_length
-    if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/async_rollouts.py)
+    if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/async_rollouts.py)
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} ({r.engine} engine, {r.async_steps} step(s) "
@@ -102,149 +201,132 @@ def main(argv: list[str] | None = None) -> dict:
         engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
                              max_model_len=max_model_len, dtype=cfg.model.dtype, autocast=accelerator.autocast,
                              sync=DecodeSync(accelerator) if lockstep else None)
-    encoder = PromptEncoder(tokenizer, d.template, d.system_prompt, r.max_prompt_length)
-    rollouts = None  # AsyncRollouts when async_steps > 0
+    encoder = PromptEncoder(tokenizer, cfg.data.template, cfg.data.system_prompt, r.max_prompt_length)
 
-    def push_weights(version: int) -> None:  # collective under ZeRO-3/FSDP: every rank, same point
-        if rollouts is not None:
-            rollouts.push(learner.full_named_parameters(), version)
-        else:
-            engine.update_weights(learner.unwrapped_model, learner.full_named_parameters())
-
-    def gather_counts(n: int) -> list[int]:  # the prompt sampler's per-round exchange (collective)
-        return accelerator.gather(torch.tensor([n], device=accelerator.device)).tolist()
-
-    def gather_rewards(rewards: torch.Tensor) -> torch.Tensor:  # [N] -> [W*N] in rank order (collective)
-        return accelerator.gather(rewards.to(accelerator.device)).cpu()
-
-    # 5. Resume (auto: latest complete checkpoint in output_dir).
-    from rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
-    sampler = PromptSampler(train_rows, seed=cfg.train.seed, rank=rank, world_size=world,
-                            gather_counts=gather_counts if world > 1 else None)
-    start_step = 0
+    # 5. Resume (auto: latest complete checkpoint in output_dir); on resume the logs are cut back to the
+    # checkpoint's step (a killed run logged steps that are redone now).
     resume_from = None if cfg.resume == "never" else (latest_checkpoint(out) if cfg.resume == "auto"
                                                       else Path(cfg.resume))
+    start_step = 0
     if resume_from is not None:
         state = load_training_state(accelerator, resume_from, learner.scheduler)
-        start_step, sampler.position = state["step"], state["sampler_position"]
-    from rl.episode import SamplingParams
-
-    def sampling_params(step: int) -> SamplingParams:
-        # Sample seeds: rank r's prompts continue where rank r-1's end, so an engine that seeds each prompt
-        # (vLLM per_request: prompt i of a call draws with seed + i*G) gives a prompt the same samples however many
-        # processes share the step; resume re-creates the same seeds.
-        seed = (cfg.train.seed * 1_000_003 + step) * 10_000_000 + rank * cfg.prompts_per_step * r.group_size
-        return SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                              max_tokens=r.max_completion_length, seed=seed)
-
-    if r.async_steps > 0:
-        from rl.async_rollouts import AsyncRollouts
-        rollouts = AsyncRollouts(engine, scorer, sampler, encoder, sampling_params, cfg.prompts_per_step,
-                                 r.async_steps, version=start_step)
-    if resume_from is not None:
-        push_weights(start_step)
-
-    from rl.evaluate import evaluate_greedy
-    from rl.tracking import RunLogger
-    # on resume, the logs are cut back to the checkpoint's step (a killed run logged steps that are redone now)
+        start_step = state["step"]
     logger = RunLogger(out, cfg.logging.report_to, config=None, enabled=accelerator.is_main_process,
                        resume_step=start_step if resume_from is not None else None)
-    if resume_from is not None and accelerator.is_main_process:
-        print(f"[grpo] resumed from {resume_from} at step {start_step}"
-              f"{f'; removed {logger.rewound_rows} log rows of later steps' if logger.rewound_rows else ''}",
-              flush=True)
+    run = Run(cfg=cfg, accelerator=accelerator, out=out, tokenizer=tokenizer, learner=learner, engine=engine,
+              encoder=encoder, sampler=None, scorer=scorer, logger=logger, test_rows=test_rows,
+              eval_rewards=eval_rewards, lockstep=lockstep, start_step=start_step, resumed_from=resume_from,
+              advantage_fn=get_advantage_fn(cfg.algorithm.advantage))
+    run.sampler = PromptSampler(train_rows, seed=cfg.train.seed, rank=rank, world_size=world,
+                                gather_counts=run.gather_counts if world > 1 else None)
+    if resume_from is not None:
+        run.sampler.position = state["sampler_position"]
+    if r.async_steps > 0:
+        from rl.rollout.async_rollouts import AsyncRollouts
+        run.rollouts = AsyncRollouts(engine, scorer, run.sampler, encoder, run.sampling_params, cfg.prompts_per_step,
+                                     r.async_steps, version=start_step)
+    if resume_from is not None:
+        run.push_weights(start_step)
+        if accelerator.is_main_process:
+            print(f"[grpo] resumed from {resume_from} at step {start_step}"
+                  f"{f'; removed {logger.rewound_rows} log rows of later steps' if logger.rewound_rows else ''}",
+                  flush=True)
+    return run
 
-    def evaluate(step: int) -> dict:
-        metrics = {}
-        if test_rows and (accelerator.is_main_process or lockstep):
-            metrics, rows = evaluate_greedy(engine, encoder, test_rows, r.max_completion_length, eval_rewards)
-            logger.log(metrics, step)  # writes on the main process only
-            logger.log_completions([{"eval": True, **row} for row in rows[:cfg.logging.log_completions]], step)
-        accelerator.wait_for_everyone()
-        return metrics
 
-    def checkpoint(step: int) -> None:
-        # async: the position after the batch just trained on, not after the batches still in flight
-        position = rollouts.trained_position if rollouts is not None else sampler.position
-        save_checkpoint(accelerator, out, step, learner.model, tokenizer, learner.scheduler,
-                        {"sampler_position": position}, cfg.logging.save_total_limit, weights_prefix=POLICY_PREFIX)
+# ---------------------------------------------------------------------------------------------------------------------
+# 6. One step: rollouts -> rewards -> advantages -> learner update -> weights to the engine -> metrics.
 
-    # 6. The loop.
-    from rl.advantages import get_advantage_fn
-    from rl.collate import collate
-    advantage_fn = get_advantage_fn(cfg.algorithm.advantage)
+def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
+    """One GRPO step on every rank. Returns (metrics averaged over ranks, this rank's episodes)."""
+    from rl.core.collate import collate
+    from rl.rollout.collect import collect_episodes, step_advantages
+
+    cfg, r, accelerator = run.cfg, run.cfg.rollout, run.accelerator
+    t_step = time.time()
+    if run.rollouts is not None:  # generated ahead by the worker, at most async_steps updates stale
+        episodes, metrics = run.rollouts.episodes_for(step)
+    else:
+        episodes, metrics = collect_episodes(run.engine, run.scorer, run.sampler, run.encoder,
+                                             run.sampling_params(step), cfg.prompts_per_step,
+                                             cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
+    # advantages over the global batch (all ranks' rewards), each rank keeping its own slice
+    advantages, adv_metrics = step_advantages(episodes, run.advantage_fn, r.group_size,
+                                              run.gather_rewards if run.world > 1 else None, run.rank)  # [N]
+    rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
+    for ep, a in zip(episodes, advantages.tolist()):
+        ep.advantage = a
+    batch = collate(episodes, run.tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
+    metrics.update(adv_metrics)
+    metrics.update(run.learner.step(batch))
+    run.push_weights(step)
+    lengths = [len(e.completion.completion_ids) for e in episodes]
+    metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
+                    "truncated_frac": sum(e.truncated for e in episodes) / len(episodes),
+                    "time/step_s": time.time() - t_step})
+    if run.rollouts is not None:  # how much of generation and training overlapped
+        metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +
+                                                                 metrics["time/train_s"], 1e-9)
+    if run.world > 1:  # average scalar metrics over processes (same keys on every rank)
+        keys = sorted(metrics)
+        vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
+                                 reduction="mean")
+        metrics = dict(zip(keys, vec.tolist()))
+    return metrics, episodes
+
+
+def log_step(run: Run, step: int, metrics: dict, episodes: list, progress) -> None:
+    """metrics.jsonl, sample completions (reward hacking shows here first), the truncation warning, the bar."""
+    cfg = run.cfg
+    run.logger.log(metrics, step)
+    run.logger.log_completions([{"completion": e.completion.text, "answer": e.example["answer"],
+                                 "reward": e.reward_total, "advantage": e.advantage, "rewards": e.rewards}
+                                for e in episodes[:cfg.logging.log_completions]], step)
+    if metrics["truncated_frac"] > cfg.logging.truncation_warning and run.accelerator.is_main_process:
+        print(f"[grpo] warning: {metrics['truncated_frac']:.0%} of completions hit rollout.max_completion_length="
+              f"{cfg.rollout.max_completion_length}; raise it or they are all cut off", flush=True)
+    if progress is not None:
+        progress.update(1)
+        progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['completion_len/mean']:.0f}")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The run, top to bottom.
+
+def main(argv: list[str] | None = None) -> dict:
+    cfg, train_rows, test_rows = load_recipe_and_data(sys.argv[1:] if argv is None else argv)  # 1-2
+    run = set_up(cfg, train_rows, test_rows)  # 3-5
     first_eval: dict = {}
     last_eval: dict = {}
+    every = cfg.logging
     try:
-        first_eval = evaluate(start_step) if start_step == 0 else {}
+        first_eval = run.evaluate(run.start_step) if run.start_step == 0 else {}
         last_eval = first_eval
         progress = None
-        if cfg.logging.progress_bar and accelerator.is_main_process:
+        if every.progress_bar and run.accelerator.is_main_process:
             from tqdm.auto import tqdm
-            progress = tqdm(total=cfg.train.max_steps, initial=start_step, desc="grpo", dynamic_ncols=True)
-        for step in range(start_step + 1, cfg.train.max_steps + 1):
-            t_step = time.time()
-            if rollouts is not None:  # generated ahead by the worker, at most async_steps updates stale
-                episodes, metrics = rollouts.episodes_for(step)
-            else:
-                episodes, metrics = collect_episodes(engine, scorer, sampler, encoder, sampling_params(step),
-                                                     cfg.prompts_per_step, cfg.algorithm.dynamic_sampling,
-                                                     cfg.algorithm.max_sampling_rounds)
-            # advantages over the global batch (all ranks' rewards), each rank keeping its own slice
-            advantages, adv_metrics = step_advantages(episodes, advantage_fn, r.group_size,
-                                                      gather_rewards if world > 1 else None, rank)  # [N]
-            rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
-            for ep, a in zip(episodes, advantages.tolist()):
-                ep.advantage = a
-            batch = collate(episodes, tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
-            metrics.update(adv_metrics)
-            metrics.update(learner.step(batch))
-            push_weights(step)
-            lengths = [len(e.completion.completion_ids) for e in episodes]
-            truncated_frac = sum(e.truncated for e in episodes) / len(episodes)
-            metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
-                            "truncated_frac": truncated_frac, "time/step_s": time.time() - t_step})
-            if rollouts is not None:  # how much of generation and training overlapped
-                metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +
-                                                                         metrics["time/train_s"], 1e-9)
-            if world > 1:  # average scalar metrics over processes (same keys on every rank)
-                keys = sorted(metrics)
-                vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
-                                         reduction="mean")
-                metrics = dict(zip(keys, vec.tolist()))
-            logger.log(metrics, step)
-            logger.log_completions([{"completion": e.completion.text, "answer": e.example["answer"],
-                                     "reward": e.reward_total, "advantage": e.advantage, "rewards": e.rewards}
-                                    for e in episodes[:cfg.logging.log_completions]], step)
-            if truncated_frac > cfg.logging.truncation_warning and accelerator.is_main_process:
-                print(f"[grpo] warning: {truncated_frac:.0%} of completions hit rollout.max_completion_length="
-                      f"{r.max_completion_length}; raise it or they are all cut off", flush=True)
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}",
-                                     len=f"{metrics['completion_len/mean']:.0f}")
-            if cfg.logging.eval_every and step % cfg.logging.eval_every == 0 and step != cfg.train.max_steps:
-                last_eval = evaluate(step)
-            if cfg.logging.save_every and step % cfg.logging.save_every == 0 and step != cfg.train.max_steps:
-                checkpoint(step)
+            progress = tqdm(total=cfg.train.max_steps, initial=run.start_step, desc="grpo", dynamic_ncols=True)
+        for step in range(run.start_step + 1, cfg.train.max_steps + 1):  # 6
+            metrics, episodes = train_step(run, step)
+            log_step(run, step, metrics, episodes, progress)
+            if every.eval_every and step % every.eval_every == 0 and step != cfg.train.max_steps:
+                last_eval = run.evaluate(step)
+            if every.save_every and step % every.save_every == 0 and step != cfg.train.max_steps:
+                run.checkpoint(step)
         if progress is not None:
             progress.close()
-
-        # 7. Final evaluation and checkpoint.
-        if start_step < cfg.train.max_steps:
-            last_eval = evaluate(cfg.train.max_steps)
-            checkpoint(cfg.train.max_steps)
+        if run.start_step < cfg.train.max_steps:  # 7. final evaluation and checkpoint
+            last_eval = run.evaluate(cfg.train.max_steps)
+            run.checkpoint(cfg.train.max_steps)
     finally:  # a failure anywhere (a dead rollout worker, a learner error) still stops the worker and the pool
-        scorer.close()
-        engine.close()
-        logger.close()
-    if accelerator.is_main_process and first_eval and last_eval:
-        from rl.report import before_after_table, plot_run
+        run.close()
+    if run.accelerator.is_main_process and first_eval and last_eval:
+        from rl.train.report import before_after_table, plot_run
         print(f"[grpo] eval/accuracy {first_eval['eval/accuracy']:.3f} -> {last_eval['eval/accuracy']:.3f}, "
               f"eval/format {first_eval['eval/format']:.3f} -> {last_eval['eval/format']:.3f}\n"
-              f"{before_after_table(out)}\n[grpo] plot: {plot_run(out)}", flush=True)
-    accelerator.end_training()
-    return {"first_eval": first_eval, "last_eval": last_eval, "output_dir": str(out)}
+              f"{before_after_table(run.out)}\n[grpo] plot: {plot_run(run.out)}", flush=True)
+    run.accelerator.end_training()
+    return {"first_eval": first_eval, "last_eval": last_eval, "output_dir": str(run.out)}
 
 
 if __name__ == "__main__":
@@ -253,6 +335,6 @@ if __name__ == "__main__":
     # user reward modules named in recipes live) on the path instead of rl/ itself.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path[0] = os.getcwd()
-    from rl.cli import run_cli
+    from rl.config.cli import run_cli
     from rl.rollout.worker import RolloutWorkerError
     run_cli(main, failures=(RolloutWorkerError,))

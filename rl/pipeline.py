@@ -82,8 +82,8 @@ def count_params(path: str) -> int:
 
 
 def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, log=print) -> dict[str, Any]:
-    from rl.checkpoint import latest_checkpoint
-    from rl.models import resolve_model_path
+    from rl.train.checkpoint import latest_checkpoint
+    from rl.train.models import resolve_model_path
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     write_report(results, run, k)
     (run / "checks.json").write_text(json.dumps({**checks, "distill": dist["stats"], "export": exported,
                                                  "wall_s": round(time.time() - t_start, 1)}, indent=1, default=str))
-    from rl.report import plot_run
+    from rl.train.report import plot_run
     (run / "plots").mkdir(exist_ok=True)
     plots = [plot_run(run / name, run / "plots" / f"{name}.png", title)
              for name, title in (("r1_zero", "R1-Zero"), ("r1", "R1"))]

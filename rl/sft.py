@@ -34,7 +34,7 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python rl/sft.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from rl.models import resolve_model_path  # noqa: E402
+from rl.train.models import resolve_model_path  # noqa: E402
 
 
 def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
@@ -108,8 +108,8 @@ def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: d
     from transformers import TrainerCallback
 
     from rewards import get_reward
-    from rl.collect import PromptEncoder
-    from rl.evaluate import evaluate_greedy
+    from rl.rollout.collect import PromptEncoder
+    from rl.rollout.evaluation import evaluate_greedy
     from rl.rollout.hf import HFEngine
 
     rewards = {name: get_reward(name, **(params or {})) for name, params in cfg.eval_rewards.items()}
@@ -204,8 +204,8 @@ def save_final_model(trainer, tokenizer, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config import dump_yaml, load_config, split_argv
-    from rl.sft_config import SFTConfig
+    from rl.config.recipe import dump_yaml, load_config, split_argv
+    from rl.config.sft import SFTConfig
 
     # 1. Recipe and data, fully checked before any model is loaded.
     cfg = load_config(SFTConfig, *split_argv(sys.argv[1:] if argv is None else argv))
@@ -222,8 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
         resume_from = (get_last_checkpoint(str(out)) if out.is_dir() else None) if cfg.resume == "auto" else cfg.resume
 
     # 2. Model, tokenizer, trainer.
-    from rl.models import load_causal_lm, load_tokenizer
-    from rl.tracking import RunLogger
+    from rl.train.models import load_causal_lm, load_tokenizer
+    from rl.train.tracking import RunLogger
     model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
     model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
@@ -253,5 +253,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl.cli import run_cli
+    from rl.config.cli import run_cli
     run_cli(main)

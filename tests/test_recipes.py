@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rl.config import load_config
+from rl.config.recipe import load_config
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ALL = sorted(p for p in RECIPES.rglob("*.yaml"))
@@ -14,12 +14,12 @@ def schema_for(path: Path):
     if path.parent.name == "accelerate":
         return None
     if "sft" in path.stem:
-        from rl.sft_config import SFTConfig
+        from rl.config.sft import SFTConfig
         return SFTConfig
     if "distill" in path.stem:
-        from rl.distill_config import DistillConfig
+        from rl.config.distill import DistillConfig
         return DistillConfig
-    from rl.grpo_config import GRPOConfig
+    from rl.config.grpo import GRPOConfig
     return GRPOConfig
 
 

@@ -9,7 +9,7 @@ sequences, each a 128-token prompt + an L-token completion of random token ids (
 completion tokens counted in the loss, advantages +1/-1 alternating; algorithm from recipes/tiny/r1_zero.yaml (dapo,
 beta 0, num_iterations 1, epsilon 0.2/0.28, temperature 1).
 
-- ours (`ours_micro_step`): `Learner(cfg, Accelerator(cpu=True), model, None)`, a `Batch` from `rl.collate.collate`
+- ours (`ours_micro_step`): `Learner(cfg, Accelerator(cpu=True), model, None)`, a `Batch` from `rl.core.collate.collate`
   of synthetic `Episode`s, micro_batch_size = batch size; the step is `batch, norm = learner.prepare(batch)` +
   `learner.accumulate_gradients(batch, norm)`. Isolated in one function: adapt it there if the learner API moves.
 - TRL (`trl_micro_step`): a real `trl.GRPOTrainer` built on the same model (its __init__ runs `add_fused_lm_head(
@@ -58,11 +58,11 @@ def ours_micro_step(model, inputs: dict, pad_token_id: int):
     """Set up this project's learner on `model`; return a no-argument function running one micro-step."""
     from accelerate import Accelerator
 
-    from rl.collate import collate
-    from rl.config import load_config
-    from rl.episode import Completion, Episode
-    from rl.grpo_config import GRPOConfig
-    from rl.learner import Learner
+    from rl.core.collate import collate
+    from rl.config.recipe import load_config
+    from rl.core.episode import Completion, Episode
+    from rl.config.grpo import GRPOConfig
+    from rl.train.learner import Learner
 
     B, P = inputs["prompt_ids"].shape
     L = inputs["completion_ids"].shape[1]
@@ -127,7 +127,7 @@ def run_child(side: str, length: int, micro_batch: int, budget_bytes: int) -> di
     """One (side, length) measurement in this process."""
     from rl.bench.models import build_bench_model, describe
     from rl.bench.tracker import PeakMemory
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_causal_lm, load_tokenizer
 
     path = str(build_bench_model("vocab-152k"))
     tokenizer = load_tokenizer(path)

@@ -100,9 +100,9 @@ def build_bench_model(spec: BenchSpec | str, cache_dir: Path | None = None, toke
     else:
         name = "custom"
     if tokenizer_dir is None:
-        from rl.models import resolve_model_path
+        from rl.train.models import resolve_model_path
         tokenizer_dir = resolve_model_path("tiny")
-    from rl.models import load_tokenizer
+    from rl.train.models import load_tokenizer
     from rl.tiny.build import publish_model_dir
     tokenizer = load_tokenizer(str(tokenizer_dir))
     tok_id = hashlib.sha256(Path(tokenizer_dir, "tokenizer.json").read_bytes()).hexdigest()[:12]

@@ -55,15 +55,15 @@ WORKLOADS = ("tiny", "qwen2-22m")
 
 def model_path(workload: str) -> str:
     if workload == "tiny":
-        from rl.models import resolve_model_path
+        from rl.train.models import resolve_model_path
         return resolve_model_path("tiny")
     from rl.bench.models import build_bench_model
     return str(build_bench_model(workload))
 
 
 def recipe_config(path: str, steps: int, output_dir: str):
-    from rl.config import load_config
-    from rl.grpo_config import GRPOConfig
+    from rl.config.recipe import load_config
+    from rl.config.grpo import GRPOConfig
     return load_config(GRPOConfig, RECIPE, our_overrides(path, steps, output_dir))
 
 
@@ -75,7 +75,7 @@ def our_overrides(path: str, steps: int, output_dir: str) -> list[str]:
 def step_prompts(cfg, steps: int) -> list[dict]:
     """The examples our loop draws for steps 1..steps, in order (what TRL gets as its unshuffled dataset)."""
     from data.loading import load_examples
-    from rl.collect import PromptSampler
+    from rl.rollout.collect import PromptSampler
     d = cfg.data
     rows = load_examples(d.train, d.train_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
                          num_train=d.num_train, num_test=d.num_test, seed=d.seed)
@@ -106,10 +106,10 @@ def _profile_steps(main, argv: list[str], steps: int, out: str) -> None:
     """cProfile of steps 2..N only: enabled at the 2nd `collect_episodes`, disabled after the last `Learner.step`."""
     import cProfile
 
-    import rl.collect
-    import rl.learner
+    import rl.rollout.collect
+    import rl.train.learner
     prof, calls = cProfile.Profile(), {"collect": 0, "learn": 0}
-    collect, learn = rl.collect.collect_episodes, rl.learner.Learner.step
+    collect, learn = rl.rollout.collect.collect_episodes, rl.train.learner.Learner.step
 
     def collect_wrapped(*a, **k):
         calls["collect"] += 1
@@ -123,7 +123,7 @@ def _profile_steps(main, argv: list[str], steps: int, out: str) -> None:
         if calls["learn"] == steps:
             prof.disable()
         return result
-    rl.collect.collect_episodes, rl.learner.Learner.step = collect_wrapped, learn_wrapped
+    rl.rollout.collect.collect_episodes, rl.train.learner.Learner.step = collect_wrapped, learn_wrapped
     main(argv)
     prof.dump_stats(out)
 
@@ -136,7 +136,7 @@ def run_trl(workload: str, steps: int) -> dict:
 
     from data.templates import prompt_token_ids, render_prompt
     from rewards import get_reward
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_causal_lm, load_tokenizer
 
     path = model_path(workload)
     cfg = recipe_config(path, steps, "unused")

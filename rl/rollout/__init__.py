@@ -1,6 +1,12 @@
-"""Rollout engines behind one interface (base.RolloutEngine): hf.py (transformers generate), vllm.py (vLLM).
+"""Rollouts: engines behind one interface, and everything that turns prompts into scored episodes.
 
-`make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).
+base.py (the RolloutEngine protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM: the only vllm import),
+worker.py (an engine in its own process), collect.py (prompt sampling, generation, scoring, dynamic sampling),
+async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out evaluation),
+bench.py (engine throughput). `make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).
+
+Imports: rl.core, rl.train (weights to push, model loading), rl.config, rewards, data. Never the stages
+(tests/test_layout.py).
 """
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from __future__ import annotations
 def make_engine(rollout_cfg, model, tokenizer, model_path: str, seed: int = 0, max_model_len: int = 2048,
                 dtype: str = "float32", autocast=None, sync=None):
     """`autocast`: the learner's autocast context factory (the transformers engine samples in the learner's compute
-    dtype); `sync`: rl.distributed.DecodeSync when the learner shards its parameters (transformers engine only)."""
+    dtype); `sync`: rl.train.distributed.DecodeSync when the learner shards its parameters (transformers engine only)."""
     if rollout_cfg.engine == "hf":
         from rl.rollout.hf import HFEngine
         return HFEngine(model, tokenizer, autocast=autocast, sync=sync)

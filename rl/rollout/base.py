@@ -5,7 +5,7 @@ from typing import Protocol
 
 import torch
 
-from rl.episode import Completion, SamplingParams
+from rl.core.episode import Completion, SamplingParams
 
 
 class RolloutEngine(Protocol):

@@ -40,7 +40,7 @@ def main(argv=None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rl.episode import SamplingParams
+    from rl.core.episode import SamplingParams
 
     path = args.model
     if path is None:

@@ -10,7 +10,7 @@ token's logprob is gathered at each step and only one step's logits exist. (3) L
 Per step, for B rows (left-padded prompts, KV cache):
 
     z = logits[:, -1].float() / T               [B, V]    (greedy: argmax of the raw logits, logprob at T = 1)
-    logprob = log_softmax(z)[token]             [B]       (the convention of rl/episode.py: no top-k/top-p)
+    logprob = log_softmax(z)[token]             [B]       (the convention of rl/core/episode.py: no top-k/top-p)
     token ~ softmax(top_k/top_p-filtered z)     [B]       drawn with the engine's own torch.Generator
                                                           (exponential race: argmax p / Exp(1))
 
@@ -23,7 +23,7 @@ cost of a step follows the rows still decoding.
 engine's logprobs equal the learner's up to the numerics of batched/cached decoding.
 
 Sharded learners (ZeRO-3, FSDP2): every forward of the model is a collective, so ranks must decode in lock step.
-`sync` (rl/distributed.py `DecodeSync`) makes every rank run the same number of chunks (a rank with fewer prompts
+`sync` (rl/train/distributed.py `DecodeSync`) makes every rank run the same number of chunks (a rank with fewer prompts
 decodes a one-token dummy row) and the same number of steps (until every rank's rows have finished).
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Callable, ContextManager
 
 import torch
 
-from rl.collate import position_ids
-from rl.episode import Completion, SamplingParams
+from rl.core.collate import position_ids
+from rl.core.episode import Completion, SamplingParams
 
 
 def filter_logits(z: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:

@@ -9,7 +9,7 @@
 Every vLLM call goes through rl/rollout/vllm_adapter.py (the only module that knows vLLM's API and internals);
 vLLM is imported lazily, so this module imports on machines without it.
 
-Weight pushes stream (name, tensor) pairs: the learner's `full_named_parameters()` (rl/distributed.py
+Weight pushes stream (name, tensor) pairs: the learner's `full_named_parameters()` (rl/train/distributed.py
 `iter_full_params`: one module at a time under DeepSpeed ZeRO-3 and FSDP, never the whole model gathered at once), or,
 for a plain model, its own parameters. Under ZeRO-3/FSDP the gather is collective: every rank must call
 `update_weights` at the same point.
@@ -26,9 +26,9 @@ from typing import Literal
 
 import torch
 
-from rl.distributed import iter_full_params
+from rl.train.distributed import iter_full_params
 from rl.rollout import vllm_adapter as va
-from rl.episode import Completion, SamplingParams
+from rl.core.episode import Completion, SamplingParams
 
 Mode = Literal["colocate", "server"]
 

@@ -51,7 +51,7 @@ import torch
 
 TARGET_VLLM_VERSION = "0.31.0"
 
-# The logprob convention of rl/episode.py is softmax(logits / T) without truncation. vLLM's `processed_logprobs` equal it
+# The logprob convention of rl/core/episode.py is softmax(logits / T) without truncation. vLLM's `processed_logprobs` equal it
 # exactly when top_p == 1 and top_k is disabled; with truncation they are renormalised over the kept tokens (the true
 # sampling distribution), which is >= the convention's value. No vLLM logprobs mode gives the untruncated tempered
 # value, so the engine warns once in that case.

@@ -8,7 +8,7 @@ learner trains.
     worker.close()
 
 The worker executes commands strictly in order (generate, weights, generate, ...), so a batch submitted before a
-weight push is generated with the older weights: that order is what bounds staleness (rl/async_rollouts.py).
+weight push is generated with the older weights: that order is what bounds staleness (rl/rollout/async_rollouts.py).
 
 Failures never hang the learner: every wait polls the worker's liveness and a deadline (`timeout_s`). A worker that
 dies (killed, out of memory) or raises gives `RolloutWorkerError` naming what it was doing; the worker itself exits
@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from rl.episode import SamplingParams
+from rl.core.episode import SamplingParams
 
 
 class RolloutWorkerError(RuntimeError):
@@ -52,7 +52,7 @@ class EngineSpec:
 
 
 def _build_engine(spec: EngineSpec):
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(spec.model_path)
     if spec.engine == "hf":

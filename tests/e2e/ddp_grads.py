@@ -12,14 +12,14 @@ import torch
 
 def main():
     model_dir, out, modes = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "rl"))
-    from test_learner import make_batch  # noqa: E402  (tests/rl/test_learner.py)
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "train"))
+    from test_learner import make_batch  # noqa: E402  (tests/train/test_learner.py)
 
-    from rl.config import load_config
-    from rl.distributed import make_accelerator
-    from rl.grpo_config import GRPOConfig
-    from rl.learner import Learner
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.config.recipe import load_config
+    from rl.train.distributed import make_accelerator
+    from rl.config.grpo import GRPOConfig
+    from rl.train.learner import Learner
+    from rl.train.models import load_causal_lm, load_tokenizer
 
     results = {}
     for mode in modes:

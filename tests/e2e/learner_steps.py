@@ -11,7 +11,7 @@ batch built from seed s (advantages included, so no rollouts and no sampling: on
      "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr"}, ...],
      "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path)}
 
-With --save-after k a checkpoint is written after step k (rl/checkpoint.py); --resume DIR loads one and runs steps
+With --save-after k a checkpoint is written after step k (rl/train/checkpoint.py); --resume DIR loads one and runs steps
 k+1..K, so "save, resume, continue" can be compared with a straight run.
 """
 import argparse
@@ -32,15 +32,15 @@ def main():
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--resume", default=None)
     args, overrides = ap.parse_known_args()  # the rest: recipe overrides a.b=c
-    sys.path.insert(0, str(ROOT / "tests" / "rl"))
-    from test_learner import make_batch  # tests/rl/test_learner.py
+    sys.path.insert(0, str(ROOT / "tests" / "train"))
+    from test_learner import make_batch  # tests/train/test_learner.py
 
-    from rl.checkpoint import load_training_state, save_checkpoint
-    from rl.config import load_config
-    from rl.distributed import make_accelerator, strategy
-    from rl.grpo_config import GRPOConfig
-    from rl.learner import POLICY_PREFIX, Learner
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.train.checkpoint import load_training_state, save_checkpoint
+    from rl.config.recipe import load_config
+    from rl.train.distributed import make_accelerator, strategy
+    from rl.config.grpo import GRPOConfig
+    from rl.train.learner import POLICY_PREFIX, Learner
+    from rl.train.models import load_causal_lm, load_tokenizer
 
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))

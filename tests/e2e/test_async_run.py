@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rl.tracking import read_metrics
+from rl.train.tracking import read_metrics
 from tests.conftest import ROOT
 from tests.e2e.test_grpo_run import micro_overrides, run_tiny_r1_zero
 

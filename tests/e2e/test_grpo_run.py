@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rl.tracking import read_metrics
+from rl.train.tracking import read_metrics
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

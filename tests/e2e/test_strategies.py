@@ -2,7 +2,7 @@
 
     accelerate launch --config_file recipes/accelerate/<ddp|zero2|zero3|fsdp2>.yaml --num_processes 2 ...
 
-with the real DeepSpeed 0.19.8 and torch FSDP2 (rl/distributed.py holds the CPU adaptations). The script is
+with the real DeepSpeed 0.19.8 and torch FSDP2 (rl/train/distributed.py holds the CPU adaptations). The script is
 tests/e2e/learner_steps.py: 3 learner steps (linear LR schedule with warmup, clipping, AdamW lr 1e-3, dapo loss) on
 fixed 8-row batches, each process holding half of them, with a KL term to a reference model (beta 0.5) and gradient
 checkpointing. Compared with one plain process:
@@ -158,8 +158,8 @@ def test_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     lock-step decoding, evaluation on all ranks), DAPO dynamic sampling (ranks refill different numbers of prompts
     through the collective sampler), gathered weight pushes and checkpoints. ZeRO-3 also resumes from checkpoint-2
     (after deleting checkpoint-3) and must redo step 3 exactly, sampler position included."""
-    from rl.models import resolve_model_path
-    from rl.tracking import read_metrics
+    from rl.train.models import resolve_model_path
+    from rl.train.tracking import read_metrics
     model = resolve_model_path("tiny")  # the tiny base model: rewards vary, so groups are kept and dropped
     out = tmp / f"grpo_{strategy}"
     launch_grpo(strategy, *grpo_overrides(model, out))

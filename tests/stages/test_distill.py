@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from rl.config import ConfigError
+from rl.config.recipe import ConfigError
 from rl.distill import select_traces
-from rl.distill_config import FilterConfig
+from rl.config.distill import FilterConfig
 
 GOOD = " <think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>"
 
@@ -120,8 +120,8 @@ def test_rows_carry_provenance_and_load_with_datasets(micro_model_dir, tmp_path)
     ("student.sft_recipe=null", "student.name_or_path is set but student.sft_recipe is not"),
 ])
 def test_bad_distill_recipe_is_one_line_error(override, message):
-    from rl.config import load_config
-    from rl.distill_config import DistillConfig
+    from rl.config.recipe import load_config
+    from rl.config.distill import DistillConfig
     with pytest.raises(ConfigError) as e:
         load_config(DistillConfig, "recipes/tiny/distill.yaml", [override])
     assert message in str(e.value) and "\n" not in str(e.value)

@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from rl.episode import Completion
-from rl.evaluate import (BENCHMARKS, evaluate_sampled, load_benchmark, majority_correct, markdown_table, pass_at_k,
-                         sampled_metrics, write_report)
+from rl.core.episode import Completion
+from rl.core.eval_metrics import majority_correct, pass_at_k, sampled_metrics
+from rl.evaluate import BENCHMARKS, load_benchmark, markdown_table, write_report
+from rl.rollout.evaluation import evaluate_sampled
 
 
 @pytest.mark.parametrize("n, c, k, expected", [

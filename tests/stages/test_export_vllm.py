@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 def test_exported_student_shape_model_generates_in_vllm(tmp_path):
     from transformers import AutoTokenizer
 
-    from rl.episode import SamplingParams
+    from rl.core.episode import SamplingParams
     from rl.export import export
     from rl.rollout.vllm import VLLMEngine
     from rl.tiny.build import TINY_STUDENT

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from data.tasks import arithmetic_dataset, cold_start_completion, cold_start_dataset
-from rl.config import load_config
+from rl.config.recipe import load_config
 
 
 @pytest.mark.parametrize("schema, path", [
-    ("rl.sft_config:SFTConfig", "recipes/cold_start_sft.yaml"),
-    ("rl.sft_config:SFTConfig", "recipes/tiny/cold_start_sft.yaml"),
-    ("rl.grpo_config:GRPOConfig", "recipes/r1.yaml"),
-    ("rl.grpo_config:GRPOConfig", "recipes/tiny/r1.yaml"),
-    ("rl.distill_config:DistillConfig", "recipes/distill.yaml"),
-    ("rl.distill_config:DistillConfig", "recipes/tiny/distill.yaml"),
+    ("rl.config.sft:SFTConfig", "recipes/cold_start_sft.yaml"),
+    ("rl.config.sft:SFTConfig", "recipes/tiny/cold_start_sft.yaml"),
+    ("rl.config.grpo:GRPOConfig", "recipes/r1.yaml"),
+    ("rl.config.grpo:GRPOConfig", "recipes/tiny/r1.yaml"),
+    ("rl.config.distill:DistillConfig", "recipes/distill.yaml"),
+    ("rl.config.distill:DistillConfig", "recipes/tiny/distill.yaml"),
 ])
 def test_recipe_loads(schema, path):
     import importlib
@@ -92,8 +92,8 @@ DATASETS = {  # fixture -> (prompt column, [(a right completion, a wrong complet
 def test_dataset_golds_score_through_a_recipe(fixture):
     from data.loading import load_examples
     from rewards import RewardScorer
-    from rl.collect import reward_columns
-    from rl.grpo_config import GRPOConfig
+    from rl.rollout.collect import reward_columns
+    from rl.config.grpo import GRPOConfig
     prompt_column, pairs = DATASETS[fixture]
     path = FIXTURES / fixture
     cfg = load_config(GRPOConfig, ROOT / "recipes/tiny/r1_zero.yaml",

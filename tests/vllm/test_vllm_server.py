@@ -17,7 +17,7 @@ pytest.importorskip("requests", reason="server mode needs requests")
 
 from rl.rollout import vllm_adapter as va  # noqa: E402
 from rl.rollout.vllm import VLLMEngine, VLLMServerError  # noqa: E402
-from rl.episode import SamplingParams  # noqa: E402
+from rl.core.episode import SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 

@@ -1,0 +1,89 @@
+"""The distillation recipe schema: a teacher writes traces, rewards reject the bad ones, a student is fine-tuned.
+
+    python rl/distill.py recipes/tiny/distill.yaml teacher.name_or_path=runs/tiny_r1 rollout.group_size=8
+
+Sections reused from GRPO: `teacher` is a ModelConfig, `data` a DataConfig (the prompts: `data.train`), `rollout` a
+RolloutConfig (engine hf | vllm, group_size = traces per prompt, temperature, top_p, max_completion_length).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rl.config.recipe import ConfigError
+from rl.config.grpo import DataConfig, ModelConfig, RolloutConfig
+
+
+@dataclass
+class FilterConfig:
+    """Rejection sampling: a trace is kept when every reward in `keep_if` scores at least its threshold (None fails),
+    its completion length is within [min_tokens, max_tokens], it ended with EOS (unless allow_truncated), and its text
+    was not kept before for the same prompt (dedup). At most `max_per_prompt` traces per prompt (None: all)."""
+
+    keep_if: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    min_tokens: int = 1
+    max_tokens: int | None = None
+    allow_truncated: bool = False
+    dedup: bool = True
+    max_per_prompt: int | None = None
+
+
+@dataclass
+class StudentConfig:
+    """Optional second step: fine-tune a student on the kept traces with rl/sft.py (`name_or_path: null` = skip).
+    The SFT recipe's model and data.train are replaced; `overrides` are further SFT overrides (`key=value`)."""
+
+    name_or_path: str | None = None
+    sft_recipe: str | None = None
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DistillConfig:
+    output_dir: str = "runs/distill"  # traces.<format>, parts/, stats.json; the student under output_dir/student
+    format: str = "jsonl"  # jsonl | parquet (both load with `datasets`)
+    chunk_size: int = 64  # prompts per chunk: the unit of progress and resume
+    num_prompts: int | None = None  # first N prompts of data.train (None: all)
+    seed: int = 0
+    progress_bar: bool = True
+    teacher: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+
+    def validate(self) -> None:
+        if self.format not in ("jsonl", "parquet"):
+            raise ConfigError(f"format={self.format!r} is not one of: jsonl, parquet")
+        if self.rollout.engine not in ("hf", "vllm"):
+            raise ConfigError(f"rollout.engine={self.rollout.engine!r} is not one of: hf, vllm")
+        if self.data.template not in ("r1_zero", "chat", "plain"):
+            raise ConfigError(f"data.template={self.data.template!r} is not one of: r1_zero, chat, plain")
+        for key, value in (("chunk_size", self.chunk_size), ("rollout.group_size", self.rollout.group_size),
+                           ("rollout.max_completion_length", self.rollout.max_completion_length)):
+            if value < 1:
+                raise ConfigError(f"{key}={value} must be at least 1")
+        if self.num_prompts is not None and self.num_prompts < 1:
+            raise ConfigError(f"num_prompts={self.num_prompts} must be at least 1 (or null for all)")
+        if self.rollout.temperature <= 0:
+            raise ConfigError(f"rollout.temperature={self.rollout.temperature} must be > 0")
+        f = self.filter
+        if f.max_tokens is not None and f.max_tokens < f.min_tokens:
+            raise ConfigError(f"filter.max_tokens={f.max_tokens} < filter.min_tokens={f.min_tokens}")
+        from rewards import validate_reward_spec
+        try:
+            validate_reward_spec({name: 1.0 for name in f.keep_if} or {"format": 1.0})
+        except ValueError as e:
+            raise ConfigError(f"filter.keep_if: {e}") from None
+        if self.student.name_or_path and not self.student.sft_recipe:
+            raise ConfigError("student.name_or_path is set but student.sft_recipe is not (the SFT recipe to use)")
+
+    def provenance_key(self) -> dict[str, Any]:
+        """The settings that determine the traces: resuming under different ones is refused."""
+        r = self.rollout
+        return {"teacher": self.teacher.name_or_path, "data": [self.data.train, self.data.train_split,
+                                                                self.data.num_train, self.data.seed,
+                                                                self.data.template, self.data.system_prompt],
+                "n": r.group_size, "temperature": r.temperature, "top_p": r.top_p, "top_k": r.top_k,
+                "max_tokens": r.max_completion_length, "seed": self.seed, "chunk_size": self.chunk_size,
+                "filter": {k: v for k, v in vars(self.filter).items()}}

@@ -1,0 +1,166 @@
+"""The GRPO recipe schema: every key a recipe may set, its type and default. See recipes/ for examples."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rl.config.recipe import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = "tiny"  # "tiny" = the project's cached tiny base model (rl/tiny/build.py); else hub id or dir
+    dtype: str = "float32"  # compute dtype: float32 | bfloat16 | float16 (weights stay float32: mixed precision)
+    gradient_checkpointing: bool = False
+    attn_implementation: str | None = None  # e.g. flash_attention_2 on GPU; None = transformers' default
+
+
+@dataclass
+class DataConfig:
+    train: str = "procedural:arithmetic"  # procedural:<task> | local .jsonl/.json/.parquet | hub dataset name
+    train_split: str = "train"
+    test: str | None = "procedural:arithmetic"
+    test_split: str = "test"
+    prompt_column: str = "prompt"
+    answer_column: str = "answer"
+    template: str = "r1_zero"  # r1_zero | chat | plain (data/templates.py)
+    system_prompt: str | None = None
+    num_train: int = 2000  # procedural tasks only
+    num_test: int = 200
+    max_eval_samples: int | None = 200
+    seed: int = 0
+
+
+@dataclass
+class RolloutConfig:
+    engine: str = "hf"  # hf | vllm
+    vllm_mode: str = "colocate"  # colocate | server
+    vllm_server_url: str = "http://127.0.0.1:8000"
+    vllm_gpu_memory_utilization: float = 0.3
+    vllm_enable_sleep_mode: bool = False
+    timeout_s: float = 600.0
+    seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
+    async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/rollout/async_rollouts.py)
+    worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
+    group_size: int = 8  # G completions per prompt
+    max_prompt_length: int = 512
+    max_completion_length: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+@dataclass
+class AlgorithmConfig:
+    advantage: str = "group"  # group | batch | none   (rl/core/advantages.py)
+    loss: str = "grpo"  # grpo | bnpo | dapo | dr_grpo   (rl/core/losses.py)
+    epsilon: float = 0.2
+    epsilon_high: float | None = None  # None = epsilon (DAPO clip-higher: 0.28)
+    beta: float = 0.0  # KL coefficient; the reference model is loaded only when > 0
+    num_iterations: int = 1  # mu: optimizer passes per generation batch
+    mask_truncated_completions: bool = False
+    dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, draw more prompts
+    max_sampling_rounds: int = 3  # bound on extra draws per step with dynamic_sampling
+    tis_cap: float | None = None  # truncated IS cap for engine/learner mismatch (off: None; 2.0 when async_steps > 0)
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = 1e-6
+    lr_scheduler: str = "constant"  # constant | linear | cosine (+ warmup)
+    warmup_steps: int = 0
+    max_steps: int = 100  # generation batches
+    batch_size: int = 64  # completions per step per process = prompts per step * group_size
+    micro_batch_size: int = 16  # completions per forward/backward pass
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    seed: int = 0
+    logprob_chunk_elements: int = 2 ** 25  # LM-head chunk: positions x vocab values at once (rl/core/logprobs.py)
+
+
+@dataclass
+class LoggingConfig:
+    report_to: str = "none"  # none | tensorboard | wandb | trackio
+    log_completions: int = 4  # sample completions written per step (completions.jsonl)
+    eval_every: int = 0  # 0 = only before training and at the end
+    save_every: int = 0  # 0 = only at the end
+    save_total_limit: int = 2
+    progress_bar: bool = True
+    truncation_warning: float = 0.5  # warn when more than this fraction of completions hit max length
+
+
+@dataclass
+class GRPOConfig:
+    output_dir: str = "runs/grpo"
+    resume: str = "auto"  # auto (latest checkpoint in output_dir, if any) | never | path to a checkpoint
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.5})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.train.batch_size // self.rollout.group_size
+
+    def validate(self) -> None:
+        """Cross-field checks; each failure is a one-line ConfigError naming the keys."""
+        from rl.core.advantages import ADVANTAGE_ESTIMATORS
+        from rl.core.losses import AGGREGATIONS
+
+        def choose(key: str, value: Any, valid) -> None:
+            if value not in valid:
+                raise ConfigError(f"{key}={value!r} is not one of: {', '.join(map(str, valid))}")
+
+        r, a, t = self.rollout, self.algorithm, self.train
+        choose("algorithm.advantage", a.advantage, list(ADVANTAGE_ESTIMATORS))
+        choose("algorithm.loss", a.loss, list(AGGREGATIONS))
+        choose("rollout.engine", r.engine, ["hf", "vllm"])
+        choose("rollout.vllm_mode", r.vllm_mode, ["colocate", "server"])
+        choose("rollout.seed_mode", r.seed_mode, ["per_step", "per_request"])
+        choose("train.lr_scheduler", t.lr_scheduler, ["constant", "linear", "cosine"])
+        choose("logging.report_to", self.logging.report_to, ["none", "tensorboard", "wandb", "trackio"])
+        choose("model.dtype", self.model.dtype, ["float32", "bfloat16", "float16"])
+        choose("data.template", self.data.template, ["r1_zero", "chat", "plain"])
+        choose("resume", self.resume if self.resume in ("auto", "never") else "path", ["auto", "never", "path"])
+        if r.group_size < 2:
+            raise ConfigError(f"rollout.group_size={r.group_size}: group-relative advantages need at least 2")
+        if t.batch_size % r.group_size:
+            raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by rollout.group_size={r.group_size}")
+        if t.batch_size % t.micro_batch_size:
+            raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
+                              f"train.micro_batch_size={t.micro_batch_size}")
+        for key, value in (("train.max_steps", t.max_steps), ("algorithm.num_iterations", a.num_iterations),
+                           ("rollout.max_completion_length", r.max_completion_length),
+                           ("algorithm.max_sampling_rounds", a.max_sampling_rounds),
+                           ("train.logprob_chunk_elements", t.logprob_chunk_elements)):
+            if value < 1:
+                raise ConfigError(f"{key}={value} must be at least 1")
+        if r.async_steps < 0 or r.worker_threads < 0:
+            raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
+        if r.async_steps > 0:
+            if a.dynamic_sampling:
+                raise ConfigError("algorithm.dynamic_sampling needs a batch's rewards before drawing more prompts: "
+                                  "it cannot run with rollout.async_steps > 0")
+            if a.tis_cap is None:  # off-policy correction is not optional when the behaviour policy is stale
+                a.tis_cap = 2.0
+        if a.tis_cap is not None and a.tis_cap <= 0:
+            raise ConfigError(f"algorithm.tis_cap={a.tis_cap} must be > 0")
+        if not 0 <= a.epsilon < 1 or (a.epsilon_high is not None and a.epsilon_high < 0):
+            raise ConfigError(f"algorithm.epsilon={a.epsilon} / epsilon_high={a.epsilon_high} out of range")
+        if a.beta < 0:
+            raise ConfigError(f"algorithm.beta={a.beta} must be >= 0")
+        if r.temperature <= 0:
+            raise ConfigError(f"rollout.temperature={r.temperature} must be > 0")
+        try:
+            from rewards import validate_reward_spec
+        except ImportError as e:  # pragma: no cover - the rewards package is part of this project
+            raise ConfigError(f"rewards package unavailable: {e}") from None
+        try:
+            validate_reward_spec(self.rewards)
+        except ValueError as e:
+            raise ConfigError(f"rewards: {e}") from None

@@ -1,0 +1,144 @@
+"""GRPO policy loss (pure): token logprobs, clipped surrogate, k3 KL, and the registered aggregation modes.
+
+Per completion token t of sequence i (mask m_it = 1 on tokens that count):
+
+    ratio    rho_it = exp(logp_it - logp_old_it)        (mu = 1: logp_old = logp.detach(), rho = 1, grad = PG)
+    surrogate  s_it = -min(rho_it * A_i, clip(rho_it, 1 - eps_low, 1 + eps_high) * A_i)
+    k3 KL     kl_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1                (>= 0; only when beta > 0)
+    loss      l_it = s_it + beta * kl_it
+
+Aggregation (TRL GRPOTrainer's `loss_type` names; `Normalizer` carries the counts of the whole optimizer step so that
+splitting the batch into micro-batches never changes the result):
+
+    grpo    : (1 / N) * sum_i [ sum_t l_it m_it / sum_t m_it ]         N = sequences in this process's step
+    bnpo    : sum_it l_it m_it / sum_it m_it                           tokens of this process's step
+    dapo    : sum_it l_it m_it / (tokens of ALL processes' step / num_processes)   (DDP then averages processes)
+    dr_grpo : sum_it l_it m_it / (N * max_completion_length)
+
+Departure from TRL: TRL's bnpo divides by the tokens of each *micro*-batch (and then by the number of accumulation
+steps), so its value depends on how the batch is split; here bnpo divides by the tokens of the accumulated batch. With
+one micro-batch the two are identical.
+
+Worked example (grpo, mu = 1, beta = 0): two sequences, A = [1, -1], masks [1, 1, 0] and [1, 0, 0]. rho = 1 so
+l = -A per token: seq 1 mean = -1, seq 2 mean = 1; loss = (-1 + 1) / 2 = 0 — and yet the gradient is not zero:
+d loss / d logp_1t = -1/2 * 1/2 per token of seq 1. This is why a GRPO loss printed as 0 is normal.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+
+def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature) at `token_ids`.
+
+    logits [N, C, V] (any float dtype), token_ids [N, C] -> [N, C] float32. The plain reference the chunked LM head
+    (rl/core/logprobs.py, what the learner uses) is tested against. Under autograd every row's float32 [C, V] copy is
+    saved for backward, so with gradients it holds a whole [N, C, V] float32 copy.
+    """
+    out = []
+    for row_logits, row_ids in zip(logits, token_ids):  # row_logits [C, V]
+        scaled = row_logits.float() / temperature  # [C, V]
+        picked = scaled.gather(-1, row_ids.unsqueeze(-1)).squeeze(-1)  # [C]
+        out.append(picked - torch.logsumexp(scaled, dim=-1))  # [C]
+    return torch.stack(out)  # [N, C]
+
+
+def clipped_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                      epsilon_low: float, epsilon_high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO/GRPO clipped objective, negated. logprobs, old_logprobs [N, C]; advantages [N].
+
+    Returns (per_token_loss [N, C], clipped [N, C] bool: the clip is the active branch).
+    Example: A = 1, eps = 0.2, rho = 1.5 -> -min(1.5, 1.2) = -1.2 (clipped, no gradient);
+             A = -1, rho = 0.5 -> -min(-0.5, -0.8) = 0.8 (clipped).
+    """
+    ratio = torch.exp(logprobs - old_logprobs)  # [N, C]
+    adv = advantages.unsqueeze(1)  # [N, 1]
+    unclipped = ratio * adv  # [N, C]
+    clipped = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high) * adv  # [N, C]
+    is_clipped = clipped < unclipped  # min picks the clipped branch
+    return -torch.minimum(unclipped, clipped), is_clipped
+
+
+def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Schulman's k3 estimator of KL(pi || ref) per token, [N, C] -> [N, C], always >= 0.
+
+    Example: logp = -1, ref = -2: exp(-1) - (-1) - 1 = 0.3679.
+    """
+    delta = ref_logprobs - logprobs
+    return torch.exp(delta) - delta - 1
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Counts over the whole optimizer step (all micro-batches), fixed before the first backward pass."""
+
+    num_sequences: int  # sequences in this process's step
+    num_tokens: float  # counted completion tokens in this process's step
+    global_num_tokens: float  # counted completion tokens over all processes' step
+    num_processes: int = 1
+    max_completion_length: int = 1
+
+
+Aggregation = Callable[[torch.Tensor, torch.Tensor, Normalizer], torch.Tensor]
+AGGREGATIONS: dict[str, Aggregation] = {}
+
+
+def register_aggregation(name: str):
+    def deco(fn: Aggregation) -> Aggregation:
+        AGGREGATIONS[name] = fn
+        return fn
+    return deco
+
+
+def get_aggregation(name: str) -> Aggregation:
+    if name not in AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {name!r}; valid: {', '.join(AGGREGATIONS)}")
+    return AGGREGATIONS[name]
+
+
+@register_aggregation("grpo")
+def _grpo(loss: torch.Tensor, mask: torch.Tensor, norm: Normalizer) -> torch.Tensor:
+    per_seq = (loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)  # [n]
+    return per_seq.sum() / norm.num_sequences
+
+
+@register_aggregation("bnpo")
+def _bnpo(loss: torch.Tensor, mask: torch.Tensor, norm: Normalizer) -> torch.Tensor:
+    return (loss * mask).sum() / max(norm.num_tokens, 1.0)
+
+
+@register_aggregation("dapo")
+def _dapo(loss: torch.Tensor, mask: torch.Tensor, norm: Normalizer) -> torch.Tensor:
+    return (loss * mask).sum() / max(norm.global_num_tokens / norm.num_processes, 1.0)
+
+
+@register_aggregation("dr_grpo")
+def _dr_grpo(loss: torch.Tensor, mask: torch.Tensor, norm: Normalizer) -> torch.Tensor:
+    return (loss * mask).sum() / (norm.num_sequences * norm.max_completion_length)
+
+
+def policy_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, norm: Normalizer, *,
+                aggregation: Aggregation, epsilon_low: float, epsilon_high: float, beta: float = 0.0,
+                old_logprobs: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None,
+                is_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The micro-batch's share of the step loss, and detached sums for metrics.
+
+    logprobs [n, C] (with grad), advantages [n], mask [n, C] float, old/ref logprobs [n, C] or None,
+    is_weights [n, C] optional truncated importance-sampling weights (engine/learner mismatch correction).
+    Metric values are *sums* over counted tokens (divide by the step's token count to report means).
+    """
+    old = logprobs.detach() if old_logprobs is None else old_logprobs
+    per_token, is_clipped = clipped_surrogate(logprobs, old, advantages, epsilon_low, epsilon_high)  # [n, C]
+    if is_weights is not None:
+        per_token = per_token * is_weights
+    sums = {"clipped_tokens": (is_clipped.float() * mask).sum().detach()}
+    if beta != 0.0:
+        if ref_logprobs is None:
+            raise ValueError("beta > 0 needs reference logprobs")
+        kl = k3_kl(logprobs, ref_logprobs)  # [n, C]
+        per_token = per_token + beta * kl
+        sums["kl_tokens"] = (kl * mask).sum().detach()
+    return aggregation(per_token, mask, norm), sums

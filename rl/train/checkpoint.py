@@ -1,0 +1,97 @@
+"""Atomic checkpoints and resume, under every strategy (single, DDP, DeepSpeed ZeRO-2/3, FSDP2).
+
+    output_dir/checkpoint-000040/   config.json, model.safetensors, tokenizer files   consolidated Hugging Face model
+                                                                                      (evaluation, export, vLLM)
+                                    state/            accelerate `save_state`: model + optimizer as the strategy
+                                                      keeps them (ZeRO shards per rank, FSDP sharded state dicts,
+                                                      a plain state dict otherwise) and the RNG state of every rank
+                                    scheduler.pt      the LR schedule (stepped by the learner, not by accelerate)
+                                    trainer_state.json  step, data position, ...
+
+A checkpoint is written into a hidden temporary directory and renamed into place only when complete (os.replace is
+atomic on one filesystem), so a crash mid-save leaves the previous checkpoint untouched and no half-written one behind
+a valid name; `latest_checkpoint` ignores temporaries. Every rank writes its own part into the temporary directory
+(one filesystem shared by the ranks, as accelerate and DeepSpeed assume), then rank 0 renames it. Resume restores
+exactly: model, optimizer moments, schedule, accelerate's accumulation counter and every rank's RNG.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rl.train.distributed import full_state_dict
+
+PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
+    return Path(output_dir) / f"checkpoint-{step:06d}"
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := PATTERN.match(p.name)) and p.is_dir()
+             and (p / "trainer_state.json").is_file()]
+    return max(found)[1] if found else None
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, tokenizer, scheduler,
+                    state: dict[str, Any], total_limit: int | None = None, weights_prefix: str = "") -> Path:
+    """Write checkpoint-{step} atomically; keep at most `total_limit` checkpoints. Collective: call on all ranks.
+
+    `model` is the prepared model (its weights are gathered for the Hugging Face copy; names lose `weights_prefix`,
+    and `unwrap_model(model)` — or its `.lm` when the prefix says so — provides config and save_pretrained)."""
+    final = checkpoint_dir(output_dir, step)
+    tmp = final.parent / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp / "state"))  # collective
+    weights = full_state_dict(accelerator, model, weights_prefix)  # collective
+    if accelerator.is_main_process:
+        hf_model = accelerator.unwrap_model(model)
+        if weights_prefix:
+            hf_model = getattr(hf_model, weights_prefix.rstrip("."))
+        hf_model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _fsync_tree(tmp)  # file contents on disk before the rename makes them visible
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if total_limit:
+            olds = sorted(p for p in Path(output_dir).iterdir() if PATTERN.match(p.name))[:-total_limit]
+            for old in olds:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_training_state(accelerator, path: Path, scheduler) -> dict[str, Any]:
+    """Restore everything `accelerator.prepare` registered (model, optimizer, RNG of this rank, accumulation
+    counter) and the LR schedule from `path`; returns trainer_state.json. Collective."""
+    path = Path(path)
+    if not (path / "state").is_dir():
+        raise FileNotFoundError(f"{path} has no accelerate state (state/): not a checkpoint of this trainer")
+    accelerator.load_state(str(path / "state"))
+    scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
+    return json.loads((path / "trainer_state.json").read_text())

@@ -1,0 +1,250 @@
+"""Every accelerate / DeepSpeed / FSDP specific of the learner, in one place (I/O adapter).
+
+Targets accelerate 1.15.0, deepspeed 0.19.8 and torch 2.13 (FSDP2 `fully_shard`). The learner (rl/train/learner.py) is
+written once for all strategies; what differs between them lives here:
+
+* `make_accelerator(cfg)`: mixed precision from `model.dtype` (bf16 = float32 master weights + bf16 autocast, never
+  bf16 weights under AdamW: at lr 1e-6 most bf16 updates round away) and gradient accumulation = micro-batches per
+  step, so `accelerator.accumulate` syncs gradients (DDP, FSDP2) and steps DeepSpeed's engine on the last one only.
+* `configure_deepspeed`: the DeepSpeed config's `auto` values that accelerate can only fill from a DataLoader
+  (we have none): micro-batch size, accumulation steps, gradient clipping.
+* `loss_scale_for_backward`: accelerate divides the loss by the accumulation steps (DeepSpeed's engine does the same
+  itself); our per-micro-batch losses are already normalised for the whole step, so they are multiplied back.
+* The LR scheduler is NOT passed to `accelerator.prepare`: accelerate's `AcceleratedScheduler.step` steps
+  `num_processes` times per optimizer step (accelerate/scheduler.py, made for DataLoader-scaled schedules), so a
+  linear schedule would end after 1/num_processes of the run. The learner steps a plain LambdaLR, built on the
+  optimizer's param_groups before `prepare` (DeepSpeed's ZeRO optimizers and FSDP2 keep those same dicts).
+* `head_gather`: the LM-head weight whole during the chunked logprob pass (ZeRO-3 partitions it outside its module).
+* `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3: TRL's prepare_deepspeed;
+  FSDP2: accelerate's fsdp2_prepare_model, which broadcasts rank 0's weights under cpu_ram_efficient_loading).
+* `iter_full_params`: full parameters one module at a time for the rollout engine, under every strategy.
+* `check_supported`: FSDP1 is refused (one line, pointing to FSDP2): it needs an accelerator device even to start,
+  so no path of it could be shown to work here, and its root unit (embed_tokens, final norm, lm_head) is the one
+  an unwrapped-model weight push silently skips.
+* `full_state_dict`: the consolidated weights for a Hugging Face checkpoint (collective under ZeRO-3 / FSDP2).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
+WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def make_accelerator(cfg):
+    """The run's Accelerator: mixed precision from `model.dtype`, accumulation from the batch / micro-batch sizes.
+    A launcher's `--mixed_precision` is overridden by the recipe (the recipe is the run).
+
+    Without a GPU (CI, laptops) the same launch configs run on CPU processes over gloo: DeepSpeed and FSDP need
+    `cpu=False` (accelerate drops both plugins under `cpu=True`) and an explicit gloo backend; FSDP additionally
+    needs `enable_fsdp_on_cpu`, DeepSpeed `skip_deepspeed_shm_build` (below)."""
+    import os
+
+    from accelerate import Accelerator
+    from accelerate.utils import InitProcessGroupKwargs
+
+    cuda = torch.cuda.is_available()
+    deepspeed, fsdp = (os.environ.get(f"ACCELERATE_USE_{k}", "false").lower() == "true" for k in ("DEEPSPEED", "FSDP"))
+    kwargs = {}
+    if not cuda:
+        if deepspeed:
+            skip_deepspeed_shm_build()
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+            if fsdp:
+                enable_fsdp_on_cpu()
+    return Accelerator(cpu=not cuda and not (deepspeed or fsdp), mixed_precision=MIXED_PRECISION[cfg.model.dtype],
+                       gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+
+
+def skip_deepspeed_shm_build() -> None:
+    """deepspeed 0.19.8 on CPU JIT-compiles a shared-memory all-reduce op (`deepspeed_shm_comm`, ~1 min with g++ and
+    ninja, cached in ~/.cache/torch_extensions) when its comm backend starts (deepspeed/comm/torch.py
+    `TorchBackend.__init__` -> `build_shm_op`). It serves DeepSpeed's CPU inference all-reduce only; training here
+    communicates over gloo. `build_shm_op` returning None is DeepSpeed's own "op unavailable" path. CPU only; the
+    one place this project touches DeepSpeed internals. Re-check on a DeepSpeed upgrade."""
+    import importlib
+
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
+def enable_fsdp_on_cpu() -> None:
+    """accelerate 1.15 turns an FSDP plugin into DistributedType.FSDP only when PartialState reports a multi-device
+    type (accelerate/state.py, AcceleratorState); on CPU it reports MULTI_CPU (cpu=True: the plugin is silently
+    ignored, plain DDP runs) or NO (cpu=False). This initialises PartialState with gloo (device stays cpu) and relabels
+    it MULTI_GPU before the Accelerator builds AcceleratorState, which then selects FSDP; everything after that
+    (fully_shard, clipping, save_state, get_state_dict) is accelerate's and torch's own code. CPU only; the one place
+    this project touches accelerate's internal state. Re-check on an accelerate upgrade."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    state = PartialState(cpu=False, backend="gloo")
+    if state.num_processes > 1 and state.distributed_type == DistributedType.NO:
+        PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
+
+
+def check_supported(accelerator) -> None:
+    """One-line error for a launch this project does not support (before any model is loaded)."""
+    from rl.config.recipe import ConfigError
+
+    kind = strategy(accelerator)
+    if kind not in SUPPORTED:
+        raise ConfigError(f"accelerate launch config selects {kind}, which this project does not support: use "
+                          f"FSDP2 (fsdp_version: 2, recipes/accelerate/fsdp2.yaml) or DeepSpeed ZeRO "
+                          f"(recipes/accelerate/zero3.yaml)")
+
+
+def micro_batches_per_step(cfg) -> int:
+    return cfg.train.batch_size // cfg.train.micro_batch_size
+
+
+SUPPORTED = ("single", "ddp", "zero1", "zero2", "zero3", "fsdp2")
+
+
+def strategy(accelerator) -> str:
+    """single | ddp | zero1 | zero2 | zero3 | fsdp2 (| fsdp1, refused by `check_supported`)."""
+    from accelerate.utils import DistributedType
+
+    kind = accelerator.distributed_type
+    if kind == DistributedType.DEEPSPEED:
+        return f"zero{accelerator.state.deepspeed_plugin.zero_stage}"
+    if kind == DistributedType.FSDP:
+        return f"fsdp{accelerator.state.fsdp_plugin.fsdp_version}"
+    return "single" if accelerator.num_processes == 1 else "ddp"
+
+
+def configure_deepspeed(accelerator, micro_batch_size: int, accumulation_steps: int, max_grad_norm: float) -> None:
+    """Fill the DeepSpeed config values that accelerate takes from a DataLoader (none here). No-op otherwise."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = micro_batch_size
+    ds["gradient_accumulation_steps"] = accumulation_steps
+    ds["train_batch_size"] = micro_batch_size * accumulation_steps * accelerator.num_processes
+    ds["gradient_clipping"] = max_grad_norm
+
+
+def loss_scale_for_backward(accelerator) -> float:
+    """accelerator.backward (and DeepSpeed's engine) divide by the accumulation steps; undo it."""
+    return float(accelerator.gradient_accumulation_steps)
+
+
+def is_zero3_param(p: torch.Tensor) -> bool:
+    return hasattr(p, "ds_id") and hasattr(p, "ds_status")
+
+
+def head_gather(weight: torch.Tensor):
+    """A context in which a ZeRO-3 partitioned weight is whole (a null context for anything else, or when the
+    weight is already available, e.g. tied to embed_tokens inside its own module's forward)."""
+    if not is_zero3_param(weight):
+        return contextlib.nullcontext()
+    import deepspeed
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    if weight.ds_status == ZeroParamStatus.AVAILABLE:
+        return contextlib.nullcontext()
+    return deepspeed.zero.GatheredParameters([weight], modifier_rank=None)
+
+
+def initialize_root(accelerator, model: torch.nn.Module) -> None:
+    """FSDP2 sets up its root module lazily, at the root's first forward; a first forward of an inner module (the
+    transformers engine decoding with the inner causal LM before any training pass) fails with "FSDP requires a
+    single root module". One no-grad forward of one token through the prepared root, on every rank, at start-up."""
+    if strategy(accelerator) != "fsdp2":
+        return
+    one = torch.ones(1, 2, dtype=torch.long, device=accelerator.device)
+    with torch.no_grad():
+        model(one, one, torch.ones(1, 1, device=accelerator.device))
+
+
+def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
+    """The frozen reference model placed like the policy: DeepSpeed-initialised (sharded under ZeRO-3), FSDP2-sharded,
+    or simply moved to the device (single, DDP)."""
+    module = module.eval().requires_grad_(False)
+    kind = strategy(accelerator)
+    if kind.startswith("zero"):
+        from trl.models.utils import prepare_deepspeed
+        return prepare_deepspeed(module, accelerator)
+    if kind == "fsdp2":
+        # accelerate's own preparation, as for the policy: with fsdp_cpu_ram_efficient_loading only rank 0 loaded
+        # real weights and this broadcasts them (TRL's prepare_fsdp does not: the other ranks' shards would be
+        # whatever from_pretrained left there); it also keeps tied embeddings tied.
+        from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+        return fsdp2_prepare_model(accelerator, module).eval()
+    return module.to(accelerator.device)
+
+
+def shards_parameters(accelerator) -> bool:
+    """Whether every forward of the model is a collective (parameters gathered on the fly)."""
+    return strategy(accelerator) in ("zero3", "fsdp2")
+
+
+class DecodeSync:
+    """Lock-step decoding for the transformers engine when parameters are sharded (ZeRO-3, FSDP): ranks agree on
+    the number of decoding loops and steps, so every rank runs every collective forward (see rl/rollout/hf.py)."""
+
+    def __init__(self, accelerator):
+        self.device = accelerator.device
+
+    def _all_reduce(self, value: int, op) -> int:
+        t = torch.tensor([value], device=self.device)
+        torch.distributed.all_reduce(t, op=op)
+        return int(t.item())
+
+    def max_int(self, n: int) -> int:
+        return self._all_reduce(n, torch.distributed.ReduceOp.MAX)
+
+    def all_true(self, flag: bool) -> bool:
+        return bool(self._all_reduce(int(flag), torch.distributed.ReduceOp.MIN))
+
+
+def clean_name(name: str, prefix: str = "") -> str:
+    """A parameter name as the Hugging Face checkpoint spells it: wrapper segments and `prefix` removed."""
+    for part in WRAPPER_PREFIXES:
+        name = name.replace(part, "")
+    name = name.removeprefix("module.")
+    return name.removeprefix(prefix)
+
+
+def iter_full_params(model: torch.nn.Module, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (checkpoint name, full tensor) for every parameter, gathering at most one module at a time.
+
+    Pass the *prepared* model (the outermost wrapper); `prefix` (e.g. "lm.") is removed from the names.
+
+    * plain / DDP / ZeRO-1,2: the parameters themselves (no copies);
+    * FSDP2: `DTensor.full_tensor()` per parameter (collective); the root group (embed_tokens, final norm, lm_head)
+      is a parameter group like the others, nothing is skipped;
+    * ZeRO-3: per module, `deepspeed.zero.GatheredParameters(its own params)`, yielding clones (the gathered buffers
+      are released when the context exits, while the consumer may still hold the tensor).
+    Tied parameters are yielded once (named_parameters de-duplicates), which vLLM expects for tied embeddings.
+    Collective under ZeRO-3 / FSDP2: every rank must iterate to the end.
+    """
+    if any(is_zero3_param(p) for p in model.parameters()):
+        import deepspeed
+
+        seen: set[int] = set()
+        for mod_name, module in model.named_modules():
+            params = [(n, p) for n, p in module.named_parameters(recurse=False) if id(p) not in seen]
+            if not params:
+                continue
+            seen.update(id(p) for _, p in params)
+            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
+                for n, p in params:
+                    yield clean_name(f"{mod_name}.{n}" if mod_name else n, prefix), p.data.detach().clone()
+        return
+    for name, p in model.named_parameters():
+        t = p.detach()
+        if type(t).__name__ == "DTensor":
+            t = t.full_tensor()
+        yield clean_name(name, prefix), t
+
+
+def full_state_dict(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Consolidated weights with checkpoint names (collective; complete on the main process). Under ZeRO-3 this
+    needs `stage3_gather_16bit_weights_on_model_save` (accelerate's `zero3_save_16bit_model: true`)."""
+    state = accelerator.get_state_dict(model)
+    return {clean_name(k, prefix): v for k, v in (state or {}).items()}

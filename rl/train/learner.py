@@ -1,0 +1,213 @@
+"""The GRPO learner: policy (+ optional reference), optimizer, schedule, accelerate; `step(batch) -> metrics`.
+
+One call of `step` is one generation batch: mu = `num_iterations` passes over it, each pass ONE optimizer step made of
+micro-batched forward/backward passes with gradient accumulation. Forward passes per step:
+
+    mu = 1, beta = 0 : one per micro-batch (the training pass itself; old logprobs are its detached values)
+    mu > 1           : + one no-grad pass for old logprobs, computed once before the first update
+    beta > 0         : + one no-grad pass of the reference model
+
+The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/train/distributed.py holds what differs):
+  - the policy is `CausalLMLogprobs` (rl/train/policy.py): logprobs come out of the wrapped module's forward through a
+    chunked LM head, never as [B, T, vocab] logits;
+  - micro-batches run inside `accelerator.accumulate`, so gradients are synchronised (DDP/FSDP2) and DeepSpeed's
+    engine steps on the last micro-batch of the step only; the loss normaliser (`losses.Normalizer`) is fixed for the
+    whole step, across processes for `dapo`, before the first backward pass, so the update depends neither on the
+    micro-batch split nor on the number of processes;
+  - rows are ordered by length and each micro-batch trimmed to its own longest row (rl/core/collate.py);
+  - the LR schedule is a plain LambdaLR stepped once per optimizer step (not accelerate's, which steps
+    num_processes times).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from rl.train import distributed
+from rl.core.collate import by_length, trim_padding
+from rl.core.episode import BATCH_FIELDS, Batch
+from rl.config.grpo import GRPOConfig
+from rl.core.losses import Normalizer, get_aggregation, policy_loss
+from rl.train.policy import CausalLMLogprobs
+from rl.core.importance import truncated_is_weights
+
+POLICY_PREFIX = "lm."  # CausalLMLogprobs holds the transformers model as `.lm`
+
+
+def completion_logprobs(model: torch.nn.Module, batch: Batch, temperature: float) -> torch.Tensor:
+    """Logprobs [n, C] of the counted completion tokens (0 elsewhere) under `model`: a (prepared) CausalLMLogprobs,
+    or a plain transformers causal LM (wrapped on the fly)."""
+    if not isinstance(model, CausalLMLogprobs):
+        model = CausalLMLogprobs(model)
+    logprobs, _ = model(batch.input_ids, batch.attention_mask, batch.completion_mask, temperature)
+    return logprobs
+
+
+def make_scheduler(optimizer, name: str, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if name == "linear":
+            return max(0.0, 1.0 - progress)
+        if name == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _pad_columns(t: torch.Tensor, width: int) -> torch.Tensor:
+    """[n, c] -> [n, width] with zeros on the right."""
+    return torch.nn.functional.pad(t, (0, width - t.shape[1]))
+
+
+class Learner:
+    def __init__(self, cfg: GRPOConfig, accelerator, model: torch.nn.Module, ref_model: torch.nn.Module | None):
+        self.cfg = cfg
+        self.accelerator = accelerator
+        alg, train = cfg.algorithm, cfg.train
+        self.aggregation = get_aggregation(alg.loss)
+        self.epsilon_low = alg.epsilon
+        self.epsilon_high = alg.epsilon if alg.epsilon_high is None else alg.epsilon_high
+        self.accumulation_steps = distributed.micro_batches_per_step(cfg)
+        if accelerator.gradient_accumulation_steps != self.accumulation_steps:
+            raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
+                             f"recipe {self.accumulation_steps}: create it with rl.train.distributed.make_accelerator(cfg)")
+        low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
+        if low:
+            raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
+                             f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
+                             f"(mixed precision)")
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay,
+                                      betas=(train.adam_beta1, train.adam_beta2))
+        # Built on the raw optimizer and never given to accelerate (see rl/train/distributed.py): one step per update.
+        self.scheduler = make_scheduler(optimizer, train.lr_scheduler, train.warmup_steps,
+                                        train.max_steps * alg.num_iterations)
+        distributed.configure_deepspeed(accelerator, train.micro_batch_size, self.accumulation_steps,
+                                        train.max_grad_norm)
+        self.model, self.optimizer = accelerator.prepare(policy, optimizer)
+        distributed.initialize_root(accelerator, self.model)
+        self.ref_model = None
+        if ref_model is not None:
+            ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
+            self.ref_model = distributed.prepare_reference(accelerator, ref)
+
+    @property
+    def unwrapped_model(self) -> torch.nn.Module:
+        """The transformers model (shares its tensors with the prepared one)."""
+        return self.accelerator.unwrap_model(self.model).lm
+
+    def full_named_parameters(self):
+        """(checkpoint name, full tensor) for every parameter, one module at a time; collective under ZeRO-3/FSDP."""
+        return distributed.iter_full_params(self.model, prefix=POLICY_PREFIX)
+
+    def _micro_batches(self, batch: Batch) -> list[Batch]:
+        size = self.cfg.train.micro_batch_size
+        return [trim_padding(batch.slice(s, s + size)) for s in range(0, len(batch), size)]
+
+    @torch.no_grad()
+    def _frozen_logprobs(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        temperature, C = self.cfg.rollout.temperature, batch.completion_length
+        return torch.cat([_pad_columns(model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature)[0], C)
+                          for mb in self._micro_batches(batch)])  # [N, C]
+
+    def normalizer(self, batch: Batch) -> Normalizer:
+        local_tokens = batch.completion_mask.sum()
+        global_tokens = self.accelerator.reduce(local_tokens.to(self.accelerator.device), reduction="sum")
+        return Normalizer(num_sequences=len(batch), num_tokens=local_tokens.item(),
+                          global_num_tokens=global_tokens.item(), num_processes=self.accelerator.num_processes,
+                          max_completion_length=self.cfg.rollout.max_completion_length)
+
+    def prepare(self, batch: Batch) -> tuple[Batch, Normalizer]:
+        """A new batch on the device, rows ordered by length, with old/ref logprobs when the algorithm needs them;
+        and the step's normaliser. The caller's batch is not modified."""
+        alg = self.cfg.algorithm
+        if len(batch) != self.accumulation_steps * self.cfg.train.micro_batch_size:
+            raise ValueError(f"a step trains on {self.accumulation_steps * self.cfg.train.micro_batch_size} rows per "
+                             f"process (train.batch_size), got {len(batch)}")
+        device = self.accelerator.device
+        batch, _ = by_length(Batch(*(None if t is None else t.to(device)
+                                     for t in (getattr(batch, f) for f in BATCH_FIELDS))))
+        self.model.train()
+        if alg.num_iterations > 1 and batch.old_logprobs is None:
+            batch.old_logprobs = self._frozen_logprobs(self.model, batch)
+        if alg.beta > 0 and batch.ref_logprobs is None:
+            batch.ref_logprobs = self._frozen_logprobs(self.ref_model, batch)
+        return batch, self.normalizer(batch)
+
+    def accumulate_gradients(self, batch: Batch, norm: Normalizer, first_pass: bool = True) -> dict[str, float]:
+        """One pass of micro-batched forward/backward over a prepared `batch`. Under DDP/FSDP2 the gradients are
+        left in `.grad` (synchronised on the last micro-batch); under DeepSpeed the engine has stepped its optimizer
+        after the last one. Returns sums for metrics."""
+        alg, temperature = self.cfg.algorithm, self.cfg.rollout.temperature
+        scale = distributed.loss_scale_for_backward(self.accelerator)
+        # metric sums stay on the device until the pass ends: one host sync per pass, not several per micro-batch
+        zero = torch.zeros((), device=self.accelerator.device)
+        sums = dict.fromkeys(("loss", "clipped_tokens", "kl_tokens", "diff_sum", "diff_max", "entropy_sum"), zero)
+        for mb in self._micro_batches(batch):
+            with self.accelerator.accumulate(self.model):
+                logprobs, entropy = self.model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
+                                               with_entropy=first_pass)  # [n, C], [n, C] | None
+                if first_pass:  # engine vs learner logprobs on the sampled tokens, and entropy, free from this pass
+                    diff = (logprobs.detach() - mb.sampling_logprobs).abs() * mb.completion_mask  # [n, C]
+                    sums["diff_sum"] = sums["diff_sum"] + diff.sum()
+                    sums["diff_max"] = torch.maximum(sums["diff_max"], diff.max())
+                    sums["entropy_sum"] = sums["entropy_sum"] + (entropy * mb.completion_mask).sum()
+                is_weights = None
+                if alg.tis_cap is not None:  # truncated IS: correct for engine/learner mismatch
+                    behaviour = logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs
+                    is_weights, _ = truncated_is_weights(behaviour, mb.sampling_logprobs, mb.completion_mask,
+                                                         alg.tis_cap)  # [n, C]
+                loss, parts = policy_loss(
+                    logprobs, mb.advantages, mb.completion_mask, norm, aggregation=self.aggregation,
+                    epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, beta=alg.beta,
+                    old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights)
+                self.accelerator.backward(loss * scale)
+            sums["loss"] = sums["loss"] + loss.detach()
+            sums["clipped_tokens"] = sums["clipped_tokens"] + parts["clipped_tokens"]
+            if "kl_tokens" in parts:
+                sums["kl_tokens"] = sums["kl_tokens"] + parts["kl_tokens"]
+        names = list(sums)
+        return dict(zip(names, torch.stack([sums[k].float() for k in names]).tolist()))
+
+    def optimizer_step(self) -> float:
+        """Clip, step, zero the gradients, advance the LR schedule once. Returns the gradient norm before clipping."""
+        grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.train.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not self.accelerator.optimizer_step_was_skipped:
+            self.scheduler.step()
+        return float(grad_norm)
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """Train on one generation batch: mu optimizer steps over it. Returns metrics for logging."""
+        t0 = time.time()
+        alg = self.cfg.algorithm
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step's updates use
+        batch, norm = self.prepare(batch)
+        totals: dict[str, float] = {}
+        grad_norms = []
+        for iteration in range(alg.num_iterations):
+            sums = self.accumulate_gradients(batch, norm, first_pass=iteration == 0)
+            for k, v in sums.items():
+                totals[k] = max(totals.get(k, 0.0), v) if k == "diff_max" else totals.get(k, 0.0) + v
+            grad_norms.append(self.optimizer_step())
+        tokens = max(norm.num_tokens, 1.0)
+        metrics = {
+            "loss": totals["loss"] / alg.num_iterations,
+            "clip_frac": totals["clipped_tokens"] / (tokens * alg.num_iterations),
+            "grad_norm": sum(grad_norms) / len(grad_norms),
+            "lr": lr,
+            "entropy": totals["entropy_sum"] / tokens,
+            "rollout/logprob_diff_mean": totals["diff_sum"] / tokens,
+            "rollout/logprob_diff_max": totals["diff_max"],
+            "time/train_s": time.time() - t0,
+        }
+        if alg.beta > 0:
+            metrics["kl"] = totals["kl_tokens"] / (tokens * alg.num_iterations)
+        return metrics

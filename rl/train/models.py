@@ -1,0 +1,57 @@
+"""Loading policy/reference models and tokenizers (I/O). `tiny` resolves to the project's cached tiny base model."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+TINY_NAMES = ("tiny", "tiny-init", "tiny-student", "tiny-student-init")
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """A model directory for a recipe's `model.name_or_path`:
+
+    - `tiny` / `tiny-init`: the tiny base model (pretrained / untrained), built on first use and cached;
+    - `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
+    - a run directory: its `model/` if SFT wrote one, else its latest checkpoint;
+    - anything else (a model dir, a hub id) as it is.
+    """
+    if name_or_path in TINY_NAMES:
+        from rl.tiny.build import TINY_STUDENT, TinySpec, build_tiny_model
+        sizes = TINY_STUDENT if name_or_path.startswith("tiny-student") else {}
+        return str(build_tiny_model(TinySpec(**sizes, pretrain=not name_or_path.endswith("-init"))))
+    path = Path(name_or_path)
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        if (path / "model" / "config.json").is_file():
+            return str(path / "model")
+        from rl.train.checkpoint import latest_checkpoint
+        latest = latest_checkpoint(path)
+        if latest is not None:
+            return str(latest)
+    return name_or_path
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"  # not saved by transformers 5.x: set on every load
+    return tok
+
+
+def load_causal_lm(path: str, dtype: str = "float32", attn_implementation: str | None = None):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": DTYPES[dtype]}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def is_local_model(path: str) -> bool:
+    return Path(path).is_dir()

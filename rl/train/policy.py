@@ -1,0 +1,110 @@
+"""The learner's view of a causal LM: a module whose forward returns per-token logprobs of the completion, not logits.
+
+    policy = CausalLMLogprobs(AutoModelForCausalLM.from_pretrained(...))
+    logprobs, entropy = policy(input_ids, attention_mask, completion_mask, temperature=1.0)   # [n, C], [n, C] | None
+
+Why a wrapper module: the chunked LM head (rl/core/logprobs.py) replaces `lm_head(hidden)` and must run *inside* the
+forward of the module that DDP / FSDP2 / DeepSpeed wrap, so their hooks see one forward and one backward: DDP's
+gradient reduction, FSDP2's unshard of the root unit (which holds embed_tokens, the final norm and lm_head), and
+DeepSpeed ZeRO-3's parameter fetching. `accelerator.prepare` receives this module; `.lm` is the Hugging Face model
+(saved, exported and pushed to the rollout engine under its own parameter names).
+
+Only the C completion positions go through the LM head, and of those only the ones that count in the loss
+(`completion_mask`): the others get logprob 0 and no LM-head work. Positions follow the attention mask, so left
+padding does not shift them.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, ContextManager
+
+import torch
+
+from rl.core.collate import position_ids
+from rl.core.logprobs import DEFAULT_CHUNK_ELEMENTS, chunked_token_logprobs
+
+# Config attributes that change logits after the LM head; the chunked head does not apply them, so refuse the model.
+UNSUPPORTED_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
+                                "lm_head_multiplier")
+
+
+def check_supported(lm: torch.nn.Module) -> None:
+    """One-line error for models whose logits are not `lm_head(hidden)` (softcapping, logit scales, a head bias)."""
+    config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+    for name in UNSUPPORTED_LOGIT_TRANSFORMS:
+        value = getattr(config, name, None)
+        if value not in (None, 1, 1.0):
+            raise ValueError(f"{type(lm).__name__} sets config.{name}={value}: the chunked LM head computes "
+                             f"log_softmax(lm_head(h) / T) only; this model is not supported")
+    head = lm.get_output_embeddings()
+    if head is None or getattr(head, "bias", None) is not None:
+        raise ValueError(f"{type(lm).__name__}: the LM head must be a bias-free linear layer")
+
+
+class CausalLMLogprobs(torch.nn.Module):
+    """Wraps a transformers causal LM; forward -> (logprobs [n, C] float32, entropy [n, C] float32 | None).
+
+    `head_gather(weight)` returns a context in which the LM-head weight is whole (DeepSpeed ZeRO-3 partitions it
+    outside its module's forward); see rl/train/distributed.py. `chunk_elements` bounds one chunk's [k, V] logits.
+    """
+
+    def __init__(self, lm: torch.nn.Module, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+                 head_gather: Callable[[torch.Tensor], ContextManager] | None = None):
+        super().__init__()
+        check_supported(lm)
+        self.lm = lm
+        self.chunk_elements = chunk_elements
+        self.head_gather = head_gather or (lambda weight: contextlib.nullcontext())
+        # FSDP auto-wrapping looks for the decoder layer classes here (accelerate reads `_no_split_modules`)
+        self._no_split_modules = getattr(lm, "_no_split_modules", None)
+
+    # The transformers-model interface that accelerate's FSDP2 preparation looks for on the module it is given
+    # (accelerate/utils/fsdp_utils.py: re-tie embeddings after loading, group embed_tokens + final norm + lm_head,
+    # find the final norm under `base_model_prefix`). Without them a tied lm_head would be sharded apart from
+    # embed_tokens and trained as a separate matrix.
+    base_model_prefix = "backbone"
+
+    @property
+    def backbone(self) -> torch.nn.Module:
+        return self.lm.base_model
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    def tie_weights(self, *args, **kwargs):
+        return self.lm.tie_weights(*args, **kwargs)
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.lm.get_input_embeddings()
+
+    def get_output_embeddings(self) -> torch.nn.Module:
+        return self.lm.get_output_embeddings()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
+                temperature: float = 1.0, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """input_ids, attention_mask [n, P + C] (prompt left-padded, completion right-padded); completion_mask
+        [n, C] (1 on tokens whose logprob is needed). Position P - 1 + t predicts completion token t."""
+        n, C = completion_mask.shape
+        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                    position_ids=position_ids(attention_mask),
+                                    use_cache=False).last_hidden_state  # [n, P + C, H]
+        needed = completion_mask > 0  # [n, C]
+        h = hidden[:, -C - 1:-1][needed]  # [M, H], M = needed positions
+        targets = input_ids[:, -C:][needed]  # [M]
+        weight = self.lm.get_output_embeddings().weight  # [V, H]
+        if type(weight).__name__ == "DTensor":
+            # accelerate's FSDP2 layout keeps lm_head in a group that stays unsharded through forward and backward
+            # (a plain tensor here); a head sharded in a unit of its own would need its gradient averaged across
+            # ranks by hand (a plain full_tensor() silently drops that), so that layout is refused
+            raise RuntimeError("lm_head is an FSDP2-sharded DTensor inside the forward: prepare the model with "
+                               "accelerate (fsdp_version: 2), which groups lm_head with the final norm")
+        with self.head_gather(weight):
+            logprobs, entropy = chunked_token_logprobs(h, weight, targets, temperature,
+                                                       chunk_elements=self.chunk_elements,
+                                                       with_entropy=with_entropy, gather=self.head_gather)
+        # [M] -> [n, C]; masked_scatter keeps an all-masked micro-batch connected to the graph (a zero gradient)
+        full = torch.zeros(n, C, dtype=torch.float32, device=hidden.device).masked_scatter(needed, logprobs)
+        if entropy is not None:
+            entropy = torch.zeros(n, C, dtype=torch.float32, device=hidden.device).masked_scatter(needed, entropy)
+        return full, entropy

@@ -1,0 +1,81 @@
+"""Recipe errors are one line, name the problem, and come before any model is loaded."""
+import json
+
+import pytest
+
+from rl.config.recipe import ConfigError, load_config, parse_override
+from rl.config.grpo import GRPOConfig
+
+TINY = "recipes/tiny/r1_zero.yaml"
+
+
+def test_tiny_recipe_and_overrides():
+    cfg = load_config(GRPOConfig, TINY, ["train.learning_rate=3e-4", "output_dir=runs/x", "algorithm.beta=0"])
+    assert cfg.train.learning_rate == 3e-4 and cfg.output_dir == "runs/x"
+    assert cfg.algorithm.beta == 0.0 and isinstance(cfg.algorithm.beta, float)  # int accepted for float
+    assert cfg.prompts_per_step == cfg.train.batch_size // cfg.rollout.group_size
+
+
+@pytest.mark.parametrize("override, message", [
+    (["train.learnig_rate=1e-6"], "unknown recipe key 'train.learnig_rate'; valid keys in train: learning_rate"),
+    (["trian.max_steps=3"], "unknown recipe key 'trian'"),
+    (["train.max_steps=ten"], "train.max_steps: expected int, got 'ten'"),
+    (["rollout.temperature=hot"], "rollout.temperature: expected float, got 'hot'"),
+    (["algorithm.mask_truncated_completions=3"], "expected true/false, got 3"),
+    (["train.batch_size=60", "rollout.group_size=8"], "train.batch_size=60 is not divisible by rollout.group_size=8"),
+    (["train.micro_batch_size=24"], "train.batch_size=64 is not divisible by train.micro_batch_size=24"),
+    (["algorithm.loss=ppo"], "algorithm.loss='ppo' is not one of: grpo, bnpo, dapo, dr_grpo"),
+    (["algorithm.advantage=zscore"], "algorithm.advantage='zscore' is not one of: group, batch, none"),
+    (["rollout.group_size=1", "train.batch_size=4", "train.micro_batch_size=4"], "need at least 2"),
+    (["rewards={accuracy: 1.0, acuracy: 0.5}"], "acuracy"),
+    (["train.max_steps=0"], "train.max_steps=0 must be at least 1"),
+    (["justakey"], "not of the form key.path=value"),
+])
+def test_bad_recipes_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(GRPOConfig, TINY, override)
+    text = str(err.value)
+    assert message in text
+    assert "\n" not in text
+
+
+def test_unknown_reward_lists_valid_names():
+    with pytest.raises(ConfigError) as err:
+        load_config(GRPOConfig, TINY, ["rewards={acuracy: 1.0}"])
+    assert "accuracy" in str(err.value) and "format" in str(err.value)
+
+
+def test_missing_recipe_file():
+    with pytest.raises(ConfigError, match="recipe file not found: nope.yaml"):
+        load_config(GRPOConfig, "nope.yaml")
+
+
+def test_parse_override_scalars():
+    assert parse_override("a.b=3e-4") == ("a.b", 3e-4)
+    assert parse_override("a.b=true") == ("a.b", True)
+    assert parse_override("a.b=null") == ("a.b", None)
+    assert parse_override("a=runs/x") == ("a", "runs/x")
+
+
+def test_missing_dataset_column_fails_before_model_load(tmp_path, monkeypatch):
+    """grpo.main must stop at the data step: no model is ever resolved."""
+    from rl import grpo
+    from rl.train import models
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    monkeypatch.setattr(models, "resolve_model_path", lambda *_: pytest.fail("model loaded before data check"))
+    from data.loading import DataError
+    with pytest.raises(DataError, match=r"has no column 'prompt'; columns: answer, question"):
+        grpo.main([TINY, f"data.train={data}", "data.test=null", f"output_dir={tmp_path / 'run'}"])
+
+
+def test_cli_prints_one_line_and_exits_2():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "rl/grpo.py", TINY, "train.lr=1"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown recipe key 'train.lr'; valid keys in train: learning_rate, lr_scheduler, warmup_steps, "
+        "max_steps, batch_size, micro_batch_size, max_grad_norm, weight_decay, adam_beta1, adam_beta2, seed, "
+        "logprob_chunk_elements"]

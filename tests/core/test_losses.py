@@ -1,0 +1,111 @@
+"""Closed-form checks of the GRPO loss pieces; every expected number is derived in the comment next to it."""
+import math
+
+import pytest
+import torch
+
+from rl.core.losses import AGGREGATIONS, Normalizer, clipped_surrogate, get_aggregation, k3_kl, policy_loss, token_logprobs
+
+# Two sequences, C = 3, masks [1,1,0] and [1,0,0], A = [1, -1], mu = 1 (ratio 1): per-token loss = -A.
+MASK = torch.tensor([[1., 1., 0.], [1., 0., 0.]])
+ADV = torch.tensor([1., -1.])
+
+
+def _loss(mode, norm, logp=None):
+    logp = torch.zeros(2, 3, requires_grad=True) if logp is None else logp
+    loss, _ = policy_loss(logp, ADV, MASK, norm, aggregation=get_aggregation(mode), epsilon_low=0.2, epsilon_high=0.2)
+    return loss, logp
+
+
+@pytest.mark.parametrize("mode, norm, expected", [
+    # grpo: seq means (-1-1)/2 = -1 and (+1)/1 = 1 -> (-1 + 1) / 2 sequences = 0
+    ("grpo", Normalizer(2, 3, 3), 0.0),
+    # bnpo: (-1 -1 +1) / 3 tokens = -1/3
+    ("bnpo", Normalizer(2, 3, 3), -1 / 3),
+    # dapo: -1 / (global tokens 9 / 1 process) = -1/9 ; with 2 processes and 12 tokens overall: -1 / 6
+    ("dapo", Normalizer(2, 3, 9), -1 / 9),
+    ("dapo", Normalizer(2, 3, 12, num_processes=2), -1 / 6),
+    # dr_grpo: -1 / (2 sequences * max_completion_length 4) = -1/8
+    ("dr_grpo", Normalizer(2, 3, 3, max_completion_length=4), -1 / 8),
+])
+def test_aggregation_values(mode, norm, expected):
+    loss, _ = _loss(mode, norm)
+    assert loss.item() == pytest.approx(expected, abs=1e-7)
+
+
+def test_grpo_gradient_is_policy_gradient_even_when_loss_is_zero():
+    loss, logp = _loss("grpo", Normalizer(2, 3, 3))
+    loss.backward()
+    # d/dlogp of -A * rho (rho = exp(logp - sg(logp)) = 1, d rho/d logp = 1):
+    # seq 1 tokens: -1 * (1/2 tokens) * (1/2 seqs) = -0.25 ; seq 2 token: +1 * 1 * 1/2 = 0.5 ; masked: 0
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.25, -0.25, 0.], [0.5, 0., 0.]]))
+
+
+@pytest.mark.parametrize("adv, rho, eps_high, loss_expected, clipped", [
+    (1.0, 1.5, 0.2, -1.2, True),    # -min(1.5, 1.2)
+    (1.0, 0.5, 0.2, -0.5, False),   # -min(0.5, 0.8)
+    (-1.0, 0.5, 0.2, 0.8, True),    # -min(-0.5, -0.8)
+    (-1.0, 1.5, 0.2, 1.5, False),   # -min(-1.5, -1.2)
+    (1.0, 1.25, 0.28, -1.25, False),  # clip-higher: 1.25 < 1.28 -> unclipped
+    (1.0, 1.25, 0.2, -1.2, True),
+])
+def test_clip_cases(adv, rho, eps_high, loss_expected, clipped):
+    logp = torch.tensor([[math.log(rho)]], requires_grad=True)
+    loss, is_clipped = clipped_surrogate(logp, torch.zeros(1, 1), torch.tensor([adv]), 0.2, eps_high)
+    assert loss.item() == pytest.approx(loss_expected, abs=1e-6)
+    assert bool(is_clipped.item()) is clipped
+    loss.sum().backward()
+    # clipped branch is constant in logp -> zero gradient; unclipped: d(-rho A)/dlogp = -rho * A
+    assert logp.grad.item() == pytest.approx(0.0 if clipped else -rho * adv, abs=1e-6)
+
+
+def test_k3_kl_values():
+    # exp(ref - logp) - (ref - logp) - 1: (-1,-2) -> e^-1 + 1 - 1 = 0.367879 ; equal -> 0 ; (-2,-1) -> e - 2 = 0.718282
+    kl = k3_kl(torch.tensor([-1., -2., -2.]), torch.tensor([-2., -2., -1.]))
+    torch.testing.assert_close(kl, torch.tensor([math.exp(-1), 0.0, math.e - 2]))
+
+
+def test_beta_adds_kl_term():
+    # one token, A = 0, logp = -1, ref = -2, beta = 0.5 -> loss = 0.5 * 0.367879 (bnpo over 1 token)
+    loss, sums = policy_loss(torch.tensor([[-1.]]), torch.tensor([0.]), torch.ones(1, 1), Normalizer(1, 1, 1),
+                             aggregation=get_aggregation("bnpo"), epsilon_low=0.2, epsilon_high=0.2, beta=0.5,
+                             ref_logprobs=torch.tensor([[-2.]]))
+    assert loss.item() == pytest.approx(0.5 * math.exp(-1), abs=1e-6)
+    assert sums["kl_tokens"].item() == pytest.approx(math.exp(-1), abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", list(AGGREGATIONS))
+def test_accumulation_invariance(mode):
+    """One batch of 8 == two accumulated micro-batches of 4: same loss sum, same gradients."""
+    g = torch.Generator().manual_seed(0)
+    logp_data = -torch.rand(8, 5, generator=g) * 3
+    old = logp_data + 0.3 * torch.randn(8, 5, generator=g)  # ratios away from 1 so the clip binds sometimes
+    adv = torch.randn(8, generator=g)
+    mask = (torch.rand(8, 5, generator=g) > 0.3).float()
+    mask[:, 0] = 1
+    norm = Normalizer(num_sequences=8, num_tokens=mask.sum().item(), global_num_tokens=mask.sum().item(),
+                      max_completion_length=5)
+    agg = get_aggregation(mode)
+
+    whole = logp_data.clone().requires_grad_(True)
+    loss_whole, _ = policy_loss(whole, adv, mask, norm, aggregation=agg, epsilon_low=0.2, epsilon_high=0.28,
+                                old_logprobs=old)
+    loss_whole.backward()
+
+    split = logp_data.clone().requires_grad_(True)
+    total = 0.0
+    for sl in (slice(0, 4), slice(4, 8)):
+        part, _ = policy_loss(split[sl], adv[sl], mask[sl], norm, aggregation=agg, epsilon_low=0.2,
+                              epsilon_high=0.28, old_logprobs=old[sl])
+        part.backward()
+        total += part.item()
+    assert total == pytest.approx(loss_whole.item(), abs=1e-6)
+    torch.testing.assert_close(split.grad, whole.grad, rtol=0, atol=1e-7)
+
+
+def test_token_logprobs_matches_log_softmax_and_temperature():
+    logits = torch.tensor([[[2.0, 0.0, -1.0]]])  # [1, 1, 3]
+    ids = torch.tensor([[0]])
+    # T = 1: 2 - log(e^2 + 1 + e^-1) ; T = 2: 1 - log(e^1 + 1 + e^-0.5)
+    assert token_logprobs(logits, ids).item() == pytest.approx(2 - math.log(math.exp(2) + 1 + math.exp(-1)), abs=1e-6)
+    assert token_logprobs(logits, ids, 2.0).item() == pytest.approx(1 - math.log(math.e + 1 + math.exp(-0.5)), abs=1e-6)

@@ -1,0 +1,92 @@
+"""The tree's import rules, checked from the source (every import statement, including those inside functions).
+
+    rl.core      the pure GRPO math: imports only rl.core (no machinery, rollouts, recipes, rewards or libraries
+                 that launch, track or serve)
+    rl.config    recipe schemas: rl.core and rl.config only
+    rl.train     machinery: never rl.rollout or a stage
+    rl.rollout   engines and collection: never a stage; the only package that imports vllm
+    rewards, data  stand alone: never import rl
+    stages       rl/{grpo,sft,distill,export,evaluate,pipeline}.py: imported only by the pipeline, by distill (its
+                 student step is the SFT stage) and by rl.bench (which runs the GRPO stage as a user would)
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = {f"rl.{s}" for s in ("grpo", "sft", "distill", "export", "evaluate", "pipeline")}
+STAGE_IMPORTERS = {"rl.pipeline", "rl.distill", "rl.bench"}
+SERVING = ("vllm", "accelerate", "deepspeed", "wandb", "trackio", "trl", "peft")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute module names imported anywhere in the file (`from a.b import c` gives a.b and a.b.c)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def violations(module: str, imported: set[str]) -> list[str]:
+    out = []
+    for name in sorted(imported):
+        if under(module, "rl.core") and ((under(name, "rl") and not under(name, "rl.core"))
+                                          or any(under(name, p) for p in SERVING + ("rewards", "data"))):
+            out.append(f"{module} (pure core) imports {name}")
+        if under(module, "rl.config") and under(name, "rl") and not (under(name, "rl.core") or under(name, "rl.config")):
+            out.append(f"{module} (recipe schema) imports {name}")
+        if under(module, "rl.train") and under(name, "rl.rollout"):
+            out.append(f"{module} (machinery) imports rollouts: {name}")
+        if name in STAGES and module != name and not any(under(module, p) for p in STAGE_IMPORTERS):
+            out.append(f"{module} imports the stage {name}")
+        if under(name, "vllm") and not under(module, "rl.rollout"):
+            out.append(f"{module} imports vllm outside rl.rollout")
+        if (under(module, "rewards") or under(module, "data")) and under(name, "rl"):
+            out.append(f"{module} (stands alone) imports {name}")
+    return out
+
+
+SOURCES = sorted(p for d in ("rl", "rewards", "data") for p in (ROOT / d).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_import_rules(path):
+    assert violations(module_name(path), imports(path)) == []
+
+
+@pytest.mark.parametrize("module, imported, expected", [
+    ("rl.core.losses", {"torch"}, 0),
+    ("rl.core.losses", {"rl.train.learner"}, 1),          # core must not reach into the machinery
+    ("rl.core.losses", {"accelerate"}, 1),
+    ("rl.config.grpo", {"rl.core.advantages"}, 0),
+    ("rl.config.grpo", {"rl.train.models"}, 1),
+    ("rl.train.learner", {"rl.rollout.collect"}, 1),
+    ("rl.rollout.collect", {"rl.evaluate"}, 1),           # nothing imports a stage ...
+    ("rl.pipeline", {"rl.evaluate"}, 0),                  # ... but the pipeline
+    ("rl.train.policy", {"vllm"}, 1),
+    ("rewards.format", {"rl.core.episode"}, 1),
+])
+def test_rules_catch_violations(module, imported, expected):
+    assert len(violations(module, imported)) == expected
+
+
+def test_every_package_has_its_rules_written_down():
+    for pkg in ("core", "train", "rollout", "config"):
+        doc = ast.get_docstring(ast.parse((ROOT / "rl" / pkg / "__init__.py").read_text()))
+        assert doc and "Imports:" in doc, f"rl/{pkg}/__init__.py must say what it may import"

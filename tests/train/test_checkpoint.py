@@ -1,0 +1,72 @@
+"""Checkpoints are atomic: a crash mid-save leaves the last good checkpoint intact and is never picked for resume."""
+import pytest
+import torch
+from accelerate import Accelerator
+
+from rl.train import checkpoint as ckpt
+from rl.train.models import load_causal_lm, load_tokenizer
+
+
+def prepared(model_dir):
+    acc = Accelerator(cpu=True)
+    model = load_causal_lm(str(model_dir))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s + 1))
+    model, opt = acc.prepare(model, opt)
+    return acc, model, opt, sched
+
+
+@pytest.fixture
+def parts(micro_model_dir):
+    acc, model, opt, sched = prepared(micro_model_dir)
+    return acc, model, load_tokenizer(str(micro_model_dir)), opt, sched
+
+
+def test_crash_mid_save_keeps_last_good_checkpoint(parts, tmp_path, monkeypatch):
+    acc, model, tok, opt, sched = parts
+    good = ckpt.save_checkpoint(acc, tmp_path, 2, model, tok, sched, {"sampler_position": 16})
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # training went on
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(ckpt.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save_checkpoint(acc, tmp_path, 4, model, tok, sched, {"sampler_position": 32})
+    monkeypatch.undo()
+
+    assert ckpt.latest_checkpoint(tmp_path) == good
+    assert not (tmp_path / "checkpoint-000004").exists()
+    fresh = load_causal_lm(str(good))  # the good checkpoint still loads, with the weights saved at step 2
+    torch.testing.assert_close(next(fresh.parameters()) + 1.0, next(model.parameters()))
+
+
+def test_resume_restores_weights_optimizer_schedule_rng_and_position(parts, micro_model_dir, tmp_path):
+    acc, model, tok, opt, sched = parts
+    model(input_ids=torch.tensor([[5, 6, 7]]), labels=torch.tensor([[5, 6, 7]])).loss.backward()
+    opt.step()
+    sched.step()
+    torch.manual_seed(123)
+    path = ckpt.save_checkpoint(acc, tmp_path, 7, model, tok, sched, {"sampler_position": 56})
+    expected_draw = torch.rand(3)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()  # a Hugging Face model too
+
+    acc2, other, opt2, sched2 = prepared(micro_model_dir)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.zero_()
+    state = ckpt.load_training_state(acc2, path, sched2)
+    assert state == {"step": 7, "sampler_position": 56}
+    for k, v in other.state_dict().items():
+        torch.testing.assert_close(v, want[k])
+    assert opt2.state_dict()["state"][0]["step"].item() == 1  # Adam moments came back
+    assert sched2.get_last_lr() == sched.get_last_lr() == [5e-4]  # the schedule continues at its step (1e-3 / 2)
+    assert torch.equal(torch.rand(3), expected_draw)  # RNG continues where the saved run was
+
+
+def test_total_limit_prunes_oldest(parts, tmp_path):
+    acc, model, tok, opt, sched = parts
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(acc, tmp_path, step, model, tok, sched, {"sampler_position": 0}, total_limit=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-000002", "checkpoint-000003"]
