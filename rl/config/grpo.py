@@ -53,7 +53,9 @@ class RolloutConfig:
 @dataclass
 class AlgorithmConfig:
     advantage: str = "group"  # group | batch | none   (rl/core/advantages.py)
-    loss: str = "grpo"  # grpo | bnpo | dapo | dr_grpo   (rl/core/losses.py)
+    loss: str = "grpo"  # aggregation: grpo | bnpo | dapo | dr_grpo   (rl/core/losses.py)
+    policy_loss: str = "clip"  # clip (PPO/GRPO) | gspo (sequence ratio; use epsilon ~3e-4) | cispo (clipped IS weight)
+    kl_estimator: str = "k3"  # k1 | k2 | k3, the per-token KL term when beta > 0
     epsilon: float = 0.2
     epsilon_high: float | None = None  # None = epsilon (DAPO clip-higher: 0.28)
     beta: float = 0.0  # KL coefficient; the reference model is loaded only when > 0
@@ -110,7 +112,7 @@ class GRPOConfig:
     def validate(self) -> None:
         """Cross-field checks; each failure is a one-line ConfigError naming the keys."""
         from rl.core.advantages import ADVANTAGE_ESTIMATORS
-        from rl.core.losses import AGGREGATIONS
+        from rl.core.losses import AGGREGATIONS, KL_ESTIMATORS, SURROGATES
 
         def choose(key: str, value: Any, valid) -> None:
             if value not in valid:
@@ -119,6 +121,8 @@ class GRPOConfig:
         r, a, t = self.rollout, self.algorithm, self.train
         choose("algorithm.advantage", a.advantage, list(ADVANTAGE_ESTIMATORS))
         choose("algorithm.loss", a.loss, list(AGGREGATIONS))
+        choose("algorithm.policy_loss", a.policy_loss, list(SURROGATES))
+        choose("algorithm.kl_estimator", a.kl_estimator, list(KL_ESTIMATORS))
         choose("rollout.engine", r.engine, ["hf", "vllm"])
         choose("rollout.vllm_mode", r.vllm_mode, ["colocate", "server"])
         choose("rollout.seed_mode", r.seed_mode, ["per_step", "per_request"])

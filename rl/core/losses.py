@@ -1,11 +1,23 @@
-"""GRPO policy loss (pure): token logprobs, clipped surrogate, k3 KL, and the registered aggregation modes.
+"""GRPO policy loss (pure): token logprobs, the registered policy surrogates, KL estimators and aggregation modes.
 
 Per completion token t of sequence i (mask m_it = 1 on tokens that count):
 
     ratio    rho_it = exp(logp_it - logp_old_it)        (mu = 1: logp_old = logp.detach(), rho = 1, grad = PG)
-    surrogate  s_it = -min(rho_it * A_i, clip(rho_it, 1 - eps_low, 1 + eps_high) * A_i)
-    k3 KL     kl_it = exp(ref_it - logp_it) - (ref_it - logp_it) - 1                (>= 0; only when beta > 0)
-    loss      l_it = s_it + beta * kl_it
+    surrogate  s_it, one of (`algorithm.policy_loss`, registry SURROGATES):
+      clip  : -min(rho_it * A_i, clip(rho_it, 1 - eps_low, 1 + eps_high) * A_i)            (PPO / GRPO, token level)
+      gspo  : -min(r_i * A_i, clip(r_i, 1 - eps_low, 1 + eps_high) * A_i),  r_i = exp(mean_t log rho_it)
+              (GSPO, Qwen 2025: one length-normalised ratio per sequence, clipped per sequence; TRL's
+              importance_sampling_level="sequence", verl loss_mode=gspo. Its ratios sit near 1: GSPO's paper clips
+              with eps ~ 3e-4 / 4e-4, not 0.2)
+      cispo : -sg(clip(rho_it, 1 - eps_low, 1 + eps_high)) * A_i * logp_it
+              (CISPO, MiniMax-M1 2025: the clip bounds the importance *weight*, never drops a token's gradient,
+              so rare "fork" tokens whose ratio leaves the trust region still learn)
+    KL      kl_it, one of (`algorithm.kl_estimator`, registry KL_ESTIMATORS), with d = logp_it - ref_it:
+      k1 : d                         (unbiased value, but as a loss term its expected gradient is 0: offered for
+                                      comparison with verl's "kl"; use k2 or k3 to regularise)
+      k2 : d^2 / 2                   (verl "mse"; >= 0; on-policy its gradient is exactly the reverse KL's)
+      k3 : exp(-d) + d - 1           (Schulman's low-variance estimator, TRL's and verl's "low_var_kl"; >= 0)
+    loss      l_it = s_it + beta * kl_it                                             (the KL only when beta > 0)
 
 Aggregation (TRL GRPOTrainer's `loss_type` names; `Normalizer` carries the counts of the whole optimizer step so that
 splitting the batch into micro-batches never changes the result):
@@ -46,9 +58,30 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
     return torch.stack(out)  # [N, C]
 
 
+Surrogate = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+SURROGATES: dict[str, Surrogate] = {}
+
+
+def register_surrogate(name: str):
+    """Register fn(logprobs [n, C], old_logprobs [n, C], advantages [n], mask [n, C], epsilon_low, epsilon_high)
+    -> (per-token loss [n, C], clipped [n, C] bool) under `name` (the recipe's `algorithm.policy_loss`)."""
+    def deco(fn: Surrogate) -> Surrogate:
+        SURROGATES[name] = fn
+        return fn
+    return deco
+
+
+def get_surrogate(name: str) -> Surrogate:
+    if name not in SURROGATES:
+        raise ValueError(f"unknown policy loss {name!r}; valid: {', '.join(SURROGATES)}")
+    return SURROGATES[name]
+
+
+@register_surrogate("clip")
 def clipped_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                      epsilon_low: float, epsilon_high: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO/GRPO clipped objective, negated. logprobs, old_logprobs [N, C]; advantages [N].
+                      epsilon_low: float, epsilon_high: float, mask: torch.Tensor | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO/GRPO clipped objective, negated. logprobs, old_logprobs [N, C]; advantages [N]; mask unused.
 
     Returns (per_token_loss [N, C], clipped [N, C] bool: the clip is the active branch).
     Example: A = 1, eps = 0.2, rho = 1.5 -> -min(1.5, 1.2) = -1.2 (clipped, no gradient);
@@ -62,6 +95,75 @@ def clipped_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advant
     return -torch.minimum(unclipped, clipped), is_clipped
 
 
+@register_surrogate("gspo")
+def gspo_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                   epsilon_low: float, epsilon_high: float, mask: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """GSPO: the clipped objective on one sequence-level ratio r_i = exp(sum_t m_it log rho_it / sum_t m_it).
+
+    logprobs, old_logprobs, mask [N, C]; advantages [N]. Returns (per-token loss [N, C]: each sequence's value on
+    every position, so the `grpo` aggregation gives the mean over sequences of it, as TRL does; clipped [N, C]).
+    Example: log rho = [0.3, 0.1] on a 2-token completion -> r = exp(0.2) = 1.2214; A = 1, eps = 0.2 ->
+    -min(1.2214, 1.2) = -1.2, clipped (the whole sequence gets no gradient), where token-level clip would keep the
+    second token (rho = 1.105 < 1.2).
+    """
+    m = torch.ones_like(logprobs) if mask is None else mask
+    seq_log_ratio = ((logprobs - old_logprobs) * m).sum(-1) / m.sum(-1).clamp(min=1.0)  # [N]
+    ratio = torch.exp(seq_log_ratio).unsqueeze(1)  # [N, 1]
+    adv = advantages.unsqueeze(1)  # [N, 1]
+    unclipped, clipped = ratio * adv, torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high) * adv  # [N, 1]
+    shape = logprobs.shape
+    return -torch.minimum(unclipped, clipped).expand(shape), (clipped < unclipped).expand(shape)
+
+
+@register_surrogate("cispo")
+def cispo_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                    epsilon_low: float, epsilon_high: float, mask: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CISPO: -sg(clip(rho, 1 - eps_low, 1 + eps_high)) * A * logp, per token. Shapes as `clipped_surrogate`.
+
+    The gradient of every token is w * A * grad logp with w the clipped weight: never zero, unlike the PPO clip.
+    Example: rho = 3, eps_high = 1 (MiniMax-M1 clips the weight from above only), A = 1, logp = -0.5 ->
+    w = 2, loss = -2 * 1 * (-0.5) = 1.0, d loss / d logp = -2 (the token still learns, at weight 2).
+    TRL 1.16's `loss_type="cispo"` clamps rho at `epsilon_high` from above only: TRL epsilon_high = 1 + ours, with
+    our eps_low large enough that 1 - eps_low is below every ratio.
+    """
+    ratio = torch.exp(logprobs - old_logprobs).detach()  # [N, C]
+    weight = torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)  # [N, C], constant
+    return -weight * advantages.unsqueeze(1) * logprobs, weight != ratio
+
+
+KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+KL_ESTIMATORS: dict[str, KLEstimator] = {}
+
+
+def register_kl_estimator(name: str):
+    """Register fn(logprobs [n, C], ref_logprobs [n, C]) -> per-token KL estimate [n, C] (`algorithm.kl_estimator`)."""
+    def deco(fn: KLEstimator) -> KLEstimator:
+        KL_ESTIMATORS[name] = fn
+        return fn
+    return deco
+
+
+def get_kl_estimator(name: str) -> KLEstimator:
+    if name not in KL_ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {name!r}; valid: {', '.join(KL_ESTIMATORS)}")
+    return KL_ESTIMATORS[name]
+
+
+@register_kl_estimator("k1")
+def k1_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k1 = logp - ref per token, [N, C] -> [N, C]. Example: logp = -1, ref = -2 -> 1.0; logp = -2, ref = -1 -> -1."""
+    return logprobs - ref_logprobs
+
+
+@register_kl_estimator("k2")
+def k2_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """k2 = (logp - ref)^2 / 2 per token, [N, C] -> [N, C]. Example: logp = -1, ref = -2 -> 0.5."""
+    return 0.5 * (logprobs - ref_logprobs) ** 2
+
+
+@register_kl_estimator("k3")
 def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     """Schulman's k3 estimator of KL(pi || ref) per token, [N, C] -> [N, C], always >= 0.
 
@@ -123,22 +225,24 @@ def _dr_grpo(loss: torch.Tensor, mask: torch.Tensor, norm: Normalizer) -> torch.
 def policy_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, norm: Normalizer, *,
                 aggregation: Aggregation, epsilon_low: float, epsilon_high: float, beta: float = 0.0,
                 old_logprobs: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None,
-                is_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                is_weights: torch.Tensor | None = None, surrogate: Surrogate = clipped_surrogate,
+                kl_estimator: KLEstimator = k3_kl) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The micro-batch's share of the step loss, and detached sums for metrics.
 
     logprobs [n, C] (with grad), advantages [n], mask [n, C] float, old/ref logprobs [n, C] or None,
     is_weights [n, C] optional truncated importance-sampling weights (engine/learner mismatch correction).
+    `surrogate` and `kl_estimator` come from the registries above, chosen once from the recipe (the learner).
     Metric values are *sums* over counted tokens (divide by the step's token count to report means).
     """
     old = logprobs.detach() if old_logprobs is None else old_logprobs
-    per_token, is_clipped = clipped_surrogate(logprobs, old, advantages, epsilon_low, epsilon_high)  # [n, C]
+    per_token, is_clipped = surrogate(logprobs, old, advantages, epsilon_low, epsilon_high, mask)  # [n, C]
     if is_weights is not None:
         per_token = per_token * is_weights
     sums = {"clipped_tokens": (is_clipped.float() * mask).sum().detach()}
     if beta != 0.0:
         if ref_logprobs is None:
             raise ValueError("beta > 0 needs reference logprobs")
-        kl = k3_kl(logprobs, ref_logprobs)  # [n, C]
+        kl = kl_estimator(logprobs, ref_logprobs)  # [n, C]
         per_token = per_token + beta * kl
         sums["kl_tokens"] = (kl * mask).sum().detach()
     return aggregation(per_token, mask, norm), sums

@@ -29,7 +29,7 @@ from rl.train import distributed
 from rl.core.collate import by_length, trim_padding
 from rl.core.episode import BATCH_FIELDS, Batch
 from rl.config.grpo import GRPOConfig
-from rl.core.losses import Normalizer, get_aggregation, policy_loss
+from rl.core.losses import Normalizer, get_aggregation, get_kl_estimator, get_surrogate, policy_loss
 from rl.train.policy import CausalLMLogprobs
 from rl.core.importance import truncated_is_weights
 
@@ -68,7 +68,9 @@ class Learner:
         self.cfg = cfg
         self.accelerator = accelerator
         alg, train = cfg.algorithm, cfg.train
-        self.aggregation = get_aggregation(alg.loss)
+        self.aggregation = get_aggregation(alg.loss)  # the loss variants, chosen once from the recipe's registries
+        self.surrogate = get_surrogate(alg.policy_loss)
+        self.kl_estimator = get_kl_estimator(alg.kl_estimator)
         self.epsilon_low = alg.epsilon
         self.epsilon_high = alg.epsilon if alg.epsilon_high is None else alg.epsilon_high
         self.accumulation_steps = distributed.micro_batches_per_step(cfg)
@@ -166,7 +168,8 @@ class Learner:
                 loss, parts = policy_loss(
                     logprobs, mb.advantages, mb.completion_mask, norm, aggregation=self.aggregation,
                     epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, beta=alg.beta,
-                    old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights)
+                    old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights,
+                    surrogate=self.surrogate, kl_estimator=self.kl_estimator)
                 self.accelerator.backward(loss * scale)
             sums["loss"] = sums["loss"] + loss.detach()
             sums["clipped_tokens"] = sums["clipped_tokens"] + parts["clipped_tokens"]

@@ -109,3 +109,101 @@ def test_token_logprobs_matches_log_softmax_and_temperature():
     # T = 1: 2 - log(e^2 + 1 + e^-1) ; T = 2: 1 - log(e^1 + 1 + e^-0.5)
     assert token_logprobs(logits, ids).item() == pytest.approx(2 - math.log(math.exp(2) + 1 + math.exp(-1)), abs=1e-6)
     assert token_logprobs(logits, ids, 2.0).item() == pytest.approx(1 - math.log(math.e + 1 + math.exp(-0.5)), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The registered policy surrogates (GSPO, CISPO) and KL estimators (k1, k2, k3).
+
+from rl.core.losses import (KL_ESTIMATORS, SURROGATES, cispo_surrogate, get_kl_estimator,  # noqa: E402
+                            get_surrogate, gspo_surrogate)
+
+
+def test_registries_hold_the_documented_names():
+    assert list(SURROGATES) == ["clip", "gspo", "cispo"]
+    assert list(KL_ESTIMATORS) == ["k1", "k2", "k3"]
+    with pytest.raises(ValueError, match="unknown policy loss 'ppo'; valid: clip, gspo, cispo"):
+        get_surrogate("ppo")
+    with pytest.raises(ValueError, match="unknown KL estimator 'k4'; valid: k1, k2, k3"):
+        get_kl_estimator("k4")
+
+
+@pytest.mark.parametrize("log_rho, mask, adv, loss_expected, clipped, grad_expected", [
+    # r = exp((0.3 + 0.1) / 2) = exp(0.2) = 1.2214 > 1.2, A = 1: -min(1.2214, 1.2) = -1.2, clipped, no gradient
+    ([0.3, 0.1], [1., 1.], 1.0, -1.2, True, [0., 0.]),
+    # r = exp(0) = 1, A = 2: loss -2; d(-r A)/d logp_t = -A r * (1 / |y|) = -2 * 1 * 1/2 = -1 per token
+    ([0.1, -0.1], [1., 1.], 2.0, -2.0, False, [-1., -1.]),
+    # padding does not enter the ratio: r = exp(0.1) = 1.10517 (the 5.0 is masked); A = -1: -min(-1.105, -1.2)
+    # = 1.10517, unclipped; gradient -A r / 1 = 1.10517 on the one counted token, 0 on padding
+    ([0.1, 5.0], [1., 0.], -1.0, 1.1051709, False, [1.1051709, 0.]),
+    # A = -1, r = exp(-0.5) = 0.60653 < 0.8: -min(-0.6065, -0.8) = 0.8, clipped (pessimistic branch)
+    ([-0.5, -0.5], [1., 1.], -1.0, 0.8, True, [0., 0.]),
+])
+def test_gspo_sequence_ratio_and_clip(log_rho, mask, adv, loss_expected, clipped, grad_expected):
+    logp = torch.tensor([log_rho], requires_grad=True)  # old logprobs 0, so logp = log rho
+    m = torch.tensor([mask])
+    loss, is_clipped = gspo_surrogate(logp, torch.zeros(1, 2), torch.tensor([adv]), 0.2, 0.2, m)
+    assert loss[0, 0].item() == pytest.approx(loss_expected, abs=1e-6)
+    assert loss.shape == (1, 2) and loss[0, 0].item() == loss[0, 1].item()  # the sequence's value on every token
+    assert bool(is_clipped[0, 0]) is clipped
+    ((loss * m).sum(-1) / m.sum(-1)).sum().backward()  # the grpo aggregation of one sequence
+    torch.testing.assert_close(logp.grad, torch.tensor([grad_expected]), rtol=0, atol=1e-6)
+
+
+def test_gspo_equals_token_clip_on_policy():
+    """mu = 1 (old = logp.detach(), every ratio 1): GSPO and the token clip give the same loss and gradient under the
+    grpo aggregation: per sequence, -A * (1/|y|) * sum_t grad logp_t on both sides."""
+    mask = torch.tensor([[1., 1., 1., 0.], [1., 1., 0., 0.], [1., 1., 1., 1.]])
+    adv = torch.tensor([0.5, -1.0, 2.0])
+    norm = Normalizer(3, float(mask.sum()), float(mask.sum()))
+    results = []
+    for name in ("clip", "gspo"):
+        logp = torch.randn(3, 4, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        loss, _ = policy_loss(logp, adv, mask, norm, aggregation=get_aggregation("grpo"), epsilon_low=0.2,
+                              epsilon_high=0.2, surrogate=get_surrogate(name))
+        loss.backward()
+        results.append((loss.item(), logp.grad))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-7)
+    # loss = mean over sequences of -A = -(0.5 - 1 + 2) / 3 = -0.5
+    assert results[0][0] == pytest.approx(-0.5, abs=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("rho, adv, logp, eps_high, loss_expected, clipped, grad_expected", [
+    # w = clip(3, 0.8, 2) = 2: loss = -2 * 1 * (-0.5) = 1.0; d/dlogp = -w A = -2 (the PPO clip would give 0 here)
+    (3.0, 1.0, -0.5, 1.0, 1.0, True, -2.0),
+    # w = 1.1 inside [0.8, 2]: loss = -1.1 * (-1) * (-2) = -2.2; d/dlogp = -w A = 1.1
+    (1.1, -1.0, -2.0, 1.0, -2.2, False, 1.1),
+    # w = clip(0.5, 0.8, 2) = 0.8: loss = -0.8 * 1 * (-1) = 0.8; d/dlogp = -0.8
+    (0.5, 1.0, -1.0, 1.0, 0.8, True, -0.8),
+])
+def test_cispo_clips_the_weight_and_keeps_the_gradient(rho, adv, logp, eps_high, loss_expected, clipped,
+                                                       grad_expected):
+    lp = torch.tensor([[logp]], requires_grad=True)
+    old = torch.tensor([[logp - math.log(rho)]])
+    loss, is_clipped = cispo_surrogate(lp, old, torch.tensor([adv]), 0.2, eps_high)
+    assert loss.item() == pytest.approx(loss_expected, abs=1e-6)
+    assert bool(is_clipped.item()) is clipped
+    loss.sum().backward()
+    assert lp.grad.item() == pytest.approx(grad_expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("name, values, grads", [
+    # d = logp - ref: for (logp, ref) = (-1, -2) d = 1; for (-2, -1) d = -1
+    ("k1", [1.0, -1.0], [1.0, 1.0]),                       # d; d/dlogp = 1
+    ("k2", [0.5, 0.5], [1.0, -1.0]),                       # d^2 / 2; d/dlogp = d
+    # exp(-d) + d - 1: exp(-1) + 0 = 0.36788, exp(1) - 2 = 0.71828; d/dlogp = 1 - exp(-d): 0.63212, -1.71828
+    ("k3", [0.3678794, 0.7182818], [0.6321206, -1.7182818]),
+])
+def test_kl_estimators(name, values, grads):
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-2.0, -1.0]])
+    kl = get_kl_estimator(name)(logp, ref)
+    torch.testing.assert_close(kl, torch.tensor([values]), rtol=0, atol=1e-6)
+    kl.sum().backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([grads]), rtol=0, atol=1e-6)
+    # through policy_loss: A = 0 leaves only beta * KL; bnpo over 2 tokens: 0.1 * sum / 2
+    loss, sums = policy_loss(logp.detach(), torch.tensor([0.0]), torch.ones(1, 2), Normalizer(1, 2, 2),
+                             aggregation=get_aggregation("bnpo"), epsilon_low=0.2, epsilon_high=0.2, beta=0.1,
+                             ref_logprobs=ref, kl_estimator=get_kl_estimator(name))
+    assert loss.item() == pytest.approx(0.1 * sum(values) / 2, abs=1e-6)
+    assert sums["kl_tokens"].item() == pytest.approx(sum(values), abs=1e-6)

@@ -40,14 +40,23 @@ def grads_of(learner):
     return torch.cat([p.grad.flatten() for p in learner.model.parameters() if p.grad is not None])
 
 
-@pytest.mark.parametrize("mode", list(AGGREGATIONS))
-def test_one_batch_of_8_equals_two_accumulated_batches_of_4(micro_model_dir, mode):
+ACCUMULATION_CASES = [(mode, "clip", {}) for mode in AGGREGATIONS] + [
+    ("grpo", "gspo", {}), ("dapo", "cispo", {}),
+    # with a KL term from each estimator (beta > 0 loads a reference model)
+    ("grpo", "clip", {"algorithm.beta": 0.1, "algorithm.kl_estimator": "k2"}),
+    ("dapo", "cispo", {"algorithm.beta": 0.1, "algorithm.kl_estimator": "k1"})]
+
+
+@pytest.mark.parametrize("mode, surrogate, extra", ACCUMULATION_CASES,
+                         ids=[f"{m}-{s}-{'-'.join(map(str, e.values()))}" for m, s, e in ACCUMULATION_CASES])
+def test_one_batch_of_8_equals_two_accumulated_batches_of_4(micro_model_dir, mode, surrogate, extra):
     tok = load_tokenizer(str(micro_model_dir))
     batch = make_batch(tok)
     results = []
     for micro in (8, 4):
-        learner, _ = make_learner(micro_model_dir, **{"algorithm.loss": mode, "train.batch_size": 8,
-                                                      "rollout.group_size": 4, "train.micro_batch_size": micro})
+        learner, _ = make_learner(micro_model_dir, **{"algorithm.loss": mode, "algorithm.policy_loss": surrogate,
+                                                      "train.batch_size": 8, "rollout.group_size": 4,
+                                                      "train.micro_batch_size": micro, **extra})
         prepared, norm = learner.prepare(batch)
         sums = learner.accumulate_gradients(prepared, norm)
         results.append((sums["loss"], grads_of(learner)))
@@ -101,19 +110,34 @@ def test_step_changes_weights_in_the_direction_of_positive_advantages(micro_mode
     assert (per_seq_gain[0::2] > 0).all() and (per_seq_gain[1::2] < 0).all()
 
 
+# (our aggregation, our policy loss, our epsilon_low, TRL loss_type, TRL importance_sampling_level, TRL epsilon_high)
+# GSPO is TRL's sequence-level importance sampling with the grpo aggregation; CISPO is TRL's loss_type="cispo", which
+# clamps the ratio from above at epsilon_high (= 1 + ours) and normalises like dapo; no lower clamp there, so ours
+# gets epsilon_low = 0.99 (every ratio exp(0.3 * N(0,1)) here is far above 0.01).
+TRL_CASES = [("grpo", "clip", 0.2, "grpo", "token", 0.28), ("bnpo", "clip", 0.2, "bnpo", "token", 0.28),
+             ("dapo", "clip", 0.2, "dapo", "token", 0.28), ("dr_grpo", "clip", 0.2, "dr_grpo", "token", 0.28),
+             ("grpo", "gspo", 0.2, "grpo", "sequence", 0.28), ("dapo", "cispo", 0.99, "cispo", "token", 1.28)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["grpo", "bnpo", "dapo", "dr_grpo"])
-def test_parity_with_trl_grpo_trainer_loss(micro_model_dir, tmp_path, mode):
-    """Same model, same completions, same advantages and old logprobs: our loss == TRL GRPOTrainer._compute_loss."""
+@pytest.mark.parametrize("mode, surrogate, eps_low, trl_loss_type, trl_level, trl_eps_high", TRL_CASES,
+                         ids=[f"{c[0]}-{c[1]}" for c in TRL_CASES])
+def test_parity_with_trl_grpo_trainer_loss(micro_model_dir, tmp_path, mode, surrogate, eps_low, trl_loss_type,
+                                           trl_level, trl_eps_high):
+    """Same model, same completions, same advantages and old logprobs: our loss == TRL GRPOTrainer._compute_loss,
+    and so are its gradients with respect to the per-token logprobs."""
     from datasets import Dataset
     from trl import GRPOConfig as TRLConfig
     from trl import GRPOTrainer
+
+    from rl.core.losses import get_surrogate
 
     tok = load_tokenizer(str(micro_model_dir))
     model = load_causal_lm(str(micro_model_dir))
     max_len, beta = 8, 0.04
     args = TRLConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, max_steps=1,
-                     max_completion_length=max_len, loss_type=mode, beta=beta, epsilon=0.2, epsilon_high=0.28,
+                     max_completion_length=max_len, loss_type=trl_loss_type, beta=beta, epsilon=0.2,
+                     epsilon_high=trl_eps_high, importance_sampling_level=trl_level,
                      use_cpu=True, report_to=[], logging_steps=1, bf16=False,
                      use_bias_correction_kl=False)  # TRL 1.16 defaults to KL * ratio; the textbook k3 is without
     trainer = GRPOTrainer(model=model, reward_funcs=lambda completions, **kw: [0.0] * len(completions),
@@ -146,9 +170,25 @@ def test_parity_with_trl_grpo_trainer_loss(micro_model_dir, tmp_path, mode):
     torch.testing.assert_close(ours_logp * m, trl_logp.detach() * m, rtol=0, atol=2e-3)
     ours, _ = policy_loss(trl_logp, advantages, batch.completion_mask,
                           Normalizer(N, tokens, tokens, 1, max_len), aggregation=get_aggregation(mode),
-                          epsilon_low=0.2, epsilon_high=0.28, beta=beta, old_logprobs=old, ref_logprobs=ref)
+                          epsilon_low=eps_low, epsilon_high=0.28, beta=beta, old_logprobs=old, ref_logprobs=ref,
+                          surrogate=get_surrogate(surrogate))
     assert abs(trl_loss.item()) > 1e-3
     assert ours.item() == pytest.approx(trl_loss.item(), abs=1e-5)
+    # gradients: TRL's loss as a function of the same per-token logprobs (its _compute_loss recomputes them from the
+    # model, so differentiate through the model instead: d loss / d theta on both sides)
+    trainer.model.zero_grad()
+    trainer._compute_loss(trainer.model, inputs).backward()
+    trl_grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    trainer.model.zero_grad()
+    logp_model, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, batch.input_ids,
+                                                                  batch.attention_mask, C)
+    ours_model, _ = policy_loss(logp_model, advantages, batch.completion_mask, Normalizer(N, tokens, tokens, 1, max_len),
+                                aggregation=get_aggregation(mode), epsilon_low=eps_low, epsilon_high=0.28, beta=beta,
+                                old_logprobs=old, ref_logprobs=ref, surrogate=get_surrogate(surrogate))
+    ours_model.backward()
+    our_grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    assert our_grads.abs().max() > 1e-4
+    torch.testing.assert_close(our_grads, trl_grads, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["grpo", "dapo", "dr_grpo"])
