@@ -166,7 +166,7 @@ def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
     args = TRLSFTConfig(
         output_dir=cfg.output_dir, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
+        lr_scheduler_type="constant",  # unused: ScheduledSFTTrainer builds the project's schedule (t.lr_scheduler)
         warmup_steps=t.warmup_steps, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
         max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
         completion_only_loss=True, packing=d.packing, max_length=d.max_length,
@@ -183,8 +183,24 @@ def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
         lo = cfg.lora
         peft_config = LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
                                  target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config, callbacks=list(callbacks))
+    return scheduled_trainer_class(SFTTrainer, t)(model=model, args=args, train_dataset=dataset,
+                                                  processing_class=tokenizer, peft_config=peft_config,
+                                                  callbacks=list(callbacks))
+
+
+def scheduled_trainer_class(trainer_cls, train_cfg):
+    """`trainer_cls` (TRL's SFTTrainer) with the learning-rate schedule of rl/core/schedules.py, the same LambdaLR
+    GRPO steps, instead of transformers' own (`Trainer.create_scheduler` is its documented override point; under
+    DeepSpeed, transformers' deepspeed_init calls it too)."""
+    from rl.train.learner import make_scheduler
+
+    class ScheduledTrainer(trainer_cls):
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            if self.lr_scheduler is None:
+                self.lr_scheduler = make_scheduler(optimizer or self.optimizer, train_cfg, num_training_steps)
+            return self.lr_scheduler
+    ScheduledTrainer.__name__ = f"Scheduled{trainer_cls.__name__}"
+    return ScheduledTrainer
 
 
 def save_final_model(trainer, tokenizer, out: Path) -> Path:

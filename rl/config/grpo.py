@@ -66,11 +66,37 @@ class AlgorithmConfig:
     tis_cap: float | None = None  # truncated IS cap for engine/learner mismatch (off: None; 2.0 when async_steps > 0)
 
 
+class LRScheduleKeys:
+    """What GRPO's and SFT's train sections share about the schedule: its keys `lr_scheduler`, `warmup_steps`,
+    `lr_step_milestones`, `lr_step_values`, `lr_decay_fraction`, `lr_min_ratio` (declared in each dataclass, so
+    they stay beside the learning rate in config.yaml) and their checks. Math and a worked example:
+    rl/core/schedules.py."""
+
+    def schedule_params(self):
+        from rl.core.schedules import ScheduleParams
+        return ScheduleParams(tuple(self.lr_step_milestones), tuple(self.lr_step_values), self.lr_decay_fraction,
+                              self.lr_min_ratio)
+
+    def check_schedule(self) -> None:
+        """One-line ConfigError for an unknown schedule or inconsistent knobs."""
+        from rl.core.schedules import SCHEDULES
+        if self.lr_scheduler not in SCHEDULES:
+            raise ConfigError(f"train.lr_scheduler={self.lr_scheduler!r} is not one of: {', '.join(SCHEDULES)}")
+        try:
+            self.schedule_params().check()
+        except ValueError as e:
+            raise ConfigError(f"train.{e}") from None
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(LRScheduleKeys):
     learning_rate: float = 1e-6
-    lr_scheduler: str = "constant"  # constant | linear | cosine (+ warmup)
+    lr_scheduler: str = "constant"  # constant | linear | cosine | step | wsd (+ warmup)   (rl/core/schedules.py)
     warmup_steps: int = 0
+    lr_step_milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])  # step: fractions of the run
+    lr_step_values: list[float] = field(default_factory=lambda: [0.316, 0.1])  # step: LR factor from each on
+    lr_decay_fraction: float = 0.1  # wsd: the last fraction of the run decays linearly ...
+    lr_min_ratio: float = 0.0  # wsd: ... to this factor of the peak
     max_steps: int = 100  # generation batches
     batch_size: int = 64  # completions per step per process = prompts per step * group_size
     micro_batch_size: int = 16  # completions per forward/backward pass
@@ -126,7 +152,7 @@ class GRPOConfig:
         choose("rollout.engine", r.engine, ["hf", "vllm"])
         choose("rollout.vllm_mode", r.vllm_mode, ["colocate", "server"])
         choose("rollout.seed_mode", r.seed_mode, ["per_step", "per_request"])
-        choose("train.lr_scheduler", t.lr_scheduler, ["constant", "linear", "cosine"])
+        t.check_schedule()
         choose("logging.report_to", self.logging.report_to, ["none", "tensorboard", "wandb", "trackio"])
         choose("model.dtype", self.model.dtype, ["float32", "bfloat16", "float16"])
         choose("data.template", self.data.template, ["r1_zero", "chat", "plain"])

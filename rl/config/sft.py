@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rl.config.recipe import ConfigError
-from rl.config.grpo import LoggingConfig, ModelConfig, RolloutConfig
+from rl.config.grpo import LoggingConfig, LRScheduleKeys, ModelConfig, RolloutConfig
 
 
 @dataclass
@@ -47,10 +47,14 @@ class LoraSection:
 
 
 @dataclass
-class SFTTrainConfig:
+class SFTTrainConfig(LRScheduleKeys):
     learning_rate: float = 2e-5
-    lr_scheduler: str = "cosine"  # constant | linear | cosine
+    lr_scheduler: str = "cosine"  # constant | linear | cosine | step | wsd   (rl/core/schedules.py, as in GRPO)
     warmup_steps: int = 0
+    lr_step_milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])
+    lr_step_values: list[float] = field(default_factory=lambda: [0.316, 0.1])
+    lr_decay_fraction: float = 0.1
+    lr_min_ratio: float = 0.0
     num_epochs: float = 1.0
     max_steps: int = -1  # > 0 overrides num_epochs
     batch_size: int = 16  # rows per device per optimizer step (before accumulation)
@@ -81,7 +85,7 @@ class SFTConfig:
         d, t = self.data, self.train
         choose("data.template", d.template, ["r1_zero", "chat", "plain"])
         choose("data.tokenize", d.tokenize, ["exact", "trl"])
-        choose("train.lr_scheduler", t.lr_scheduler, ["constant", "linear", "cosine"])
+        t.check_schedule()
         choose("model.dtype", self.model.dtype, ["float32", "bfloat16", "float16"])
         choose("logging.report_to", self.logging.report_to, ["none", "tensorboard", "wandb", "trackio"])
         choose("rollout.engine", self.rollout.engine, ["hf"])  # evaluation inside the trainer shares its model

@@ -20,7 +20,6 @@ The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/train/d
 """
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -32,6 +31,7 @@ from rl.config.grpo import GRPOConfig
 from rl.core.losses import Normalizer, get_aggregation, get_kl_estimator, get_surrogate, policy_loss
 from rl.train.policy import CausalLMLogprobs
 from rl.core.importance import truncated_is_weights
+from rl.core.schedules import lr_factor_fn
 
 POLICY_PREFIX = "lm."  # CausalLMLogprobs holds the transformers model as `.lm`
 
@@ -45,17 +45,10 @@ def completion_logprobs(model: torch.nn.Module, batch: Batch, temperature: float
     return logprobs
 
 
-def make_scheduler(optimizer, name: str, warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        if name == "linear":
-            return max(0.0, 1.0 - progress)
-        if name == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-        return 1.0
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def make_scheduler(optimizer, train, total_steps: int):
+    """A LambdaLR over `optimizer` with the recipe's schedule (rl/core/schedules.py), stepped once per update."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(train.lr_scheduler, train.warmup_steps,
+                                                                     total_steps, train.schedule_params()))
 
 
 def _pad_columns(t: torch.Tensor, width: int) -> torch.Tensor:
@@ -88,8 +81,7 @@ class Learner:
         optimizer = torch.optim.AdamW(policy.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay,
                                       betas=(train.adam_beta1, train.adam_beta2))
         # Built on the raw optimizer and never given to accelerate (see rl/train/distributed.py): one step per update.
-        self.scheduler = make_scheduler(optimizer, train.lr_scheduler, train.warmup_steps,
-                                        train.max_steps * alg.num_iterations)
+        self.scheduler = make_scheduler(optimizer, train, train.max_steps * alg.num_iterations)
         distributed.configure_deepspeed(accelerator, train.micro_batch_size, self.accumulation_steps,
                                         train.max_grad_norm)
         self.model, self.optimizer = accelerator.prepare(policy, optimizer)
