@@ -23,23 +23,14 @@ from typing import Callable
 
 import torch
 
+from rl.core.registry import Registry
+
 EPS = 1e-4
 TOL = 1e-6  # relative spread below which a group's rewards count as equal
 AdvantageFn = Callable[[torch.Tensor, int], tuple[torch.Tensor, dict[str, float]]]
-ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}
-
-
-def register_advantage(name: str):
-    def deco(fn: AdvantageFn) -> AdvantageFn:
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-    return deco
-
-
-def get_advantage_fn(name: str) -> AdvantageFn:
-    if name not in ADVANTAGE_ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {name!r}; valid: {', '.join(ADVANTAGE_ESTIMATORS)}")
-    return ADVANTAGE_ESTIMATORS[name]
+ADVANTAGE_ESTIMATORS: Registry = Registry("advantage estimator")
+register_advantage = ADVANTAGE_ESTIMATORS.register
+get_advantage_fn = ADVANTAGE_ESTIMATORS.choose
 
 
 def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:

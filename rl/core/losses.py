@@ -42,6 +42,8 @@ from typing import Callable
 
 import torch
 
+from rl.core.registry import Registry
+
 
 def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax(logits / temperature) at `token_ids`.
@@ -59,22 +61,11 @@ def token_logprobs(logits: torch.Tensor, token_ids: torch.Tensor, temperature: f
 
 
 Surrogate = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-SURROGATES: dict[str, Surrogate] = {}
-
-
-def register_surrogate(name: str):
-    """Register fn(logprobs [n, C], old_logprobs [n, C], advantages [n], mask [n, C], epsilon_low, epsilon_high)
-    -> (per-token loss [n, C], clipped [n, C] bool) under `name` (the recipe's `algorithm.policy_loss`)."""
-    def deco(fn: Surrogate) -> Surrogate:
-        SURROGATES[name] = fn
-        return fn
-    return deco
-
-
-def get_surrogate(name: str) -> Surrogate:
-    if name not in SURROGATES:
-        raise ValueError(f"unknown policy loss {name!r}; valid: {', '.join(SURROGATES)}")
-    return SURROGATES[name]
+# Entries: fn(logprobs [n, C], old_logprobs [n, C], advantages [n], mask [n, C], epsilon_low, epsilon_high)
+# -> (per-token loss [n, C], clipped [n, C] bool), named by the recipe's `algorithm.policy_loss`.
+SURROGATES: Registry = Registry("policy loss")
+register_surrogate = SURROGATES.register
+get_surrogate = SURROGATES.choose
 
 
 @register_surrogate("clip")
@@ -134,21 +125,10 @@ def cispo_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantag
 
 
 KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-KL_ESTIMATORS: dict[str, KLEstimator] = {}
-
-
-def register_kl_estimator(name: str):
-    """Register fn(logprobs [n, C], ref_logprobs [n, C]) -> per-token KL estimate [n, C] (`algorithm.kl_estimator`)."""
-    def deco(fn: KLEstimator) -> KLEstimator:
-        KL_ESTIMATORS[name] = fn
-        return fn
-    return deco
-
-
-def get_kl_estimator(name: str) -> KLEstimator:
-    if name not in KL_ESTIMATORS:
-        raise ValueError(f"unknown KL estimator {name!r}; valid: {', '.join(KL_ESTIMATORS)}")
-    return KL_ESTIMATORS[name]
+# Entries: fn(logprobs [n, C], ref_logprobs [n, C]) -> per-token KL estimate [n, C] (`algorithm.kl_estimator`).
+KL_ESTIMATORS: Registry = Registry("KL estimator")
+register_kl_estimator = KL_ESTIMATORS.register
+get_kl_estimator = KL_ESTIMATORS.choose
 
 
 @register_kl_estimator("k1")
@@ -185,20 +165,9 @@ class Normalizer:
 
 
 Aggregation = Callable[[torch.Tensor, torch.Tensor, Normalizer], torch.Tensor]
-AGGREGATIONS: dict[str, Aggregation] = {}
-
-
-def register_aggregation(name: str):
-    def deco(fn: Aggregation) -> Aggregation:
-        AGGREGATIONS[name] = fn
-        return fn
-    return deco
-
-
-def get_aggregation(name: str) -> Aggregation:
-    if name not in AGGREGATIONS:
-        raise ValueError(f"unknown loss aggregation {name!r}; valid: {', '.join(AGGREGATIONS)}")
-    return AGGREGATIONS[name]
+AGGREGATIONS: Registry = Registry("loss aggregation")
+register_aggregation = AGGREGATIONS.register
+get_aggregation = AGGREGATIONS.choose
 
 
 @register_aggregation("grpo")

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from rl.core.registry import Registry
+
 
 @dataclass(frozen=True)
 class ScheduleParams:
@@ -46,14 +48,8 @@ class ScheduleParams:
 
 
 Shape = Callable[[float, ScheduleParams], float]  # p in [0, 1] -> factor
-SCHEDULES: dict[str, Shape] = {}
-
-
-def register_schedule(name: str):
-    def deco(fn: Shape) -> Shape:
-        SCHEDULES[name] = fn
-        return fn
-    return deco
+SCHEDULES: Registry = Registry("lr_scheduler")
+register_schedule = SCHEDULES.register
 
 
 @register_schedule("constant")
@@ -91,9 +87,7 @@ def _wsd(p: float, params: ScheduleParams) -> float:
 def lr_factor_fn(name: str, warmup_steps: int, total_steps: int,
                  params: ScheduleParams = ScheduleParams()) -> Callable[[int], float]:
     """step -> factor of the peak learning rate (for torch.optim.lr_scheduler.LambdaLR)."""
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown lr_scheduler {name!r}; valid: {', '.join(SCHEDULES)}")
-    shape = SCHEDULES[name]
+    shape = SCHEDULES.choose(name)
     params.check()
 
     def factor(step: int) -> float:
