@@ -44,41 +44,88 @@ def passes(rewards: dict[str, float | None], keep_if: dict[str, float]) -> bool:
     return all(rewards.get(name) is not None and rewards[name] >= t for name, t in keep_if.items())
 
 
-def select_traces(candidates: list[dict[str, Any]], f) -> tuple[list[dict[str, Any]], float]:
+DROP_REASONS = ("failed_keep_if", "truncated", "length", "code_block", "long_paragraph", "duplicate",
+                "near_duplicate", "over_max_per_prompt")
+
+
+def select_traces(candidates: list[dict[str, Any]], f) -> tuple[list[dict[str, Any]], float, dict[str, int]]:
     """Rejection filter for one prompt. `candidates`: dicts with text, num_tokens, finish_reason, rewards.
-    Returns (kept candidates in order, pass rate = fraction passing keep_if before dedup and length filters)."""
+    Returns (kept candidates in order, pass rate = fraction passing keep_if before the other filters, drop counts
+    by the first filter that rejected each trace, DROP_REASONS order)."""
+    from data.trace_filters import has_code_block, jaccard, longest_paragraph, ngrams
+
     ok = [passes(c["rewards"], f.keep_if) for c in candidates]
-    kept, seen = [], set()
+    drops = dict.fromkeys(DROP_REASONS, 0)
+    kept, seen, kept_grams = [], set(), []
     for c, good in zip(candidates, ok):
-        if not good or (c["finish_reason"] != "stop" and not f.allow_truncated):
+        text = c["text"]
+        if not good:
+            reason = "failed_keep_if"
+        elif c["finish_reason"] != "stop" and not f.allow_truncated:
+            reason = "truncated"
+        elif c["num_tokens"] < f.min_tokens or (f.max_tokens is not None and c["num_tokens"] > f.max_tokens):
+            reason = "length"
+        elif f.drop_code_blocks and has_code_block(text):
+            reason = "code_block"
+        elif f.max_paragraph_chars is not None and longest_paragraph(text) > f.max_paragraph_chars:
+            reason = "long_paragraph"
+        elif f.dedup and " ".join(text.split()) in seen:
+            reason = "duplicate"
+        elif f.near_dedup_threshold is not None and any(
+                jaccard(ngrams(text, 5), g) >= f.near_dedup_threshold for g in kept_grams):
+            reason = "near_duplicate"
+        elif f.max_per_prompt is not None and len(kept) >= f.max_per_prompt:
+            reason = "over_max_per_prompt"
+        else:
+            seen.add(" ".join(text.split()))
+            kept_grams.append(ngrams(text, 5) if f.near_dedup_threshold is not None else set())
+            kept.append(c)
             continue
-        if c["num_tokens"] < f.min_tokens or (f.max_tokens is not None and c["num_tokens"] > f.max_tokens):
-            continue
-        key = " ".join(c["text"].split())
-        if f.dedup and key in seen:
-            continue
-        seen.add(key)
-        kept.append(c)
-        if f.max_per_prompt is not None and len(kept) >= f.max_per_prompt:
-            break
-    return kept, sum(ok) / len(candidates) if candidates else 0.0
+        drops[reason] += 1
+    return kept, sum(ok) / len(candidates) if candidates else 0.0, drops
 
 
-def write_chunk(path: Path, rows: list[dict[str, Any]]) -> None:
-    """One finished chunk, all or nothing (its existence is the progress marker)."""
+def rejection_summary(stats: dict) -> str:
+    """The distillation stage's filter counts as a markdown table (for results.md)."""
+    lines = ["| rejection sampling | traces |", "|---|---|", f"| generated | {stats['traces']} |"]
+    lines += [f"| dropped: {reason.replace('_', ' ')} | {count} |" for reason, count in stats["dropped"].items()]
+    lines += [f"| kept | {stats['kept']} |",
+              f"| prompts removed by decontamination (before generation) | {stats['decontaminated_prompts']} |"]
+    return "\n".join(lines) + "\n"
+
+
+def decontaminate(examples: list[dict], against: list[str], n: int, load) -> tuple[list[dict], int]:
+    """Drop the examples whose prompt shares a word n-gram with a test prompt of any source in `against`
+    (`load(source)` returns its test rows). Returns (the clean examples, how many were dropped)."""
+    from data.trace_filters import NgramIndex
+
+    if not against:
+        return examples, 0
+    index = NgramIndex([str(row["prompt"]) for source in against for row in load(source)], n)
+    clean = [ex for ex in examples if not index.overlaps(str(ex["prompt"]))]
+    return clean, len(examples) - len(clean)
+
+
+def write_chunk(path: Path, rows: list[dict[str, Any]], drops: dict[str, int]) -> None:
+    """One finished chunk, all or nothing: its drop counts first (chunk-N.drops.json), then the rows, whose file's
+    existence is the progress marker."""
+    write_atomic(path.with_suffix(".drops.json"), json.dumps(drops))
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[str, list], seed: int,
-               teacher_path: str) -> list[dict[str, Any]]:
-    """Rows kept from one chunk: `groups[i]` are the n completions of examples[i]; per_reward is flat (i * n + j)."""
+               teacher_path: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows kept from one chunk, and its drop counts: `groups[i]` are the n completions of examples[i]; per_reward is
+    flat (i * n + j)."""
     r, n = cfg.rollout, cfg.rollout.group_size
-    rows = []
+    rows, drops = [], dict.fromkeys(DROP_REASONS, 0)
     for i, (ex, group) in enumerate(zip(examples, groups)):
         candidates = [{"text": c.text, "num_tokens": len(c.completion_ids), "finish_reason": c.finish_reason,
                        "rewards": {name: values[i * n + j] for name, values in per_reward.items()}}
                       for j, c in enumerate(group)]
-        kept, pass_rate = select_traces(candidates, cfg.filter)
+        kept, pass_rate, prompt_drops = select_traces(candidates, cfg.filter)
+        for reason, count in prompt_drops.items():
+            drops[reason] += count
         extra = {k: v for k, v in ex.items() if k not in ("prompt", "answer")}
         for c in kept:
             rows.append({**extra, "prompt": ex["prompt"], "completion": c["text"], "answer": ex["answer"],
@@ -86,7 +133,7 @@ def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[
                          "template": cfg.data.template, "n": n, "temperature": r.temperature, "top_p": r.top_p,
                          "top_k": r.top_k, "max_tokens": r.max_completion_length, "seed": seed,
                          "pass_rate": pass_rate, "num_tokens": c["num_tokens"], "rewards": c["rewards"]})
-    return rows
+    return rows, drops
 
 
 def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Path, teacher_path: str) -> dict:
@@ -115,7 +162,7 @@ def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Pat
             flat = [c for g in groups for c in g]
             result = scorer.score([c.text for c in flat],
                                   reward_columns(flat_ex, [len(c.completion_ids) for c in flat]))
-            write_chunk(part, chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path))
+            write_chunk(part, *chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path))
         done += 1
         if progress is not None:
             progress.update(len(chunk))
@@ -124,12 +171,14 @@ def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Pat
     return {"chunks": done}
 
 
-def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, list[dict]]:
-    """All parts, in chunk order, into traces.<fmt> (atomically)."""
-    rows = []
+def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, list[dict], dict[str, int]]:
+    """All parts, in chunk order, into traces.<fmt> (atomically); and the summed drop counts."""
+    rows, drops = [], dict.fromkeys(DROP_REASONS, 0)
     for k in range(num_chunks):
-        text = (out / "parts" / f"chunk-{k:05d}.jsonl").read_text()
-        rows.extend(json.loads(line) for line in text.splitlines() if line.strip())
+        part = out / "parts" / f"chunk-{k:05d}.jsonl"
+        rows.extend(json.loads(line) for line in part.read_text().splitlines() if line.strip())
+        for reason, count in json.loads(part.with_suffix(".drops.json").read_text()).items():
+            drops[reason] += count
     path = out / f"traces.{fmt}"
     if fmt == "jsonl":
         write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
@@ -138,7 +187,7 @@ def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, list[dict]]:
         tmp = path.with_name(f".tmp-{path.name}")
         datasets.Dataset.from_list(rows).to_parquet(str(tmp))
         os.replace(tmp, path)
-    return path, rows
+    return path, rows, drops
 
 
 def check_progress(out: Path, key: dict) -> None:
@@ -173,6 +222,10 @@ def main(argv: list[str] | None = None) -> dict:
     d = cfg.data
     examples = load_examples(d.train, d.train_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
                              limit=cfg.num_prompts, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
+    f = cfg.filter
+    examples, contaminated = decontaminate(
+        examples, f.decontaminate_against, f.decontaminate_ngram,
+        lambda source: load_examples(source, "test", num_train=d.num_train, num_test=d.num_test, seed=d.seed))
     if cfg.student.sft_recipe and not Path(cfg.student.sft_recipe).is_file():
         raise ConfigError(f"student.sft_recipe file not found: {cfg.student.sft_recipe}")
     out = Path(cfg.output_dir)
@@ -202,15 +255,17 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         scorer.close()
         engine.close()
-    path, rows = combine(out, cfg.format, info["chunks"])
+    path, rows, drops = combine(out, cfg.format, info["chunks"])
     by_prompt = {row["prompt_index"]: row["pass_rate"] for row in rows}
-    stats = {"prompts": len(examples), "traces": len(examples) * r.group_size, "kept": len(rows),
+    stats = {"prompts": len(examples), "decontaminated_prompts": contaminated, "traces": len(examples) * r.group_size,
+             "kept": len(rows), "dropped": drops,
              "prompts_with_kept": len(by_prompt),
              "mean_pass_rate_of_kept_prompts": sum(by_prompt.values()) / max(len(by_prompt), 1),
              "mean_tokens": sum(row["num_tokens"] for row in rows) / max(len(rows), 1), "dataset": str(path)}
     write_atomic(out / "stats.json", json.dumps(stats, indent=1))
     print(f"[distill] kept {stats['kept']} of {stats['traces']} traces ({stats['prompts_with_kept']} prompts) "
-          f"-> {path}", flush=True)
+          f"-> {path}; dropped: {', '.join(f'{k} {v}' for k, v in drops.items() if v) or 'none'}; "
+          f"{contaminated} prompts removed by decontamination", flush=True)
     del model
     # 4. Optional student SFT on the kept traces.
     student = None

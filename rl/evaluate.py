@@ -91,15 +91,16 @@ def markdown_table(results: dict[str, dict[str, float]], k: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(results: dict, out_dir: str | Path, k: int = 4, stem: str = "results") -> tuple[Path, Path]:
-    """results.json (everything) and results.md (the table), written atomically into out_dir."""
+def write_report(results: dict, out_dir: str | Path, k: int = 4, stem: str = "results", notes: str = ""
+                 ) -> tuple[Path, Path]:
+    """results.json (everything) and results.md (the table, then `notes` markdown), written atomically into out_dir."""
     import json
     import os
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for suffix, text in ((".json", json.dumps(results, indent=1)), (".md", markdown_table(results, k))):
+    for suffix, text in ((".json", json.dumps(results, indent=1)), (".md", markdown_table(results, k) + (f"\n{notes}" if notes else ""))):
         path = out / f"{stem}{suffix}"
         tmp = out / f".tmp-{stem}{suffix}"
         tmp.write_text(text)

@@ -134,8 +134,9 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     }
     checks["student_gain_ok"] = checks["student_gain_pass@1"] >= 0.20
     checks["r1_ge_r1_zero_ok"] = checks["r1_minus_r1_zero_pass@1"] >= 0.0
+    from rl.distill import rejection_summary
     from rl.evaluate import markdown_table, write_report
-    write_report(results, run, k)
+    write_report(results, run, k, notes=rejection_summary(dist["stats"]))
     (run / "checks.json").write_text(json.dumps({**checks, "distill": dist["stats"], "export": exported,
                                                  "wall_s": round(time.time() - t_start, 1)}, indent=1, default=str))
     from rl.train.report import plot_run

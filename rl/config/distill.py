@@ -18,7 +18,11 @@ from rl.config.grpo import DataConfig, ModelConfig, RolloutConfig
 class FilterConfig:
     """Rejection sampling: a trace is kept when every reward in `keep_if` scores at least its threshold (None fails),
     its completion length is within [min_tokens, max_tokens], it ended with EOS (unless allow_truncated), and its text
-    was not kept before for the same prompt (dedup). At most `max_per_prompt` traces per prompt (None: all)."""
+    was not kept before for the same prompt (dedup). At most `max_per_prompt` traces per prompt (None: all).
+    R1's further filters (data/trace_filters.py): no code blocks, no paragraph over `max_paragraph_chars`, no near
+    duplicate (word 5-gram Jaccard >= `near_dedup_threshold`) of a kept trace of the same prompt; mixed languages are
+    the `language_consistency` reward in keep_if. Before any generation, prompts sharing a word n-gram
+    (`decontaminate_ngram`) with a prompt of `decontaminate_against` (data sources, their test split) are dropped."""
 
     keep_if: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
     min_tokens: int = 1
@@ -26,6 +30,11 @@ class FilterConfig:
     allow_truncated: bool = False
     dedup: bool = True
     max_per_prompt: int | None = None
+    drop_code_blocks: bool = False
+    max_paragraph_chars: int | None = None
+    near_dedup_threshold: float | None = None  # e.g. 0.8; None = exact dedup only
+    decontaminate_against: list[str] = field(default_factory=list)  # e.g. [procedural:arithmetic, math500.jsonl]
+    decontaminate_ngram: int = 8  # open-r1's default
 
 
 @dataclass
@@ -68,6 +77,11 @@ class DistillConfig:
         if self.rollout.temperature <= 0:
             raise ConfigError(f"rollout.temperature={self.rollout.temperature} must be > 0")
         f = self.filter
+        if f.near_dedup_threshold is not None and not 0 < f.near_dedup_threshold <= 1:
+            raise ConfigError(f"filter.near_dedup_threshold={f.near_dedup_threshold} must be in (0, 1]")
+        if f.decontaminate_ngram < 1 or (f.max_paragraph_chars is not None and f.max_paragraph_chars < 1):
+            raise ConfigError(f"filter.decontaminate_ngram={f.decontaminate_ngram} / max_paragraph_chars="
+                              f"{f.max_paragraph_chars} must be at least 1")
         if f.max_tokens is not None and f.max_tokens < f.min_tokens:
             raise ConfigError(f"filter.max_tokens={f.max_tokens} < filter.min_tokens={f.min_tokens}")
         from rewards import validate_reward_spec

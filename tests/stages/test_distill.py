@@ -44,9 +44,53 @@ TABLE = [
 
 @pytest.mark.parametrize("candidates, overrides, kept, pass_rate", TABLE)
 def test_rejection_filter(candidates, overrides, kept, pass_rate):
-    got, rate = select_traces(candidates, FilterConfig(**overrides))
+    got, rate, drops = select_traces(candidates, FilterConfig(**overrides))
     assert [c["text"] for c in got] == kept
     assert rate == pytest.approx(pass_rate)
+    assert sum(drops.values()) == len(candidates) - len(kept)  # every dropped trace has one reason
+
+
+LONG = "Step one. " * 30  # 300 characters in one paragraph
+# (candidates, filter overrides, kept texts, drop counts by reason). R1's filters (data/trace_filters.py).
+R1_FILTERS = [
+    # a fenced code block in the chain is dropped only when asked
+    ([cand("<think> ```python\nprint(23)\n``` </think> 23", 1, 1), cand(GOOD, 1, 1)],
+     {"drop_code_blocks": True}, [GOOD], {"code_block": 1}),
+    ([cand("<think> ```x``` </think> 23", 1, 1)], {}, ["<think> ```x``` </think> 23"], {}),
+    # a 300-character paragraph fails a 200-character bound; split by a blank line (150 + 150) it passes
+    ([cand(LONG, 1, 1), cand(LONG[:150] + "\n\n" + LONG[150:], 1, 1)], {"max_paragraph_chars": 200},
+     [LONG[:150] + "\n\n" + LONG[150:]], {"long_paragraph": 1}),
+    # near duplicates: 12 words, one changed at the end -> 5-grams: 8 each, 7 shared -> Jaccard 7 / 9 = 0.78
+    ([cand("a b c d e f g h i j k l", 1, 1), cand("a b c d e f g h i j k m", 1, 1), cand("z y x w v u", 1, 1)],
+     {"near_dedup_threshold": 0.75}, ["a b c d e f g h i j k l", "z y x w v u"], {"near_duplicate": 1}),
+    ([cand("a b c d e f g h i j k l", 1, 1), cand("a b c d e f g h i j k m", 1, 1)],
+     {"near_dedup_threshold": 0.8}, ["a b c d e f g h i j k l", "a b c d e f g h i j k m"], {}),  # 0.78 < 0.8
+    # the first failing filter is the reason: wrong AND truncated counts as failed_keep_if
+    ([cand(GOOD, 0, 1, finish="length"), cand(GOOD, 1, 1, finish="length"), cand("a", 1, 1), cand("a", 1, 1),
+      cand("b", 1, 1)], {"max_per_prompt": 1},
+     ["a"], {"failed_keep_if": 1, "truncated": 1, "duplicate": 1, "over_max_per_prompt": 1}),
+]
+
+
+@pytest.mark.parametrize("candidates, overrides, kept, drops", R1_FILTERS)
+def test_r1_rejection_filters(candidates, overrides, kept, drops):
+    got, _, counts = select_traces(candidates, FilterConfig(**overrides))
+    assert [c["text"] for c in got] == kept
+    assert {k: v for k, v in counts.items() if v} == drops
+
+
+def test_decontamination_drops_prompts_that_share_an_ngram_with_a_test_prompt():
+    from rl.distill import decontaminate
+    test_rows = {"bench": [{"prompt": "Compute the sum of the first ten positive odd integers please"},
+                           {"prompt": "What is 3 + 4 * 5?"}]}
+    train = [{"prompt": "compute the sum of the first ten positive odd integers, then double it"},  # 8-gram shared
+             {"prompt": "What is 3 + 4 * 5?"},                                               # short: exact match
+             {"prompt": "What is 3 + 4 * 6?"},                                               # differs: kept
+             {"prompt": "Compute the product of the first ten positive even integers"}]      # no shared 8-gram
+    clean, dropped = decontaminate(train, ["bench"], 8, lambda source: test_rows[source])
+    assert dropped == 2
+    assert [ex["prompt"] for ex in clean] == [train[2]["prompt"], train[3]["prompt"]]
+    assert decontaminate(train, [], 8, lambda source: pytest.fail("nothing to load")) == (train, 0)
 
 
 def argv(micro_model_dir, out, *extra):
@@ -68,17 +112,18 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(micro_model_dir, tmp_
 
     real_write, calls = distill.write_chunk, []
 
-    def crash_on_second_chunk(path, rows):
+    def crash_on_second_chunk(path, rows, drops):
         calls.append(path.name)
         if len(calls) == 2:
             raise KeyboardInterrupt("simulated crash while chunk 2 is finishing")
-        real_write(path, rows)
+        real_write(path, rows, drops)
 
     monkeypatch.setattr(distill, "write_chunk", crash_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         distill.main(argv(micro_model_dir, tmp_path / "resumed"))
     parts = tmp_path / "resumed" / "parts"
-    assert sorted(p.name for p in parts.iterdir()) == ["chunk-00000.jsonl"]  # only the finished chunk, no temp file
+    # only the finished chunk (rows + drop counts), no temp file
+    assert sorted(p.name for p in parts.iterdir()) == ["chunk-00000.drops.json", "chunk-00000.jsonl"]
     assert not (tmp_path / "resumed" / "traces.jsonl").exists()
 
     monkeypatch.setattr(distill, "write_chunk", real_write)
@@ -125,3 +170,10 @@ def test_bad_distill_recipe_is_one_line_error(override, message):
     with pytest.raises(ConfigError) as e:
         load_config(DistillConfig, "recipes/tiny/distill.yaml", [override])
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_trace_filter_docstring_examples():
+    import doctest
+
+    import data.trace_filters
+    assert doctest.testmod(data.trace_filters).failed == 0
