@@ -47,10 +47,13 @@ def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, see
 
 
 def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: int = 4, max_tokens: int = 64,
-                   template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = 200,
-                   temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200
-                   ) -> dict[str, dict[str, float]]:
-    """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark (HF engine)."""
+                   template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = None,
+                   temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200,
+                   prefilled_think: bool = False) -> dict[str, dict[str, float]]:
+    """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark (HF engine); `limit` None = the
+    whole benchmark. `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
+    completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
+    mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
     for name in benchmarks:
         if name not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
@@ -65,9 +68,11 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     tokenizer = load_tokenizer(path)
     engine = HFEngine(load_causal_lm(path), tokenizer)
     encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=4096)
-    rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
+    rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think),
+               "format": get_reward("format", prefilled_think=prefilled_think)}
     results = {}
     for name, examples in data.items():
+        print(f"[evaluate] {name}: {len(examples)} problems", flush=True)
         greedy, _ = evaluate_greedy(engine, encoder, examples, max_tokens, rewards)
         sampled, _ = evaluate_sampled(engine, encoder, examples, k, max_tokens, rewards, temperature, top_p, seed)
         results[name] = {**greedy, **sampled, "num_problems": len(examples)}
@@ -119,15 +124,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--benchmarks", default="arithmetic", help=f"comma-separated: {', '.join(BENCHMARKS)}")
     ap.add_argument("--template", default="r1_zero", choices=["r1_zero", "chat", "plain"])
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--limit", type=int, default=200, help="problems per benchmark")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many problems per benchmark (default: all)")
+    ap.add_argument("--system-prompt", default=None, help="system message for --template chat")
+    ap.add_argument("--prefilled-think", action="store_true",
+                    help="the chat template opens <think> (R1-Distill, Qwen3): judge the answer after </think>")
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     if a.k < 1:
         raise ValueError(f"--k {a.k} must be at least 1")
-    results = evaluate_model(a.model_dir, a.benchmarks.split(","), a.k, a.max_tokens, a.template, None, a.limit,
-                             a.temperature, a.top_p, a.seed)
+    results = evaluate_model(a.model_dir, a.benchmarks.split(","), a.k, a.max_tokens, a.template, a.system_prompt,
+                             a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think)
     table = {f"{Path(a.model_dir).name} / {b}": m for b, m in results.items()}
     print(markdown_table(table, a.k), end="")
     if a.out:

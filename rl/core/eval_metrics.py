@@ -9,8 +9,8 @@ The reported values are the means over problems.
 """
 from __future__ import annotations
 
-from collections import Counter
 from math import comb
+from typing import Callable
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -22,25 +22,48 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def majority_correct(answers: list[str | None], correct: list[float | None]) -> float:
-    """maj@k: 1 if the most frequent extracted answer (ties: first seen) is a correct one."""
-    votes = Counter(a for a in answers if a is not None)
-    if not votes:
+def answer_classes(answers: list[str | None], same: Callable[[str, str], bool] | None = None) -> list[list[int]]:
+    """Indices of `answers` grouped into equivalence classes, in order of first appearance (None answers are left
+    out). `same(a, b)` says whether two answers are the same value (default: equal strings); each answer joins the
+    first class whose first member it is the same as. Example with math equivalence:
+    ["\\dfrac{1}{2}", "\\frac13", "0.5", "\\frac13", "\\frac12"] -> [[0, 2, 4], [1, 3]]."""
+    classes: list[list[int]] = []
+    for i, a in enumerate(answers):
+        if a is None:
+            continue
+        for members in classes:
+            rep = answers[members[0]]
+            if a == rep or (same is not None and same(rep, a)):
+                members.append(i)
+                break
+        else:
+            classes.append([i])
+    return classes
+
+
+def majority_correct(answers: list[str | None], correct: list[float | None],
+                     same: Callable[[str, str], bool] | None = None) -> float:
+    """maj@k: 1 if the largest class of equal answers (ties: the first formed) is a correct one. With `same`, the
+    classes are of equal *values* (see answer_classes): "\\dfrac{1}{2}", "\\frac12", "0.5" are one vote of 3
+    against 2 for two "\\frac13", where raw strings would let 1/3 win 2 to 1."""
+    classes = answer_classes(answers, same)
+    if not classes:
         return 0.0
-    top = votes.most_common(1)[0][0]
-    return float(next(c for a, c in zip(answers, correct) if a == top) or 0.0)
+    top = max(classes, key=len)  # max keeps the first of equal sizes
+    return float(correct[top[0]] or 0.0)
 
 
 def sampled_metrics(correct: list[list[float]], answers: list[list[str | None]], formats: list[list[float]],
-                    lengths: list[list[int]], truncated: list[list[bool]], k: int) -> dict[str, float]:
-    """Per-problem lists of n >= k samples -> mean pass@1, unbiased pass@k, maj@k (first k samples), format rate,
-    mean completion length, truncated fraction."""
+                    lengths: list[list[int]], truncated: list[list[bool]], k: int,
+                    same: Callable[[str, str], bool] | None = None) -> dict[str, float]:
+    """Per-problem lists of n >= k samples -> mean pass@1, unbiased pass@k, maj@k (first k samples, votes by
+    `same`), format rate, mean completion length, truncated fraction."""
     m = len(correct)
     n_samples = sum(len(c) for c in correct)
     out = {
         "pass@1": sum(sum(c) / len(c) for c in correct) / m,
         f"pass@{k}": sum(pass_at_k(len(c), int(sum(c)), k) for c in correct) / m,
-        f"maj@{k}": sum(majority_correct(a[:k], c[:k]) for a, c in zip(answers, correct)) / m,
+        f"maj@{k}": sum(majority_correct(a[:k], c[:k], same) for a, c in zip(answers, correct)) / m,
         "format": sum(map(sum, formats)) / n_samples,
         "completion_len": sum(map(sum, lengths)) / n_samples,
         "truncated_frac": sum(map(sum, truncated)) / n_samples,

@@ -44,6 +44,14 @@ def extracted_answer(text: str) -> str | None:
     return answer if source in ("answer", "boxed") and answer else None
 
 
+def same_value_by(accuracy):
+    """`same(a, b)` for maj@k votes: whether answer b is the value a, judged by the `accuracy` reward (math-verify:
+    "\\dfrac{1}{2}", "\\frac12" and "0.5" are one value) with a as the gold."""
+    def same(a: str, b: str) -> bool:
+        return accuracy([f"<answer> {b} </answer>"], answer=[a])[0] == 1.0
+    return same
+
+
 def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: int, rewards: dict,
                      temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, n: int | None = None
                      ) -> tuple[dict, list]:
@@ -63,7 +71,8 @@ def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: 
     metrics = sampled_metrics(correct, per_problem([extracted_answer(t) for t in texts]),
                               per_problem([f or 0.0 for f in fmt]),
                               per_problem([len(c.completion_ids) for g in groups for c in g]),
-                              per_problem([c.finish_reason == "length" for g in groups for c in g]), k)
+                              per_problem([c.finish_reason == "length" for g in groups for c in g]), k,
+                              same=same_value_by(rewards["accuracy"]))
     rows = [{"prompt": ex["prompt"], "answer": ex["answer"], "completions": [c.text for c in g],
              "correct": cs} for ex, g, cs in zip(examples, groups, correct)]
     return {f"sampled/{key}": v for key, v in metrics.items()}, rows

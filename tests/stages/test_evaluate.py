@@ -35,6 +35,23 @@ def test_majority_vote():
     assert majority_correct([None, None], [0, 0]) == 0.0
 
 
+def test_majority_votes_on_values_not_strings():
+    """The issue's case: 1/2 written three ways against two \\frac13. By string, \\frac13 wins 2-1-1-1; by value
+    (math-verify through the accuracy reward) 1/2 wins 3-2."""
+    from rewards import get_reward
+    from rl.core.eval_metrics import answer_classes
+    from rl.rollout.evaluation import same_value_by
+
+    answers = ["\\dfrac{1}{2}", "\\frac13", "0.5", "\\frac13", "\\frac12"]
+    correct = [1, 0, 1, 0, 1]  # gold 1/2
+    same = same_value_by(get_reward("accuracy"))
+    assert answer_classes(answers, same) == [[0, 2, 4], [1, 3]]
+    assert majority_correct(answers[:4], correct[:4]) == 0.0  # by string: \\frac13 twice, the rest once
+    assert majority_correct(answers[:4], correct[:4], same) == 1.0  # by value: 1/2 twice (+0.5) = 2 vs 2, first wins
+    assert majority_correct(answers, correct, same) == 1.0  # 3 votes to 2
+    assert majority_correct(["7", "7.0", "3", "3", "3"], [1, 1, 0, 0, 0], same) == 0.0  # 3 beats 7 (2 votes)
+
+
 def test_sampled_metrics_by_hand():
     # problem 1: answers [23, 35, 23, None] gold 23 -> pass@1 0.5, pass@4 1, maj 1
     # problem 2: answers [7, 7, 7, 7] all wrong      -> pass@1 0,   pass@4 0, maj 0
