@@ -171,7 +171,8 @@ def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
         max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
         completion_only_loss=True, packing=d.packing, max_length=d.max_length,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
-        bf16=gpu and cfg.model.dtype == "bfloat16", fp16=gpu and cfg.model.dtype == "float16", use_cpu=not gpu,
+        # model.dtype is the compute dtype (autocast); the weights and Adam state stay float32 (see main)
+        bf16=cfg.model.dtype == "bfloat16", fp16=cfg.model.dtype == "float16", use_cpu=not gpu,
         logging_steps=max(1, min(10, log.eval_every or 10)), save_strategy="steps",
         save_steps=log.save_every or 10**9, save_total_limit=log.save_total_limit or None,
         report_to=[] if log.report_to == "none" else [log.report_to], disable_tqdm=not log.progress_bar,
@@ -242,7 +243,9 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.train.tracking import RunLogger
     model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
-    model = load_causal_lm(model_path, cfg.model.dtype, cfg.model.attn_implementation)
+    # float32 master weights, as in GRPO: AdamW updates at small learning rates round away in bf16 weights;
+    # model.dtype reaches the Trainer as mixed precision (bf16 / fp16 autocast)
+    model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
     results: dict[str, Any] = {}
     # metrics.jsonl only: trackers (tensorboard, wandb, trackio) get the Trainer's own report_to
     logger = RunLogger(out, "none", enabled=int(os.environ.get("RANK", "0")) == 0)

@@ -131,3 +131,21 @@ def test_lora_sft_saves_adapter_checkpoints_and_a_merged_model(sft_overrides, tm
         (out / "checkpoint-2" / "adapter_config.json").read_text())["base_model_name_or_path"])
     w, w0 = merged.model.layers[0].self_attn.q_proj.weight, base.model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(w, w0)  # the LoRA update is in the merged weights
+
+
+@pytest.mark.slow
+def test_bf16_sft_keeps_float32_master_weights_and_trains(sft_overrides, tmp_path):
+    """model.dtype=bfloat16 is the compute dtype: the trained weights (and so Adam's state) stay float32 and move
+    (before: the model was loaded in bf16 and trained as bf16 weights, where lr * update rounds away)."""
+    from safetensors.torch import load_file
+
+    from rl.sft import main
+    from rl.train.models import load_causal_lm
+    res = main(["recipes/tiny/cold_start_sft.yaml", *sft_overrides, "train.max_steps=2", "model.dtype=bfloat16",
+                "logging.eval_every=0", f"output_dir={tmp_path / 'bf16'}"])
+    trained = load_file(str(tmp_path / "bf16" / "model" / "model.safetensors"))
+    assert {t.dtype for t in trained.values()} == {torch.float32}
+    base = load_causal_lm(load_config(SFTConfig, None, sft_overrides).model.name_or_path).state_dict()
+    assert set(trained) <= set(base)
+    moved = [name for name, t in trained.items() if not torch.equal(t, base[name])]
+    assert res["global_step"] == 2 and len(moved) > len(trained) // 2  # lr 1e-3: most tensors change
