@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict:
     from data.loading import load_examples
     d = cfg.data
     rows = load_sft_rows(d, d.train_split)
-    test_rows = (load_examples(d.test, d.test_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
+    test_rows = (load_examples(d.test, d.test_split, prompt_column=d.test_prompt_column or d.prompt_column,
+                               answer_column=d.test_answer_column or d.answer_column,
                                limit=d.max_eval_samples, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
                  if d.test else [])
     out = Path(cfg.output_dir)

@@ -24,6 +24,9 @@ class SFTDataConfig:
     prompt_column: str = "prompt"
     completion_column: str = "completion"
     answer_column: str = "answer"
+    # the test set's own columns (MATH-500 has `problem`, traces have `prompt`); null = prompt_column / answer_column
+    test_prompt_column: str | None = None
+    test_answer_column: str | None = None
     template: str = "r1_zero"  # r1_zero | chat | plain: the prompt the model sees, as in GRPO
     system_prompt: str | None = None
     num_train: int = 400  # procedural sources only

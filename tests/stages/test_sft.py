@@ -94,6 +94,32 @@ def test_missing_completion_column_is_named(tmp_path):
         main(["recipes/tiny/cold_start_sft.yaml", f"data.train={path}", "model.name_or_path=/does/not/exist"])
 
 
+def test_test_set_has_its_own_columns(tmp_path, monkeypatch):
+    """Traces have `prompt`, MATH-500 has `problem`: the test set is read with data.test_prompt_column, and a wrong
+    one is named at start-up, before any model is resolved."""
+    from data.loading import DataError
+    from rl import sft
+    train = tmp_path / "traces.jsonl"
+    train.write_text(json.dumps({"prompt": "What is 1 + 2?", "completion": "<think> 3 </think> <answer> 3 "
+                                 "</answer>", "answer": "3"}) + "\n")
+    test = tmp_path / "math500.jsonl"
+    test.write_text(json.dumps({"problem": "What is 2 + 2?", "answer": "4"}) + "\n")
+    base = ["recipes/tiny/cold_start_sft.yaml", f"data.train={train}", f"data.test={test}",
+            f"output_dir={tmp_path / 'run'}"]
+    with pytest.raises(DataError, match="has no column 'prompt'; columns: answer, problem"):
+        sft.main(base)
+
+    class Loaded(Exception):
+        pass
+
+    def stop(*_):  # reached only once the test set has loaded
+        raise Loaded
+    monkeypatch.setattr(sft, "resolve_model_path", stop)
+    with pytest.raises(Loaded):
+        sft.main(base + ["data.test_prompt_column=problem"])
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_sft_checkpoints_resumes_and_saves_final_model(sft_overrides, tmp_path):
     from transformers import AutoModelForCausalLM
