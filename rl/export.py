@@ -119,10 +119,25 @@ def model_card(name: str, ckpt: Path, base: str | None, info: dict, evaluation: 
     return "\n".join(lines)
 
 
+MAX_SHARD_SIZE = "5GB"  # safetensors shards of at most this size (the hub's and vLLM's loaders stream them)
+
+
+def stop_token_ids(generation_config, tokenizer) -> list[int]:
+    """The ids that end a reply: the checkpoint's own generation config's (Qwen-Instruct lists two, <|im_end|> and
+    <|endoftext|>), then the tokenizer's eos if missing. Example: config [151645, 151643], tokenizer 151643 ->
+    [151645, 151643]; no config entry, tokenizer 2 -> [2]."""
+    configured = getattr(generation_config, "eos_token_id", None) if generation_config is not None else None
+    ids = [configured] if isinstance(configured, int) else list(configured or [])
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
 def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", temperature: float = 0.6,
            top_p: float = 0.95, eval_json: str | Path | None = None, overwrite: bool = False,
-           push_to_hub: str | None = None) -> dict[str, Any]:
-    """Write the export, verify it, optionally push it; returns {"out_dir", "max_abs_diff", ...}."""
+           push_to_hub: str | None = None, public: bool = False) -> dict[str, Any]:
+    """Write the export, verify it, optionally push it (to a private repo unless `public`); returns {"out_dir",
+    "max_abs_diff", ...}."""
     if dtype not in DTYPE_NAMES:
         raise ExportError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPE_NAMES)}")
     out = Path(out_dir)
@@ -141,15 +156,16 @@ def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", 
         param.data = param.data.to(DTYPES[dtype])  # keeps them, so the reloaded export computes what this computes
     model.config.dtype = DTYPES[dtype]
     reference = probe_logits(model, tokenizer)  # what the export must reproduce exactly
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    model.config.eos_token_id, model.config.pad_token_id = eos, pad
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=True,
-                                               temperature=temperature, top_p=top_p)
+    eos = stop_token_ids(model.generation_config, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    model.config.eos_token_id, model.config.pad_token_id = eos[0] if len(eos) == 1 else eos, pad
+    model.config.use_cache = True  # training turns it off (gradient checkpointing); generation wants the KV cache
+    model.generation_config = GenerationConfig(eos_token_id=eos[0] if len(eos) == 1 else eos, pad_token_id=pad,
+                                               do_sample=True, temperature=temperature, top_p=top_p)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, max_shard_size=MAX_SHARD_SIZE)
     tokenizer.save_pretrained(tmp)
     info = run_info(ckpt)
     (tmp / "README.md").write_text(model_card(push_to_hub or out.name, ckpt, base, info, evaluation, dtype,
@@ -177,7 +193,7 @@ def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", 
     if push_to_hub:
         from huggingface_hub import HfApi
         api = HfApi()
-        api.create_repo(push_to_hub, exist_ok=True)
+        api.create_repo(push_to_hub, exist_ok=True, private=not public)
         api.upload_folder(folder_path=str(out), repo_id=push_to_hub)
         result["pushed_to"] = push_to_hub
     return result
@@ -192,10 +208,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--eval-json", help="evaluation results (JSON) to put in the model card")
     ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument("--push-to-hub", metavar="REPO", help="also upload to this hub repo (needs a token and network)")
+    ap.add_argument("--push-to-hub", metavar="REPO", help="also upload to this hub repo, created private "
+                    "(needs a token and network)")
+    ap.add_argument("--public", action="store_true", help="create the --push-to-hub repo public")
     a = ap.parse_args(argv)
     result = export(a.checkpoint, a.out_dir, a.dtype, a.temperature, a.top_p, a.eval_json, a.overwrite,
-                    a.push_to_hub)
+                    a.push_to_hub, a.public)
     print(f"[export] {result['checkpoint']} -> {result['out_dir']} ({result['dtype']}, logits max |diff| "
           f"{result['max_abs_diff']:g}; sample: {result['sample']!r})", flush=True)
     return result

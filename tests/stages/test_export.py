@@ -91,3 +91,31 @@ def test_bad_inputs_are_one_line_errors(micro_model_dir, tmp_path):
     (tmp_path / "exists").mkdir()
     with pytest.raises(ExportError, match="exists"):
         export(micro_model_dir, tmp_path / "exists")
+
+
+def test_export_keeps_the_checkpoints_stop_tokens_and_turns_the_cache_on(micro_model_dir, tmp_path):
+    """A chat model stops on several tokens (Qwen-Instruct: <|im_end|> and <|endoftext|>): the export keeps the
+    checkpoint's list and adds the tokenizer's eos; training's use_cache=false is not inherited."""
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+    run, ckpt = fake_run(micro_model_dir, tmp_path)
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    GenerationConfig(eos_token_id=[5, 6]).save_pretrained(ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "use_cache": False}))
+    export(ckpt, tmp_path / "out")
+    gen = GenerationConfig.from_pretrained(tmp_path / "out")
+    assert gen.eos_token_id == [5, 6, tok.eos_token_id]
+    assert AutoConfig.from_pretrained(tmp_path / "out").use_cache is True
+
+
+@pytest.mark.parametrize("configured, tokenizer_eos, expected", [
+    ([151645, 151643], 151643, [151645, 151643]),  # Qwen-Instruct: both, no duplicate
+    (None, 2, [2]),
+    (7, 2, [7, 2]),
+])
+def test_stop_token_ids(configured, tokenizer_eos, expected):
+    from types import SimpleNamespace
+
+    from rl.export import stop_token_ids
+    assert stop_token_ids(SimpleNamespace(eos_token_id=configured), SimpleNamespace(eos_token_id=tokenizer_eos)) \
+        == expected
