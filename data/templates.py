@@ -50,4 +50,48 @@ def prompt_token_ids(tokenizer: Any, prompt: str | list[dict], template: str, sy
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
+_REPLY_MARKER = "QQreplyQQ"  # plain letters: no template rewrites them (R1-Distill's drops text before </think>)
+
+
+def completion_end_ids(tokenizer: Any, template: str) -> list[int]:
+    """The token ids that close an assistant turn, appended to an SFT completion so that the model learns to stop
+    where inference stops: the chat template's own end of turn (Qwen: `<|im_end|>`, not the base tokenizer's eos
+    `<|endoftext|>`; R1-Distill: `<｜end▁of▁sentence｜>`), read off the template by rendering a reply; the
+    tokenizer's eos for `r1_zero` / `plain` or when the template writes nothing after the reply."""
+    if template == "chat":
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                              {"role": "assistant", "content": _REPLY_MARKER}], tokenize=False)
+        at = text.rfind(_REPLY_MARKER)
+        suffix = text[at + len(_REPLY_MARKER):].rstrip() if at >= 0 else ""
+        if suffix:
+            return list(tokenizer(suffix, add_special_tokens=False)["input_ids"])
+    return [tokenizer.eos_token_id]
+
+
+def end_of_turn_token(tokenizer: Any, template: str) -> str | None:
+    """The chat template's end-of-turn token when it is one token other than the tokenizer's eos (Qwen2.5 *base*
+    tokenizers: eos <|endoftext|>, turns end with <|im_end|>), else None. A model SFT-trained to end its turns
+    with it must have it as its eos, or the rollout engines, which stop at eos, never stop (open-r1 does the same)."""
+    end = completion_end_ids(tokenizer, template)
+    if len(end) == 1 and end[0] != tokenizer.eos_token_id:
+        return tokenizer.convert_ids_to_tokens(end[0])
+    return None
+
+
+def prefills_think(tokenizer: Any, template: str, system_prompt: str | None = None) -> bool:
+    """Whether the rendered prompt already opens the reasoning (R1-Distill and Qwen3 templates end the generation
+    prompt with `<think>`): a completion must then not start with its own `<think>`."""
+    if template != "chat":
+        return False
+    text = tokenizer.apply_chat_template(render_prompt("hi", template, system_prompt), add_generation_prompt=True,
+                                         tokenize=False)
+    return text.rstrip().endswith("<think>")
+
+
+def strip_opening_think(completion: str) -> str:
+    """`<think> a </think> b` -> ` a </think> b` (for a prompt that prefilled `<think>`); other text unchanged."""
+    stripped = completion.lstrip()
+    return stripped[len("<think>"):] if stripped.startswith("<think>") else completion
+
+
 Renderer = Callable[[Any], list[int]]

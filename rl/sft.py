@@ -10,8 +10,11 @@ Data are prompt/completion pairs (TRL's prompt-completion format), e.g. one cold
 The prompt is rendered with the recipe's template (`r1_zero` by default, the same text GRPO and evaluation show the
 model), and the loss is on completion tokens only. With `data.tokenize: exact` (default) each row becomes
 
-    input_ids       = prompt_token_ids(prompt)  + tokenize(completion) + [EOS]
-    completion_mask = [0] * len(prompt ids)     + [1] * (len(completion ids) + 1)
+    input_ids       = prompt_token_ids(prompt)  + tokenize(completion) + END
+    completion_mask = [0] * len(prompt ids)     + [1] * (len(completion ids) + len(END))
+
+where END is [EOS] for the r1_zero and plain templates and the chat template's end of turn for `chat` (Qwen's
+<|im_end|>, which its base tokenizer's EOS <|endoftext|> is not),
 
 i.e. exactly the token sequence the model sees and writes at inference (prompt and completion are tokenized apart, as
 during RL; byte-level BPE may merge across the boundary when they are tokenized together). TRL turns completion_mask
@@ -67,16 +70,20 @@ def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
 
 def tokenize_exact(rows: list[dict], tokenizer, template: str, system_prompt: str | None, max_length: int
                    ) -> list[dict[str, list[int]]]:
-    """Rows -> {"input_ids", "completion_mask"}: prompt ids as at inference + completion ids + EOS (see module doc).
+    """Rows -> {"input_ids", "completion_mask"}: prompt ids as at inference + completion ids + the end of turn (the
+    chat template's, e.g. <|im_end|>; else EOS). After a prompt that prefills <think>, a completion's own opening
+    <think> is dropped so the tag is not doubled.
     Rows longer than max_length keep their start (the completion end is cut: a warning-worthy recipe problem)."""
-    from data.templates import prompt_token_ids
-
     from data.loading import DataError
+    from data.templates import completion_end_ids, prefills_think, prompt_token_ids, strip_opening_think
 
+    end = completion_end_ids(tokenizer, template)  # the chat template's end of turn, else eos
+    prefilled = prefills_think(tokenizer, template, system_prompt)
     out, cut = [], 0
     for row in rows:
         p = prompt_token_ids(tokenizer, row["prompt"], template, system_prompt)
-        c = tokenizer(row["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        text = strip_opening_think(row["completion"]) if prefilled else row["completion"]
+        c = tokenizer(text, add_special_tokens=False)["input_ids"] + end
         cut += len(p) + len(c) > max_length
         ids, mask = (p + c)[:max_length], ([0] * len(p) + [1] * len(c))[:max_length]
         if any(mask):
@@ -213,6 +220,8 @@ def save_final_model(trainer, tokenizer, out: Path) -> Path:
         model = copy.deepcopy(model).merge_and_unload()
     final, tmp = out / "model", out / ".tmp-model"
     shutil.rmtree(tmp, ignore_errors=True)
+    if model.generation_config is not None:  # stop where the tokenizer (maybe a new end of turn) says replies end
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(final, ignore_errors=True)
@@ -244,6 +253,11 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.train.tracking import RunLogger
     model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
+    from data.templates import end_of_turn_token
+    turn_end = end_of_turn_token(tokenizer, d.template)
+    if turn_end is not None:  # the trained model will end its replies with it: make it the eos the engines stop at
+        print(f"[sft] eos {tokenizer.eos_token!r} -> {turn_end!r} (the chat template's end of turn)", flush=True)
+        tokenizer.eos_token = turn_end
     # float32 master weights, as in GRPO: AdamW updates at small learning rates round away in bf16 weights;
     # model.dtype reaches the Trainer as mixed precision (bf16 / fp16 autocast)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)

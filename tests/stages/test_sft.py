@@ -175,3 +175,44 @@ def test_bf16_sft_keeps_float32_master_weights_and_trains(sft_overrides, tmp_pat
     assert set(trained) <= set(base)
     moved = [name for name, t in trained.items() if not torch.equal(t, base[name])]
     assert res["global_step"] == 2 and len(moved) > len(trained) // 2  # lr 1e-3: most tensors change
+
+
+TRL_TEMPLATES = __import__("pathlib").Path(__import__("trl").__file__).parent / "chat_templates"
+
+
+@pytest.mark.parametrize("template_file, end_text, prefilled", [
+    ("qwen2_5.jinja", "<|im_end|>", False),                      # Qwen2.5: the turn ends with <|im_end|>, not eos
+    ("deepseek_r1_distill.jinja", "<｜end▁of▁sentence｜>", True),  # R1-Distill: the prompt opens <think>
+])
+def test_exact_tokenization_ends_turns_as_the_chat_template_does(micro_model_dir, template_file, end_text,
+                                                                  prefilled):
+    from data.templates import completion_end_ids, prefills_think
+    from rl.sft import tokenize_exact
+    from rl.train.models import load_tokenizer
+    tok = load_tokenizer(str(micro_model_dir))
+    tok.chat_template = (TRL_TEMPLATES / template_file).read_text()
+    end = tok(end_text, add_special_tokens=False)["input_ids"]
+    assert completion_end_ids(tok, "chat") == end and completion_end_ids(tok, "r1_zero") == [tok.eos_token_id]
+    assert prefills_think(tok, "chat") is prefilled
+    completion = "<think> 4*5=20 </think> 23"
+    (row,) = tokenize_exact([{"prompt": "What is 3 + 4 * 5?", "completion": completion}], tok, "chat", None, 512)
+    ids = row["input_ids"]
+    assert ids[-len(end):] == end and row["completion_mask"][-len(end):] == [1] * len(end)
+    text = tok.decode(ids)
+    assert text.count("<think>") == 1  # prefilled by the template, or written by the completion: never both
+    body = completion[len("<think>"):] if prefilled else completion
+    assert tok.decode([i for i, m in zip(ids, row["completion_mask"]) if m]) == body + end_text
+
+
+def test_single_token_end_of_turn_becomes_the_eos(micro_model_dir):
+    """A base tokenizer whose eos is not the template's end of turn (Qwen2.5 base: <|endoftext|> vs <|im_end|>):
+    SFT makes the end of turn the eos, so the engines (which stop at eos) stop where the trained model stops."""
+    from data.templates import end_of_turn_token
+    from rl.train.models import load_tokenizer
+    tok = load_tokenizer(str(micro_model_dir))
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tok.chat_template = (TRL_TEMPLATES / "qwen2_5.jinja").read_text()
+    assert end_of_turn_token(tok, "chat") == "<|im_end|>"
+    assert end_of_turn_token(tok, "r1_zero") is None
+    tok.eos_token = "<|im_end|>"
+    assert end_of_turn_token(tok, "chat") is None  # already the eos: nothing to change
