@@ -190,7 +190,8 @@ def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
         from peft import LoraConfig
         lo = cfg.lora
         peft_config = LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
-                                 target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
+                                 target_modules=("all-linear" if list(lo.target_modules) == ["all-linear"]
+                                                 else list(lo.target_modules)), task_type="CAUSAL_LM")
     return scheduled_trainer_class(SFTTrainer, t)(model=model, args=args, train_dataset=dataset,
                                                   processing_class=tokenizer, peft_config=peft_config,
                                                   callbacks=list(callbacks))

@@ -68,7 +68,7 @@ class AlgorithmConfig:
 
 class LRScheduleKeys:
     """What GRPO's and SFT's train sections share about the schedule: its keys `lr_scheduler`, `warmup_steps`,
-    `lr_step_milestones`, `lr_step_values`, `lr_decay_fraction`, `lr_min_ratio` (declared in each dataclass, so
+    `warmup_ratio`, `lr_step_milestones`, `lr_step_values`, `lr_decay_fraction`, `lr_min_ratio` (declared in each dataclass, so
     they stay beside the learning rate in config.yaml) and their checks. Math and a worked example:
     rl/core/schedules.py."""
 
@@ -77,9 +77,17 @@ class LRScheduleKeys:
         return ScheduleParams(tuple(self.lr_step_milestones), tuple(self.lr_step_values), self.lr_decay_fraction,
                               self.lr_min_ratio)
 
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup steps: `warmup_steps`, or `warmup_ratio` of the run (a ratio fits any data size: a fixed 20 steps
+        is the whole of a small cold start). Example: ratio 0.05 of 300 steps -> 15."""
+        return self.warmup_steps or round(self.warmup_ratio * total_steps)
+
     def check_schedule(self) -> None:
         """One-line ConfigError for an unknown schedule or inconsistent knobs."""
         from rl.core.schedules import SCHEDULES
+        if not 0 <= self.warmup_ratio < 1 or self.warmup_steps < 0 or (self.warmup_ratio and self.warmup_steps):
+            raise ConfigError(f"train.warmup_steps={self.warmup_steps} / warmup_ratio={self.warmup_ratio}: set one "
+                              f"of them (steps >= 0, ratio in [0, 1))")
         if self.lr_scheduler not in SCHEDULES:
             raise ConfigError(f"train.lr_scheduler={self.lr_scheduler!r} is not one of: {', '.join(SCHEDULES)}")
         try:
@@ -93,6 +101,7 @@ class TrainConfig(LRScheduleKeys):
     learning_rate: float = 1e-6
     lr_scheduler: str = "constant"  # constant | linear | cosine | step | wsd (+ warmup)   (rl/core/schedules.py)
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # or warmup over this fraction of the run
     lr_step_milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])  # step: fractions of the run
     lr_step_values: list[float] = field(default_factory=lambda: [0.316, 0.1])  # step: LR factor from each on
     lr_decay_fraction: float = 0.1  # wsd: the last fraction of the run decays linearly ...

@@ -54,6 +54,7 @@ class SFTTrainConfig(LRScheduleKeys):
     learning_rate: float = 2e-5
     lr_scheduler: str = "cosine"  # constant | linear | cosine | step | wsd   (rl/core/schedules.py, as in GRPO)
     warmup_steps: int = 0
+    warmup_ratio: float = 0.0
     lr_step_milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])
     lr_step_values: list[float] = field(default_factory=lambda: [0.316, 0.1])
     lr_decay_fraction: float = 0.1

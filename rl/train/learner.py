@@ -47,7 +47,7 @@ def completion_logprobs(model: torch.nn.Module, batch: Batch, temperature: float
 
 def make_scheduler(optimizer, train, total_steps: int):
     """A LambdaLR over `optimizer` with the recipe's schedule (rl/core/schedules.py), stepped once per update."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(train.lr_scheduler, train.warmup_steps,
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(train.lr_scheduler, train.warmup_for(total_steps),
                                                                      total_steps, train.schedule_params()))
 
 

@@ -81,3 +81,22 @@ def test_sft_trainer_uses_the_grpo_schedule():
     # warmup 1: 1/2; then p = (s-1)/4: 0, .25 -> 1; .5, .75 -> 0.1
     assert lrs(sft_sched, 5) == pytest.approx([0.5, 1, 1, 0.1, 0.1])
     assert lrs(make_scheduler(opt_b, cfg.train, 5), 5) == pytest.approx([0.5, 1, 1, 0.1, 0.1])
+
+
+@pytest.mark.parametrize("overrides, total, warmup", [
+    (["train.warmup_steps=0"], 100, 0),
+    (["train.warmup_steps=7"], 100, 7),
+    (["train.warmup_steps=0", "train.warmup_ratio=0.05"], 300, 15),   # 5% of 300 steps
+    (["train.warmup_steps=0", "train.warmup_ratio=0.05"], 10, 0),     # round(0.5) = 0: no warmup on 10 steps
+])
+def test_warmup_ratio(overrides, total, warmup):
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config
+    assert load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", overrides).train.warmup_for(total) == warmup
+
+
+def test_warmup_steps_and_ratio_together_are_refused():
+    from rl.config.recipe import ConfigError, load_config
+    from rl.config.sft import SFTConfig
+    with pytest.raises(ConfigError, match="set one of them"):
+        load_config(SFTConfig, "recipes/tiny/cold_start_sft.yaml", ["train.warmup_ratio=0.1"])  # recipe: steps 5
