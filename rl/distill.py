@@ -19,7 +19,8 @@ chunk seed), the pass rate of its prompt, its token count. Output in output_dir:
 
     parts/chunk-00000.jsonl ...  one file per finished chunk of `chunk_size` prompts, written atomically
     progress.json                the settings the parts were made with (resuming under other settings is refused)
-    traces.jsonl | .parquet      all parts concatenated (prompt, completion, answer, provenance), for rl/sft.py
+    traces.jsonl | .parquet      all parts concatenated (prompt, completion, answer, provenance, and only the
+                                 source columns named in `keep_columns`), streamed, for rl/sft.py
     stats.json                   prompts, traces, kept rows, mean pass rate
 
 Resume: a stopped run restarts at the first chunk without a part file; each chunk's sampling seed depends only on
@@ -126,7 +127,7 @@ def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[
         kept, pass_rate, prompt_drops = select_traces(candidates, cfg.filter)
         for reason, count in prompt_drops.items():
             drops[reason] += count
-        extra = {k: v for k, v in ex.items() if k not in ("prompt", "answer")}
+        extra = {k: ex[k] for k in cfg.keep_columns if k in ex}  # only the source columns asked for
         for c in kept:
             rows.append({**extra, "prompt": ex["prompt"], "completion": c["text"], "answer": ex["answer"],
                          "prompt_index": index0 + i, "teacher": cfg.teacher.name_or_path, "teacher_path": teacher_path,
@@ -171,23 +172,35 @@ def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Pat
     return {"chunks": done}
 
 
-def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, list[dict], dict[str, int]]:
-    """All parts, in chunk order, into traces.<fmt> (atomically); and the summed drop counts."""
-    rows, drops = [], dict.fromkeys(DROP_REASONS, 0)
-    for k in range(num_chunks):
-        part = out / "parts" / f"chunk-{k:05d}.jsonl"
-        rows.extend(json.loads(line) for line in part.read_text().splitlines() if line.strip())
-        for reason, count in json.loads(part.with_suffix(".drops.json").read_text()).items():
-            drops[reason] += count
+def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, dict[str, Any], dict[str, int]]:
+    """All parts, in chunk order, into traces.<fmt> (atomically), streamed: one part in memory at a time (parquet:
+    through `datasets`' memory-mapped Arrow). Returns (path, counts: kept rows, pass rate per kept prompt, tokens;
+    summed drop counts)."""
+    parts = [out / "parts" / f"chunk-{k:05d}.jsonl" for k in range(num_chunks)]
+    counts: dict[str, Any] = {"kept": 0, "pass_rate_by_prompt": {}, "tokens": 0}
+    drops = dict.fromkeys(DROP_REASONS, 0)
     path = out / f"traces.{fmt}"
-    if fmt == "jsonl":
-        write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
-    else:
+    tmp = path.with_name(f".tmp-{path.name}")
+    with open(tmp, "w") if fmt == "jsonl" else open(os.devnull, "w") as sink:
+        for part in parts:
+            text = part.read_text()
+            for line in text.splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    counts["kept"] += 1
+                    counts["tokens"] += row["num_tokens"]
+                    counts["pass_rate_by_prompt"][row["prompt_index"]] = row["pass_rate"]
+            sink.write(text)
+            for reason, count in json.loads(part.with_suffix(".drops.json").read_text()).items():
+                drops[reason] += count
+    if fmt == "parquet":
         import datasets
-        tmp = path.with_name(f".tmp-{path.name}")
-        datasets.Dataset.from_list(rows).to_parquet(str(tmp))
-        os.replace(tmp, path)
-    return path, rows, drops
+        nonempty = [str(p) for p in parts if p.stat().st_size]
+        table = (datasets.load_dataset("json", data_files=nonempty, split="train") if nonempty
+                 else datasets.Dataset.from_list([]))
+        table.to_parquet(str(tmp))
+    os.replace(tmp, path)
+    return path, counts, drops
 
 
 def check_progress(out: Path, key: dict) -> None:
@@ -255,13 +268,13 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         scorer.close()
         engine.close()
-    path, rows, drops = combine(out, cfg.format, info["chunks"])
-    by_prompt = {row["prompt_index"]: row["pass_rate"] for row in rows}
+    path, counts, drops = combine(out, cfg.format, info["chunks"])
+    by_prompt = counts["pass_rate_by_prompt"]
     stats = {"prompts": len(examples), "decontaminated_prompts": contaminated, "traces": len(examples) * r.group_size,
-             "kept": len(rows), "dropped": drops,
+             "kept": counts["kept"], "dropped": drops,
              "prompts_with_kept": len(by_prompt),
              "mean_pass_rate_of_kept_prompts": sum(by_prompt.values()) / max(len(by_prompt), 1),
-             "mean_tokens": sum(row["num_tokens"] for row in rows) / max(len(rows), 1), "dataset": str(path)}
+             "mean_tokens": counts["tokens"] / max(counts["kept"], 1), "dataset": str(path)}
     write_atomic(out / "stats.json", json.dumps(stats, indent=1))
     print(f"[distill] kept {stats['kept']} of {stats['traces']} traces ({stats['prompts_with_kept']} prompts) "
           f"-> {path}; dropped: {', '.join(f'{k} {v}' for k, v in drops.items() if v) or 'none'}; "
@@ -270,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Optional student SFT on the kept traces.
     student = None
     if cfg.student.name_or_path:
-        if not rows:
+        if not counts["kept"]:
             raise ConfigError("no trace passed the filter: nothing to train the student on")
         argv_sft = student_argv(cfg, path)
         print(f"[distill] student: python rl/sft.py {' '.join(argv_sft)}", flush=True)

@@ -55,6 +55,9 @@ class DistillConfig:
     num_prompts: int | None = None  # first N prompts of data.train (None: all)
     seed: int = 0
     progress_bar: bool = True
+    # source columns copied into every kept row (by default none: e.g. OpenR1-Math's `generations` and `messages`
+    # hold the original R1 traces, which a messages-reading trainer would train on instead of the kept ones)
+    keep_columns: list[str] = field(default_factory=list)
     teacher: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -100,4 +103,5 @@ class DistillConfig:
                                                                 self.data.template, self.data.system_prompt],
                 "n": r.group_size, "temperature": r.temperature, "top_p": r.top_p, "top_k": r.top_k,
                 "max_tokens": r.max_completion_length, "seed": self.seed, "chunk_size": self.chunk_size,
+                "keep_columns": list(self.keep_columns),
                 "filter": {k: v for k, v in vars(self.filter).items()}}

@@ -177,3 +177,20 @@ def test_trace_filter_docstring_examples():
 
     import data.trace_filters
     assert doctest.testmod(data.trace_filters).failed == 0
+
+
+def test_traces_carry_only_the_columns_asked_for_in_both_formats(micro_model_dir, tmp_path):
+    """Procedural rows have a `sensitive` column (as OpenR1-Math has `generations`): not copied by default."""
+    import datasets
+
+    import rl.distill as distill
+    provenance = {"prompt", "completion", "answer", "prompt_index", "teacher", "teacher_path", "template", "n",
+                  "temperature", "top_p", "top_k", "max_tokens", "seed", "pass_rate", "num_tokens", "rewards"}
+    res = distill.main(argv(micro_model_dir, tmp_path / "plain", "num_prompts=5"))
+    rows = read_rows(tmp_path / "plain" / "traces.jsonl")
+    assert len(rows) == res["stats"]["kept"] == 15 and set(rows[0]) == provenance
+    res = distill.main(argv(micro_model_dir, tmp_path / "pq", "num_prompts=5", "format=parquet",
+                            "keep_columns=[sensitive]"))
+    table = datasets.load_dataset("parquet", data_files=res["traces"], split="train")
+    assert len(table) == 15 and set(table.column_names) == provenance | {"sensitive"}
+    assert table["completion"] == [r["completion"] for r in rows]  # same traces, same order, either format
