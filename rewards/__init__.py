@@ -21,7 +21,7 @@ from rewards.scorer import RewardScorer, ScoreResult, validate_reward_spec
 
 # Registry order = documentation order, whatever the import order above.
 _ORDER = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown",
-          "language_consistency"]
+          "language_consistency", "boxed_format"]
 REWARDS.sort(key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))
 
 __all__ = ["REWARDS", "Reward", "RewardScorer", "ScoreResult", "get_reward", "register_reward", "validate_reward_spec"]

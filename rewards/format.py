@@ -1,4 +1,5 @@
-"""Structure rewards: `format` (strict R1 format), `tag_count` (partial credit per tag), `reasoning_steps`.
+"""Structure rewards: `format` (strict R1 format), `boxed_format` (DeepSeek-R1's own output: reasoning, `</think>`,
+then a boxed answer), `tag_count` (partial credit per tag), `reasoning_steps`.
 
 All three are linear-time string scans (no backtracking regex over the whole text), safe on megabytes of input, so
 the scorer runs them in the parent process.
@@ -13,6 +14,13 @@ completions are not zeroed, and a second `<think>` is (still) a format error:
 
     >>> make_format(prefilled_think=True)(["3*4=12 </think> <answer> 12 </answer>", "<think> 3*4 </think> <answer> 12 </answer>"])
     [1.0, 0.0]
+
+DeepSeek-R1 and the R1-Distill models do not write `<answer>` tags: they reason, close `</think>`, then state the
+answer with `\\boxed{}` (R1-Distill templates prefill `<think>`, so it may be absent from the completion):
+
+    >>> make_boxed_format()(["<think> 3*4 </think> The answer is \\\\boxed{12}.", "3*4 </think> \\\\boxed{12}",
+    ...                      "<think> 3*4 \\\\boxed{12} </think> twelve", "<answer> 12 </answer>"])
+    [1.0, 1.0, 0.0, 0.0]
     >>> make_tag_count()(["<think> x </think> <answer> 1", "<think><think></think><answer>1</answer>"])  # 3 tags ok; 3 ok
     [0.75, 0.75]
     >>> make_reasoning_steps()(["Step 1: add. Step 2: multiply.", "1. a\\n2. b\\n3. c\\n4. d"])  # 2/3 capped at 1
@@ -23,7 +31,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rewards.extract import ANSWER_CLOSE, ANSWER_OPEN, TAGS, THINK_CLOSE, THINK_OPEN, completion_text
+from rewards.extract import ANSWER_CLOSE, ANSWER_OPEN, TAGS, THINK_CLOSE, THINK_OPEN, completion_text, last_boxed
 from rewards.registry import register_reward
 
 
@@ -57,6 +65,28 @@ def make_format(prefilled_think: bool = False):
         return [1.0 if is_r1_format(completion_text(c), prefilled_think) else 0.0 for c in completions]
 
     return format
+
+
+def is_boxed_format(text: str) -> bool:
+    """Reasoning, exactly one `</think>`, then a non-blank final part with a balanced `\\boxed{...}`; `<think>`
+    at most once and only at the start (absent when the template prefilled it); no `<answer>` tags needed."""
+    if text.count(THINK_CLOSE) != 1 or text.count(THINK_OPEN) > 1:
+        return False
+    if THINK_OPEN in text and text[:text.index(THINK_OPEN)].strip():
+        return False
+    after = text[text.index(THINK_CLOSE) + len(THINK_CLOSE):]
+    return last_boxed(after) is not None
+
+
+@register_reward("boxed_format", factory=True, cheap=True)
+def make_boxed_format():
+    """1.0 for DeepSeek-R1's own format (see `is_boxed_format`), else 0.0: the rejection filter for R1-style
+    teachers in distillation, where `format` (which needs <answer> tags) would keep nothing."""
+
+    def boxed_format(completions: list, **kwargs: Any) -> list[float]:
+        return [1.0 if is_boxed_format(completion_text(c)) else 0.0 for c in completions]
+
+    return boxed_format
 
 
 @register_reward("tag_count", factory=True, cheap=True)

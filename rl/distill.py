@@ -107,6 +107,20 @@ def decontaminate(examples: list[dict], against: list[str], n: int, load) -> tup
     return clean, len(examples) - len(clean)
 
 
+class NothingKept(RuntimeError):
+    """The first chunk kept no trace: the filter and the teacher's output do not match."""
+
+
+def first_chunk_message(cfg, traces: int, per_reward: dict[str, list], drops: dict[str, int]) -> str:
+    """One line: how many of the first chunk's traces passed each keep_if reward, and the likely fix."""
+    passed = ", ".join(f"{name} >= {t}: {sum(v is not None and v >= t for v in per_reward[name])}"
+                       for name, t in cfg.filter.keep_if.items())
+    others = ", ".join(f"{k} {v}" for k, v in drops.items() if v and k != "failed_keep_if")
+    return (f"the first chunk kept none of its {traces} traces (passed {passed or 'no keep_if'}"
+            f"{'; then dropped: ' + others if others else ''}); stopping before the rest is generated. R1-style "
+            f"teachers write </think> then \\boxed{{}}, without <answer> tags: use boxed_format in filter.keep_if")
+
+
 def write_chunk(path: Path, rows: list[dict[str, Any]], drops: dict[str, int]) -> None:
     """One finished chunk, all or nothing: its drop counts first (chunk-N.drops.json), then the rows, whose file's
     existence is the progress marker."""
@@ -163,7 +177,10 @@ def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Pat
             flat = [c for g in groups for c in g]
             result = scorer.score([c.text for c in flat],
                                   reward_columns(flat_ex, [len(c.completion_ids) for c in flat]))
-            write_chunk(part, *chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path))
+            rows, drops = chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path)
+            if k == 0 and not rows:  # stop before hours of generation that would all be thrown away
+                raise NothingKept(first_chunk_message(cfg, len(flat), result.per_reward, drops))
+            write_chunk(part, rows, drops)
         done += 1
         if progress is not None:
             progress.update(len(chunk))
@@ -282,7 +299,10 @@ def main(argv: list[str] | None = None) -> dict:
     del model
     # 4. Optional student SFT on the kept traces.
     student = None
-    if cfg.student.name_or_path:
+    if not cfg.student.name_or_path:
+        print(f"[distill] to train a student: python rl/sft.py {cfg.student.sft_recipe or 'recipes/cold_start_sft.yaml'} "
+              f"model.name_or_path=STUDENT data.train={path} output_dir={out / 'student'}", flush=True)
+    else:
         if not counts["kept"]:
             raise ConfigError("no trace passed the filter: nothing to train the student on")
         argv_sft = student_argv(cfg, path)
@@ -294,4 +314,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     from rl.config.cli import run_cli
-    run_cli(main)
+    run_cli(main, failures=(NothingKept,))

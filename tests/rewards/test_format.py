@@ -117,3 +117,25 @@ def test_hostile_inputs_are_fast(i):
         assert len(fn([HOSTILE[i]])) == 1
     assert time.perf_counter() - start < 1.0
     assert FMT([HOSTILE[0]]) == [1.0] and TAGS([HOSTILE[1]]) == [0.0] and STEPS([HOSTILE[2]]) == [1.0]
+
+
+BOXED = get_reward("boxed_format")
+BOXED_CASES = [  # (completion, expected): DeepSeek-R1 / R1-Distill output, `</think>` then a boxed answer
+    ("<think>\n4*5=20, 3+20=23\n</think>\n\nThe answer is $\\boxed{23}$.", 1.0),
+    ("4*5=20, 3+20=23\n</think>\n\\boxed{23}", 1.0),  # the template prefilled <think>
+    ("<think></think>\\boxed{\\frac{1}{2}}", 1.0),  # empty reasoning, nested braces
+    ("<think> 4*5=20 \\boxed{20} </think> so 23", 0.0),  # the box is inside the reasoning only
+    ("<think> a </think> \\boxed{23", 0.0),  # unbalanced box
+    ("<think> a </think> 23", 0.0),  # no box
+    ("<think> a </think> \\boxed{1} </think> \\boxed{2}", 0.0),  # two </think>
+    ("intro <think> a </think> \\boxed{1}", 0.0),  # text before <think>
+    ("<think> a <think> b </think> \\boxed{1}", 0.0),  # nested think
+    ("<think> a", 0.0),  # cut off inside the reasoning
+    ("<think> a </think> <answer> 23 </answer>", 0.0),  # the tag format is not this one
+    ("", 0.0),
+]
+
+
+@pytest.mark.parametrize("completion, expected", BOXED_CASES)
+def test_boxed_format(completion, expected):
+    assert BOXED([completion]) == [expected]

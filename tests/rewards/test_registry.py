@@ -12,7 +12,7 @@ from rewards import REWARDS, get_reward, register_reward
 from rewards.registry import _REGISTRY
 
 BUILTINS = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown",
-            "language_consistency"]
+            "language_consistency", "boxed_format"]
 
 
 def test_rewards_lists_the_builtins():

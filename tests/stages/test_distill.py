@@ -194,3 +194,14 @@ def test_traces_carry_only_the_columns_asked_for_in_both_formats(micro_model_dir
     table = datasets.load_dataset("parquet", data_files=res["traces"], split="train")
     assert len(table) == 15 and set(table.column_names) == provenance | {"sensitive"}
     assert table["completion"] == [r["completion"] for r in rows]  # same traces, same order, either format
+
+
+def test_a_first_chunk_that_keeps_nothing_stops_the_run(micro_model_dir, tmp_path):
+    """A random teacher never writes the strict format: the run stops after its first chunk with one line naming
+    the counts per filter, instead of generating every chunk for nothing."""
+    import rl.distill as distill
+    out = tmp_path / "none"
+    with pytest.raises(distill.NothingKept, match=r"first chunk kept none of its 12 traces \(passed format >= 1.0: 0\)"
+                       r".*use boxed_format"):
+        distill.main(argv(micro_model_dir, out, "filter.keep_if={format: 1.0}"))
+    assert not any((out / "parts").glob("*.jsonl"))  # nothing written, chunks 2 and 3 never generated
