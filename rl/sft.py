@@ -124,10 +124,19 @@ def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: d
 
     class EvalCallback(TrainerCallback):
         def _evaluate(self, state, model) -> None:
-            if not test_rows or not state.is_world_process_zero:
+            sharded = shards_parameters()  # every forward is collective: all ranks decode in lock step
+            if not test_rows or not (state.is_world_process_zero or sharded):
                 return
-            metrics, rows = evaluate_greedy(HFEngine(model, tokenizer), encoder, test_rows,
+            sync = None
+            if sharded:
+                from accelerate import PartialState
+
+                from rl.train.distributed import DecodeSync
+                sync = DecodeSync(PartialState())
+            metrics, rows = evaluate_greedy(HFEngine(model, tokenizer, sync=sync), encoder, test_rows,
                                             cfg.rollout.max_completion_length, rewards)
+            if not state.is_world_process_zero:
+                return
             logger.log(metrics, state.global_step)
             logger.log_completions([{"eval": True, **r} for r in rows[:cfg.logging.log_completions]],
                                    state.global_step)
@@ -156,25 +165,37 @@ def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: d
     return EvalCallback()
 
 
-def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
-    """The TRL SFTTrainer for `rows` (tokenized per data.tokenize); LoRA wraps the model when lora.enabled."""
-    import datasets
+PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def shards_parameters() -> bool:
+    """Whether this launch shards the parameters (DeepSpeed ZeRO-3 or FSDP): every forward is then collective."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    return is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def training_args(cfg):
+    """TRL's SFTConfig for the recipe. Built BEFORE the model is loaded: under DeepSpeed ZeRO-3 creating it installs
+    the DeepSpeed config that makes `from_pretrained` load each rank's shard only (zero.Init), instead of the full
+    model on every rank. The recipe's model.dtype is the mixed precision, as in GRPO: it overrides the launch
+    config's `mixed_precision` (which accelerate passes as ACCELERATE_MIXED_PRECISION and DeepSpeed reads; a
+    mismatch would stop the Trainer with "ds bf16.enabled=True vs hf bf16=False")."""
     import torch
     from trl import SFTConfig as TRLSFTConfig
-    from trl import SFTTrainer
 
     d, t, log = cfg.data, cfg.train, cfg.logging
-    if d.tokenize == "exact":
-        dataset = datasets.Dataset.from_list(tokenize_exact(rows, tokenizer, d.template, d.system_prompt,
-                                                            d.max_length))
-    else:
-        dataset = datasets.Dataset.from_list(trl_rows(rows, d.template, d.system_prompt))
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched is not None and launched != PRECISION[cfg.model.dtype]:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"[sft] mixed precision {PRECISION[cfg.model.dtype]} (model.dtype={cfg.model.dtype}) instead of the "
+                  f"launch config's {launched}", flush=True)
+        os.environ["ACCELERATE_MIXED_PRECISION"] = PRECISION[cfg.model.dtype]
     gpu = torch.cuda.is_available()
-    args = TRLSFTConfig(
+    return TRLSFTConfig(
         output_dir=cfg.output_dir, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
         lr_scheduler_type="constant",  # unused: ScheduledSFTTrainer builds the project's schedule (t.lr_scheduler)
-        warmup_steps=t.warmup_steps, num_train_epochs=t.num_epochs, max_steps=t.max_steps,
+        num_train_epochs=t.num_epochs, max_steps=t.max_steps,
         max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
         completion_only_loss=True, packing=d.packing, max_length=d.max_length,
         gradient_checkpointing=cfg.model.gradient_checkpointing,
@@ -185,6 +206,19 @@ def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
         report_to=[] if log.report_to == "none" else [log.report_to], disable_tqdm=not log.progress_bar,
         dataloader_num_workers=0,
     )
+
+
+def build_trainer(cfg, args, model, tokenizer, rows: list[dict], callbacks=()):
+    """The TRL SFTTrainer for `rows` (tokenized per data.tokenize); LoRA wraps the model when lora.enabled."""
+    import datasets
+    from trl import SFTTrainer
+
+    d, t = cfg.data, cfg.train
+    if d.tokenize == "exact":
+        dataset = datasets.Dataset.from_list(tokenize_exact(rows, tokenizer, d.template, d.system_prompt,
+                                                            d.max_length))
+    else:
+        dataset = datasets.Dataset.from_list(trl_rows(rows, d.template, d.system_prompt))
     peft_config = None
     if cfg.lora.enabled:
         from peft import LoraConfig
@@ -212,26 +246,41 @@ def scheduled_trainer_class(trainer_cls, train_cfg):
     return ScheduledTrainer
 
 
-def save_final_model(trainer, tokenizer, out: Path) -> Path:
-    """output_dir/model: the trained model (LoRA merged into a copy) + tokenizer, written atomically."""
+def save_final_model(trainer, tokenizer, out: Path) -> Path | None:
+    """output_dir/model: the trained model (LoRA merged into a copy) + tokenizer, written atomically. Called on EVERY
+    rank: the weights are gathered collectively (`Trainer.save_model`, which under ZeRO-3 consolidates the shards;
+    a rank-0-only `save_pretrained` would write tensors of shape (0,)); rank 0 writes. Returns the path on rank 0."""
     import copy
 
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):  # a peft model: merge a copy, keep the trainer's model intact
-        model = copy.deepcopy(model).merge_and_unload()
     final, tmp = out / "model", out / ".tmp-model"
-    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.accelerator.unwrap_model(trainer.model)
     if model.generation_config is not None:  # stop where the tokenizer (maybe a new end of turn) says replies end
         model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(tmp, safe_serialization=True)
+    main_rank = trainer.is_world_process_zero()
+    if main_rank:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if hasattr(model, "merge_and_unload"):  # a peft model (not with sharded parameters, refused at start)
+        if main_rank:
+            copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+    elif trainer.is_fsdp_enabled:  # the full state dict, gathered collectively whatever fsdp_state_dict_type says
+        state_dict = trainer.accelerator.get_state_dict(trainer.model)
+        if main_rank:
+            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+    else:
+        trainer.save_model(str(tmp))  # collective under ZeRO-3 (consolidates the shards); writes on rank 0
+    trainer.accelerator.wait_for_everyone()
+    if not main_rank:
+        return None
     tokenizer.save_pretrained(tmp)
+    for stray in ("training_args.bin",):  # save_model's, not part of a model
+        (tmp / stray).unlink(missing_ok=True)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config.recipe import dump_yaml, load_config, split_argv
+    from rl.config.recipe import ConfigError, dump_yaml, load_config, split_argv
     from rl.config.sft import SFTConfig
 
     # 1. Recipe and data, fully checked before any model is loaded.
@@ -259,24 +308,35 @@ def main(argv: list[str] | None = None) -> dict:
     if turn_end is not None:  # the trained model will end its replies with it: make it the eos the engines stop at
         print(f"[sft] eos {tokenizer.eos_token!r} -> {turn_end!r} (the chat template's end of turn)", flush=True)
         tokenizer.eos_token = turn_end
+    args = training_args(cfg)  # before the model: ZeRO-3 then loads shards (see training_args)
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    if cfg.lora.enabled and shards_parameters():
+        raise ConfigError("lora.enabled with sharded parameters (ZeRO-3, FSDP) is not supported by rl/sft.py (the "
+                          "merged final model needs the full base on one rank): use recipes/accelerate/zero2.yaml "
+                          "or ddp.yaml")
     # float32 master weights, as in GRPO: AdamW updates at small learning rates round away in bf16 weights;
     # model.dtype reaches the Trainer as mixed precision (bf16 / fp16 autocast)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
+    if is_deepspeed_zero3_enabled() and int(os.environ.get("RANK", "0")) == 0:
+        held = sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in model.parameters())
+        print(f"[sft] ZeRO-3: this rank holds {held:,} of {sum(p.ds_numel if hasattr(p, 'ds_numel') else p.numel() for p in model.parameters()):,} "
+              f"parameters after loading", flush=True)
     results: dict[str, Any] = {}
     # metrics.jsonl only: trackers (tensorboard, wandb, trackio) get the Trainer's own report_to
     logger = RunLogger(out, "none", enabled=int(os.environ.get("RANK", "0")) == 0)
     callback = make_eval_callback(cfg, tokenizer, test_rows, logger, results)
-    trainer = build_trainer(cfg, model, tokenizer, rows, [callback])
+    trainer = build_trainer(cfg, args, model, tokenizer, rows, [callback])
     if trainer.is_world_process_zero():
         (out / "config.yaml").write_text(dump_yaml(cfg))
-        print(f"[sft] {len(rows)} rows from {d.train}, model {model_path}"
-              + (f", resuming from {resume_from}" if resume_from else ""), flush=True)
+        acc = trainer.accelerator
+        print(f"[sft] {len(rows)} rows from {d.train}, model {model_path}; {acc.num_processes} process(es), "
+              f"{acc.distributed_type.value.lower()}{' (fsdp2)' if trainer.is_fsdp_enabled else ''}, mixed precision "
+              f"{acc.mixed_precision}" + (f", resuming from {resume_from}" if resume_from else ""), flush=True)
 
     # 3. Train (resumes optimizer, scheduler, RNG and data position), then the final model.
     trainer.train(resume_from_checkpoint=resume_from)
-    final = None
+    final = save_final_model(trainer, tokenizer, out)  # every rank: the weights are gathered collectively
     if trainer.is_world_process_zero():
-        final = save_final_model(trainer, tokenizer, out)
         (out / "eval.json").write_text(json.dumps(results, indent=1))
         if "first_eval" in results:
             f, la = results["first_eval"], results["last_eval"]

@@ -15,9 +15,9 @@ from rl.config.sft import SFTConfig
 
 def _batch(cfg, rows):
     from rl.train.models import load_causal_lm, load_tokenizer
-    from rl.sft import build_trainer
+    from rl.sft import build_trainer, training_args
     tok = load_tokenizer(cfg.model.name_or_path)
-    trainer = build_trainer(cfg, load_causal_lm(cfg.model.name_or_path), tok, rows)
+    trainer = build_trainer(cfg, training_args(cfg), load_causal_lm(cfg.model.name_or_path), tok, rows)
     return tok, trainer, [b for b in trainer.get_train_dataloader()]
 
 
