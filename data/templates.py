@@ -78,6 +78,16 @@ def end_of_turn_token(tokenizer: Any, template: str) -> str | None:
     return None
 
 
+def keeps_final_reasoning(tokenizer: Any) -> bool:
+    """Whether the chat template keeps the reasoning of the LAST assistant turn when it renders a conversation.
+    R1-Distill's (and Qwen3's) templates drop everything up to </think> from assistant turns, so an SFT that lets the
+    template render prompt + completion (`data.tokenize: trl`) trains on the answer only."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"},
+                                          {"role": "assistant", "content": f"<think> {_REPLY_MARKER} </think> ok"}],
+                                         tokenize=False)
+    return _REPLY_MARKER in text
+
+
 def prefills_think(tokenizer: Any, template: str, system_prompt: str | None = None) -> bool:
     """Whether the rendered prompt already opens the reasoning (R1-Distill and Qwen3 templates end the generation
     prompt with `<think>`): a completion must then not start with its own `<think>`."""

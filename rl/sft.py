@@ -246,6 +246,28 @@ def scheduled_trainer_class(trainer_cls, train_cfg):
     return ScheduledTrainer
 
 
+def check_model_fits(cfg, model_path: str, tokenizer) -> None:
+    """One-line ConfigErrors, before the weights load: data.max_length beyond the model's positions (Qwen2.5-Math-1.5B
+    has 4,096; SFT at 8,192 would train on positions it never learned) unless the model config sets a RoPE scaling;
+    `data.tokenize: trl` with a chat template that drops the reasoning of assistant turns (R1-Distill, Qwen3)."""
+    from transformers import AutoConfig
+
+    from data.templates import keeps_final_reasoning
+    from rl.config.recipe import ConfigError
+
+    config = AutoConfig.from_pretrained(model_path)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    positions = getattr(text, "max_position_embeddings", None)
+    rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}  # transformers 5 / 4
+    scaled = rope.get("rope_type", rope.get("type", "default")) not in ("default", None)
+    if positions is not None and cfg.data.max_length > positions and not scaled:
+        raise ConfigError(f"data.max_length={cfg.data.max_length} exceeds the model's {positions} positions "
+                          f"({model_path}); lower it or use a model (or config) with RoPE scaling")
+    if cfg.data.tokenize == "trl" and cfg.data.template == "chat" and not keeps_final_reasoning(tokenizer):
+        raise ConfigError("data.tokenize=trl with this chat template trains on the answer only (the template drops "
+                          "the reasoning of assistant turns): use data.tokenize=exact")
+
+
 def save_final_model(trainer, tokenizer, out: Path) -> Path | None:
     """output_dir/model: the trained model (LoRA merged into a copy) + tokenizer, written atomically. Called on EVERY
     rank: the weights are gathered collectively (`Trainer.save_model`, which under ZeRO-3 consolidates the shards;
@@ -303,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.train.tracking import RunLogger
     model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
+    check_model_fits(cfg, model_path, tokenizer)
     from data.templates import end_of_turn_token
     turn_end = end_of_turn_token(tokenizer, d.template)
     if turn_end is not None:  # the trained model will end its replies with it: make it the eos the engines stop at

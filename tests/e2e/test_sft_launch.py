@@ -34,7 +34,7 @@ def test_sft_launch_cell(strategy, dtype, micro_model_dir, tmp_path):
                 str(free_port()), "rl/sft.py", "recipes/tiny/cold_start_sft.yaml",
                 f"model.name_or_path={micro_model_dir}", f"model.dtype={dtype}", f"output_dir={out}",
                 "train.max_steps=2", "train.batch_size=4", "train.learning_rate=1e-3", "data.num_train=16",
-                "data.max_length=512", "rollout.max_prompt_length=512", "rollout.max_completion_length=8",
+                "data.max_length=256", "rollout.max_prompt_length=512", "rollout.max_completion_length=8",
                 "data.max_eval_samples=4", "logging.progress_bar=false"], timeout=600)
     log = proc.stdout + proc.stderr
     assert "2 process(es)" in log

@@ -216,3 +216,35 @@ def test_single_token_end_of_turn_becomes_the_eos(micro_model_dir):
     assert end_of_turn_token(tok, "r1_zero") is None
     tok.eos_token = "<|im_end|>"
     assert end_of_turn_token(tok, "chat") is None  # already the eos: nothing to change
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # the micro model has 256 positions (rl/tiny/build.py TinySpec.max_positions)
+    (["data.max_length=512"], r"data.max_length=512 exceeds the model's 256 positions"),
+    # R1-Distill's template drops the reasoning of assistant turns: TRL's tokenization would train on answers only
+    (["data.tokenize=trl", "data.template=chat"], r"data.tokenize=trl with this chat template trains on the answer"),
+])
+def test_model_checks_fail_before_the_weights_load(sft_overrides, micro_model_dir, tmp_path, monkeypatch, overrides,
+                                                   message):
+    import shutil
+
+    from rl import sft
+    model = tmp_path / "model"
+    shutil.copytree(micro_model_dir, model)
+    tok_config = json.loads((model / "tokenizer_config.json").read_text())
+    tok_config["chat_template"] = (TRL_TEMPLATES / "deepseek_r1_distill.jinja").read_text()
+    (model / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    monkeypatch.setattr("rl.train.models.load_causal_lm", lambda *a, **k: pytest.fail("weights loaded"))
+    with pytest.raises(ConfigError, match=message):
+        sft.main(["recipes/tiny/cold_start_sft.yaml", *sft_overrides, f"model.name_or_path={model}", *overrides])
+
+
+def test_r1_distill_template_with_exact_tokenization_keeps_the_reasoning(micro_model_dir):
+    from data.templates import keeps_final_reasoning
+    from rl.train.models import load_tokenizer
+    tok = load_tokenizer(str(micro_model_dir))
+    tok.chat_template = (TRL_TEMPLATES / "deepseek_r1_distill.jinja").read_text()
+    assert not keeps_final_reasoning(tok)
+    tok.chat_template = (TRL_TEMPLATES / "qwen2_5.jinja").read_text()
+    assert keeps_final_reasoning(tok)
