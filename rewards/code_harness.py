@@ -215,7 +215,7 @@ def proxies(judge, src):
              for a in n.names}
     bound |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     bound |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
+    bound |= {n.arg for n in ast.walk(tree) if isinstance(n, ast.arg)}
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - bound
 
     def make(name):
