@@ -6,7 +6,7 @@ VLLM_STAMP := $(VENV)/.vllm-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-vllm test test-fast demo r1-zero bench clean
+.PHONY: setup setup-vllm setup-sandbox test test-fast demo r1-zero bench clean
 
 setup: $(STAMP)
 
@@ -24,10 +24,17 @@ $(VLLM_STAMP): $(STAMP) rl/rollout/install_vllm.sh
 	bash rl/rollout/install_vllm.sh $(PY)
 	touch $(VLLM_STAMP)
 
-test: setup setup-vllm
+# The code reward's sandbox (rewards/sandbox.py) needs bubblewrap: installed here when missing and we are root.
+setup-sandbox:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	else echo "setup-sandbox: bubblewrap (bwrap) is missing: run 'sudo apt-get install bubblewrap' (the code reward's sandbox tests are skipped until then)"; fi
+
+test: setup setup-vllm setup-sandbox
 	$(PY) -m pytest -q --durations=12 tests
 
-test-fast: setup
+test-fast: setup setup-sandbox
 	$(PY) -m pytest -q tests -m "not slow"
 
 # The miniature R1 pipeline on CPU: base -> R1-Zero -> cold-start SFT -> R1 -> distillation -> export -> evaluation.

@@ -10,7 +10,8 @@ Every reward is a TRL-style function `fn(completions, **columns) -> list[float |
 `trl.GRPOTrainer(reward_funcs=[...])` unchanged; `RewardScorer` combines weighted rewards and runs the parsing ones in
 worker processes with a per-item timeout. See docs/rewards.md.
 """
-from rewards import countdown as _countdown  # noqa: F401  (registration, in REWARDS order)
+from rewards import code_execution as _code_execution  # noqa: F401  (registration, in REWARDS order)
+from rewards import countdown as _countdown  # noqa: F401
 from rewards import format as _format  # noqa: F401
 from rewards import language as _language  # noqa: F401
 from rewards import length as _length  # noqa: F401
@@ -21,7 +22,7 @@ from rewards.scorer import RewardScorer, ScoreResult, validate_reward_spec
 
 # Registry order = documentation order, whatever the import order above.
 _ORDER = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown",
-          "language_consistency", "boxed_format"]
+          "code", "language_consistency", "boxed_format"]
 REWARDS.sort(key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))
 
 __all__ = ["REWARDS", "Reward", "RewardScorer", "ScoreResult", "get_reward", "register_reward", "validate_reward_spec"]

@@ -31,6 +31,7 @@ import re
 import unicodedata
 from typing import Any
 
+from rewards.hedges import cut_justification
 from rewards.normalize import normalize_separators
 
 THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE = "<think>", "</think>", "<answer>", "</answer>"
@@ -53,6 +54,9 @@ _AND_OR = re.compile(r"(?<![A-Za-z])(?:and|or)(?![A-Za-z])")
 _WORD = re.compile(r"[A-Za-z]+")
 # "The final answer is X", "Final Answer: X", "**Final Answer:** X" (not "... is the final answer.")
 _FINAL = re.compile(r"final\s+answer(?:\s*\*\*)?\s*(?:is\b\s*:?|:|=)\s*(?:\*\*)?\s*", re.I)
+# "The answer is 7, since ...": a statement too, when no "final answer" one exists and its value has math in it
+_STATED = re.compile(r"(?<![A-Za-z])answer\s+is\s*:?\s*", re.I)
+_HAS_MATH = re.compile(r"[0-9\\$]")
 _DELIMS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _SENTENCE_END = re.compile(r"\n|\.(?:\s|$)|\.?$")
 _MAX_STATEMENT = 300
@@ -182,7 +186,10 @@ def final_statement(text: str, start: int = 0) -> str | None:
     for m in _FINAL.finditer(text, start):
         last = m
     if last is None:
-        return None
+        for m in _STATED.finditer(text, start):
+            last = m
+        if last is None or not _HAS_MATH.search(text, last.end(), last.end() + _MAX_STATEMENT):
+            return None
     rest = text[last.end():last.end() + _MAX_STATEMENT]
     for open_, close in _DELIMS:
         if rest.startswith(open_):
@@ -192,7 +199,7 @@ def final_statement(text: str, start: int = 0) -> str | None:
             value = rest[len(open_):end] if end >= 0 else ""
             return value.strip() or None
     m = _SENTENCE_END.search(rest)
-    value = rest[:m.start()].strip() if m else rest.strip()
+    value = cut_justification(rest[:m.start()].strip() if m else rest.strip())
     return value or None
 
 
@@ -238,7 +245,7 @@ def find_answer(text: str) -> tuple[tuple[str, ...], str]:
     content = last_tag_content(text, ANSWER_OPEN, ANSWER_CLOSE)
     if content is not None:
         found = _final_in(content)
-        return found if found is not None else ((clean_answer(content),), "answer")
+        return found if found is not None else ((cut_justification(clean_answer(content)),), "answer")
     found = _final_in(text)
     return found if found is not None else ((text,), "text")
 

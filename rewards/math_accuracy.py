@@ -52,6 +52,7 @@ from typing import Any
 from rewards.deadline import ItemTimeout, fired_count, run_with_deadline
 from rewards.extract import (DEFAULT_MAX_CHARS, THINK_CLOSE, after_reasoning, cap_tail, clean_answer, completion_text,
                              find_answer)
+from rewards.hedges import hedged, prose_property
 from rewards.normalize import looks_like_prose, math_delimit_environments, normalize_separators, rewrite_environments
 from rewards.registry import register_reward
 
@@ -181,6 +182,10 @@ def parse_gold(gold: str) -> tuple | None:
     if cached is not _GOLDS:
         return cached
     fired = fired_count()
+    parts, _ = gold_answer(gold)
+    if len(parts) == 1 and prose_property(parts[0]):  # "Always greater than 20": a property, not a value
+        _GOLDS.put(gold, None, 4096)
+        return None
     parsed = parse_parts(*gold_answer(gold))
     if fired_count() != fired:  # a timeout fired and was swallowed inside math-verify/sympy: do not trust []
         raise ItemTimeout("gold parse interrupted")
@@ -251,6 +256,8 @@ def _judge(parts: tuple[str, ...], source: str, gold: str) -> float | None:
     gold_parsed = parse_gold(gold)
     if gold_parsed is None:
         return None
+    if source != "text" and hedged(parts, gold_answer(gold)[0], gold_parsed):
+        return 0.0  # several candidates, a negation, a range or an inequality, against a single-value gold
     pred = parse_parts(parts, source, ordered=len(parts) > 1 and _ordered(gold_parsed))
     if not pred:
         return 0.0

@@ -96,7 +96,8 @@ def _worker_main(conn, progress, specs, timeout_s: float, max_memory_mb: int | N
                     res = (f"{type(e).__name__}: {str(e)[:200]}", ERROR)
                 out[r][j] = (*res, time.perf_counter() - t0)
         progress[0] = _IDLE
-        conn.send((chunk_id, out))
+        extra = [{} if isinstance(fns[rid], str) else fns[rid].drain_metrics() for rid in reward_ids]
+        conn.send((chunk_id, out, extra))
 
 
 @dataclass
@@ -144,6 +145,7 @@ class WorkerPool:
         self.max_memory_mb = max_memory_mb
         self.workers: list[_Worker] = []
         self.replaced = 0  # workers killed and replaced so far (hung or dead)
+        self.last_metrics: list[dict[str, float]] = []  # per requested reward: its drain_metrics() of the last run
         self._next_chunk = 0
 
     def start(self) -> None:
@@ -168,6 +170,7 @@ class WorkerPool:
         values: list[list[Any]] = [[None] * n for _ in rids]
         status: list[list[int]] = [[OK] * n for _ in rids]
         seconds = [0.0] * len(rids)
+        self.last_metrics = [{} for _ in rids]
         pos_of = {rid: k for k, rid in enumerate(rids)}
         size = max(1, min(self.max_chunk, math.ceil(n / (2 * self.num_workers))))
         queue = deque(_Chunk(list(range(s, min(s + size, n))), list(rids)) for s in range(0, n, size))
@@ -218,7 +221,7 @@ class WorkerPool:
             for cid, w in list(busy.items()):
                 if w.conn in ready or w.proc.sentinel in ready:
                     try:
-                        got_id, out = w.conn.recv()
+                        got_id, out, extra = w.conn.recv()
                     except (EOFError, OSError):
                         del busy[cid]
                         salvage(w, ERROR, now - w.current()[2] if w.current()[0] >= 0 else 0.0)
@@ -227,6 +230,9 @@ class WorkerPool:
                     for r, rid in enumerate(w.chunk.rids):
                         for j, item in enumerate(w.chunk.items):
                             record(item, rid, out[r][j])
+                        for key, v in extra[r].items():
+                            acc = self.last_metrics[pos_of[rid]]
+                            acc[key] = acc.get(key, 0.0) + v
                     w.chunk = None
                     del busy[cid]
                     continue

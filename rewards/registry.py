@@ -150,6 +150,17 @@ class Reward:
         if callable(hook):
             hook()
 
+    def drain_metrics(self) -> dict[str, float]:
+        """The reward's own counters since the last call (a reward function may define `fn.drain_metrics()`;
+        e.g. `code`'s tests run/passed, compile errors, sandbox kills), reset; {} if it has none."""
+        hook = getattr(self._fn, "drain_metrics", None)
+        return dict(hook()) if callable(hook) else {}
+
+    def summarize(self, counters: dict[str, float]) -> dict[str, float]:
+        """Step metrics from counters summed over workers (`fn.summarize`, e.g. a pass rate); default: as is."""
+        hook = getattr(self._fn, "summarize", None)
+        return dict(hook(counters)) if callable(hook) else dict(counters)
+
     def __reduce__(self):
         # By import path when possible: a fresh process may not have imported the module that registered the name.
         return _rebuild, (self.entry.ref if self.entry.importable else self.entry.name, self.params, self.name)

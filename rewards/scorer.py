@@ -42,7 +42,9 @@ class ScoreResult:
     per_reward: dict[str, list[float | None]]  # unweighted values
     metrics: dict[str, float] = field(default_factory=dict)
     # "rewards/<name>/mean" (over non-None; nan if all None), "rewards/<name>/none_frac", "rewards/<name>/timeouts",
-    # "rewards/<name>/errors", "rewards/<name>/time_s" (summed per-item time), "time/score_s" (wall time)
+    # "rewards/<name>/errors", "rewards/<name>/time_s" (summed per-item time), "time/score_s" (wall time), and a
+    # reward's own step metrics (its drain_metrics() counters, summed over workers, through its summarize(); e.g.
+    # "rewards/code/pass_rate", "rewards/code/compile_errors", "rewards/code/timeouts", "rewards/code/sandbox_kills")
 
 
 def _parse_spec(spec: Any) -> list[tuple[str, float, dict[str, Any]]]:
@@ -157,6 +159,7 @@ class RewardScorer:
         texts = [completion_text(c) for c in completions]
         capped = [cap_tail(t, self.max_chars) for t in texts]
         values: dict[str, list] = {}
+        counters: dict[str, dict[str, float]] = {}
         status: dict[str, list[int]] = {}
         seconds: dict[str, float] = {}
 
@@ -172,15 +175,22 @@ class RewardScorer:
                 seconds[name] = time.perf_counter() - t0
             else:
                 values[name], status[name], seconds[name] = self._in_process(name, capped, item_cols)
+            counters[name] = self.rewards[name].drain_metrics()
 
         if self.worker_names and n:
             vals, stats, secs = self.pool.run(capped, item_cols)
             for k, name in enumerate(self.worker_names):
                 values[name], status[name], seconds[name] = vals[k], stats[k], secs[k]
+                counters[name] = self.pool.last_metrics[k]
         elif self.worker_names:
             for name in self.worker_names:
                 values[name], status[name], seconds[name] = [], [], 0.0
-        return self._finish(values, status, seconds, n, time.perf_counter() - start)
+        result = self._finish(values, status, seconds, n, time.perf_counter() - start)
+        for name, counts in counters.items():
+            if counts:
+                for key, v in self.rewards[name].summarize(counts).items():
+                    result.metrics[f"rewards/{name}/{key}"] = float(v)
+        return result
 
     def _in_process(self, name: str, texts: list[str], cols: dict[str, list]):
         fn = self.rewards[name]

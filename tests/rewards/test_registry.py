@@ -11,7 +11,7 @@ import rewards
 from rewards import REWARDS, get_reward, register_reward
 from rewards.registry import _REGISTRY
 
-BUILTINS = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown",
+BUILTINS = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown", "code",
             "language_consistency", "boxed_format"]
 
 
