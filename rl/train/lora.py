@@ -44,6 +44,7 @@ import torch
 
 ADAPTER = "default"  # peft's adapter name; appears in parameter names as lora_A.default.weight
 _PARTS = ("base_layer.weight", f"lora_A.{ADAPTER}.weight", f"lora_B.{ADAPTER}.weight")
+_BIAS = "base_layer.bias"  # a biased target layer's bias: not touched by LoRA, pushed under the base name
 
 
 def peft_config(section):
@@ -68,8 +69,8 @@ def apply_lora(model: torch.nn.Module, section) -> "LoraPolicy":
         raise ValueError(f"model.lora.target_modules: {str(e).splitlines()[0]}") from None
     layers = {name: m for name, m in peft_model.get_base_model().named_modules() if isinstance(m, BaseTunerLayer)}
     for name, m in layers.items():
-        if type(m) is not LoraLinear or m.fan_in_fan_out or m.use_dora.get(ADAPTER) or m.base_layer.bias is not None:
-            raise ValueError(f"model.lora.target_modules: {name} ({type(m.base_layer).__name__}) is not a bias-free "
+        if type(m) is not LoraLinear or m.fan_in_fan_out or m.use_dora.get(ADAPTER):
+            raise ValueError(f"model.lora.target_modules: {name} ({type(m.base_layer).__name__}) is not an "
                              f"nn.Linear; the merged weight push supports only those")
     return LoraPolicy(peft_model, {name: float(m.scaling[ADAPTER]) for name, m in layers.items()})
 
@@ -80,13 +81,17 @@ def merge_stream(named: Iterable[tuple[str, torch.Tensor]], scales: dict[str, fl
 
     For a layer L in `scales`, the three tensors `L.base_layer.weight`, `L.lora_A.default.weight`,
     `L.lora_B.default.weight` (in any order, any interleaving) become one `L.weight` = W + scale * B @ A, computed in
-    float32 and returned in W's dtype; every other tensor passes through unchanged. At most one layer's three tensors
+    float32 and returned in W's dtype; the layer's bias `L.base_layer.bias` (Qwen2's q/k/v projections have one) is
+    LoRA-free and passes unchanged as `L.bias`; every other tensor passes through unchanged. At most one layer's three tensors
     are held at a time when the stream comes module by module (as iter_full_params yields it)."""
     pending: dict[str, dict[str, torch.Tensor]] = {}
     for name, tensor in named:
         layer, part = _split(name, scales)
         if layer is None:
             yield name, tensor
+            continue
+        if part == _BIAS:
+            yield f"{layer}.bias", tensor
             continue
         parts = pending.setdefault(layer, {})
         parts[part] = tensor
@@ -100,7 +105,7 @@ def merge_stream(named: Iterable[tuple[str, torch.Tensor]], scales: dict[str, fl
 
 
 def _split(name: str, scales: dict[str, float]) -> tuple[str | None, str | None]:
-    for part in _PARTS:
+    for part in (*_PARTS, _BIAS):
         if name.endswith("." + part) and name[:-len(part) - 1] in scales:
             return name[:-len(part) - 1], part
     if "lora_" in name:  # e.g. a dropout-free adapter of another name: refuse rather than push it as a base weight

@@ -125,6 +125,43 @@ def test_merge_stream_worked_example():
         list(merge_stream(stream[:3], {"l": 2.0}))
 
 
+
+def test_merge_stream_passes_a_biased_layers_bias_under_the_base_name():
+    """Qwen2's q/k/v projections have a bias: peft keeps it in base_layer; LoRA does not change it."""
+    w, a, b, bias = torch.eye(2), torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0], [4.0]]), torch.tensor([5.0, 6.0])
+    stream = [("l.base_layer.weight", w), ("l.base_layer.bias", bias), ("l.lora_A.default.weight", a),
+              ("l.lora_B.default.weight", b)]
+    out = dict(merge_stream(stream, {"l": 2.0}))
+    assert sorted(out) == ["l.bias", "l.weight"]
+    assert out["l.bias"].tolist() == [5.0, 6.0] and out["l.weight"].tolist() == [[7.0, 12.0], [8.0, 17.0]]
+
+
+def test_qwen2_with_biased_projections_pushes_base_names(tmp_path):
+    """LoRA on a Qwen2 model (q/k/v with bias, as the real recipes' Qwen2.5): the merged push carries exactly the
+    base model's names, the biases unchanged, and a model loaded with it computes what the peft model computes."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+    torch.manual_seed(0)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True))
+    qwen.save_pretrained(tmp_path)
+    cfg = config(**{"model.lora.target_modules": "[all-linear]"})
+    learner = Learner(cfg, make_accelerator(cfg), Qwen2ForCausalLM.from_pretrained(tmp_path), None)
+    with torch.no_grad():  # B != 0, so the merge is not trivially W
+        for n, p in learner.unwrapped_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+    pushed = dict(learner.full_named_parameters())
+    base = dict(Qwen2ForCausalLM.from_pretrained(tmp_path).named_parameters())
+    assert sorted(pushed) == sorted(base) and "model.layers.0.self_attn.q_proj.bias" in pushed
+    torch.testing.assert_close(pushed["model.layers.0.self_attn.q_proj.bias"],
+                               base["model.layers.0.self_attn.q_proj.bias"], rtol=0, atol=0)
+    merged = Qwen2ForCausalLM.from_pretrained(tmp_path)
+    merged.load_state_dict(pushed, strict=False)
+    ids = torch.randint(0, 64, (2, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, learner.unwrapped_model(ids).logits, rtol=0, atol=1e-5)
+
+
 def trained(model_dir, steps=2):
     learner = lora_learner(model_dir)
     tok = load_tokenizer(str(model_dir))
