@@ -142,7 +142,7 @@ class Run:
         position = self.rollouts.trained_position if self.rollouts is not None else self.sampler.position
         save_checkpoint(self.accelerator, self.out, step, self.learner.model, self.tokenizer, self.learner.scheduler,
                         {"sampler_position": position}, self.cfg.logging.save_total_limit,
-                        weights_prefix=POLICY_PREFIX)
+                        weights_prefix=POLICY_PREFIX, write_weights=self.learner.checkpoint_writer)
 
     def close(self) -> None:
         self.scorer.close()
@@ -186,7 +186,9 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     tokenizer = load_tokenizer(model_path)
     # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
-    ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
+    # with LoRA the reference is the policy with its adapters disabled (rl/train/lora.py): no second model
+    ref_model = (load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
+                 else None)
     learner = Learner(cfg, accelerator, model, ref_model)
     r = cfg.rollout
     max_model_len = r.max_prompt_length + r.max_completion_length

@@ -16,6 +16,47 @@ class ModelConfig:
 
 
 @dataclass
+class LoraSection:
+    """LoRA adapters (peft): W x + (alpha / r) * B A x on each target linear layer; only A and B train. The same
+    names in SFT (`lora.*`) and GRPO (`model.lora.*`); rl/train/lora.py for GRPO's use of them."""
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # module names (peft matches name suffixes), or ["all-linear"]: every linear layer but the LM head
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+    def check(self, where: str) -> None:
+        """One-line ConfigErrors naming `where` (e.g. "model.lora")."""
+        if self.r < 1:
+            raise ConfigError(f"{where}.r={self.r} must be at least 1")
+        if self.alpha <= 0:
+            raise ConfigError(f"{where}.alpha={self.alpha} must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"{where}.dropout={self.dropout} must be in [0, 1)")
+        if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
+            raise ConfigError(f"{where}.target_modules={self.target_modules!r} must be a non-empty list of names")
+        if "all-linear" in self.target_modules and len(self.target_modules) > 1:
+            raise ConfigError(f"{where}.target_modules: 'all-linear' stands alone, got {self.target_modules!r}")
+        bad = sorted({"lm_head", "embed_tokens"} & set(self.target_modules))
+        if bad:
+            raise ConfigError(f"{where}.target_modules: {', '.join(bad)} cannot carry an adapter here (the chunked LM "
+                              f"head reads lm_head's weight directly and it is often tied to embed_tokens)")
+
+
+@dataclass
+class GRPOLoraSection(LoraSection):
+    # dropout 0 in RL: the engine samples without dropout, so the learner's policy should be the same function
+    # (with dropout, rollout/logprob_diff and the importance ratios carry dropout noise)
+    dropout: float = 0.0
+
+
+@dataclass
+class GRPOModelConfig(ModelConfig):
+    lora: GRPOLoraSection = field(default_factory=GRPOLoraSection)  # rl/train/lora.py
+
+
+@dataclass
 class DataConfig:
     train: str = "procedural:arithmetic"  # procedural:<task> | local .jsonl/.json/.parquet | hub dataset name
     train_split: str = "train"
@@ -132,7 +173,7 @@ class LoggingConfig:
 class GRPOConfig:
     output_dir: str = "runs/grpo"
     resume: str = "auto"  # auto (latest checkpoint in output_dir, if any) | never | path to a checkpoint
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: GRPOModelConfig = field(default_factory=GRPOModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
@@ -166,6 +207,8 @@ class GRPOConfig:
         choose("model.dtype", self.model.dtype, ["float32", "bfloat16", "float16"])
         choose("data.template", self.data.template, ["r1_zero", "chat", "plain"])
         choose("resume", self.resume if self.resume in ("auto", "never") else "path", ["auto", "never", "path"])
+        if self.model.lora.enabled:
+            self.model.lora.check("model.lora")
         if r.group_size < 2:
             raise ConfigError(f"rollout.group_size={r.group_size}: group-relative advantages need at least 2")
         if t.batch_size % r.group_size:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rl.config.recipe import ConfigError
-from rl.config.grpo import LoggingConfig, LRScheduleKeys, ModelConfig, RolloutConfig
+from rl.config.grpo import LoggingConfig, LoraSection, LRScheduleKeys, ModelConfig, RolloutConfig
 
 
 @dataclass
@@ -38,15 +38,6 @@ class SFTDataConfig:
     # exact: prompt tokenized exactly as GRPO/evaluation do, completion apart, + EOS (train == inference tokens)
     # trl:   hand TRL the rendered prompt/completion pair and let SFTTrainer tokenize (its prompt-completion format)
     tokenize: str = "exact"
-
-
-@dataclass
-class LoraSection:
-    enabled: bool = False
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
 @dataclass

@@ -51,11 +51,13 @@ def _fsync_tree(root: Path) -> None:
 
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, tokenizer, scheduler,
-                    state: dict[str, Any], total_limit: int | None = None, weights_prefix: str = "") -> Path:
+                    state: dict[str, Any], total_limit: int | None = None, weights_prefix: str = "",
+                    write_weights=None) -> Path:
     """Write checkpoint-{step} atomically; keep at most `total_limit` checkpoints. Collective: call on all ranks.
 
     `model` is the prepared model (its weights are gathered for the Hugging Face copy; names lose `weights_prefix`,
-    and `unwrap_model(model)` — or its `.lm` when the prefix says so — provides config and save_pretrained)."""
+    and `unwrap_model(model)` — or its `.lm` when the prefix says so — provides config and save_pretrained).
+    `write_weights(dir, weights)` replaces that save_pretrained (LoRA: the adapter files, rl/train/lora.py)."""
     final = checkpoint_dir(output_dir, step)
     tmp = final.parent / f".tmp-{final.name}"
     if accelerator.is_main_process:
@@ -65,10 +67,13 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
     accelerator.save_state(str(tmp / "state"))  # collective
     weights = full_state_dict(accelerator, model, weights_prefix)  # collective
     if accelerator.is_main_process:
-        hf_model = accelerator.unwrap_model(model)
-        if weights_prefix:
-            hf_model = getattr(hf_model, weights_prefix.rstrip("."))
-        hf_model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
+        if write_weights is not None:
+            write_weights(tmp, weights)
+        else:
+            hf_model = accelerator.unwrap_model(model)
+            if weights_prefix:
+                hf_model = getattr(hf_model, weights_prefix.rstrip("."))
+            hf_model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))

@@ -20,6 +20,7 @@ The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/train/d
 """
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -75,11 +76,19 @@ class Learner:
             raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
                              f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
                              f"(mixed precision)")
+        self.lora = None  # model.lora.enabled: adapters injected into `model`, base frozen (rl/train/lora.py)
+        if cfg.model.lora.enabled:
+            from rl.train.lora import apply_lora
+            if ref_model is not None:
+                raise ValueError("with model.lora the reference is the base with the adapters disabled: do not load a "
+                                 "second model")
+            self.lora = apply_lora(model, cfg.model.lora)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay,
-                                      betas=(train.adam_beta1, train.adam_beta2))
+        # trainable parameters only: with LoRA the optimizer holds state for the adapters alone
+        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=train.learning_rate,
+                                      weight_decay=train.weight_decay, betas=(train.adam_beta1, train.adam_beta2))
         # Built on the raw optimizer and never given to accelerate (see rl/train/distributed.py): one step per update.
         self.scheduler = make_scheduler(optimizer, train, train.max_steps * alg.num_iterations)
         distributed.configure_deepspeed(accelerator, train.micro_batch_size, self.accumulation_steps,
@@ -87,6 +96,11 @@ class Learner:
         self.model, self.optimizer = accelerator.prepare(policy, optimizer)
         distributed.initialize_root(accelerator, self.model)
         self.ref_model = None
+        self.reference_mode = contextlib.nullcontext  # the context in which ref_model computes reference logprobs
+        if self.lora is not None:
+            self.lora.keep_state_small(accelerator, self.model)
+            if alg.beta > 0:  # the policy with its adapters switched off (no second copy)
+                self.ref_model, self.reference_mode = self.model, self.lora.adapter_disabled
         if ref_model is not None:
             ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
             self.ref_model = distributed.prepare_reference(accelerator, ref)
@@ -97,8 +111,15 @@ class Learner:
         return self.accelerator.unwrap_model(self.model).lm
 
     def full_named_parameters(self):
-        """(checkpoint name, full tensor) for every parameter, one module at a time; collective under ZeRO-3/FSDP."""
-        return distributed.iter_full_params(self.model, prefix=POLICY_PREFIX)
+        """(checkpoint name, full tensor) for every parameter, one module at a time; collective under ZeRO-3/FSDP.
+        With LoRA: the merged weights under the base model's names (what a rollout engine loads)."""
+        named = distributed.iter_full_params(self.model, prefix=POLICY_PREFIX)
+        return named if self.lora is None else self.lora.merged(named)  # LoRA: W + scale * B @ A, base names
+
+    @property
+    def checkpoint_writer(self):
+        """How a checkpoint's consolidated weights are written: None = a full Hugging Face model; LoRA: the adapter."""
+        return None if self.lora is None else self.lora.write_adapter
 
     def _micro_batches(self, batch: Batch) -> list[Batch]:
         size = self.cfg.train.micro_batch_size
@@ -131,7 +152,8 @@ class Learner:
         if alg.num_iterations > 1 and batch.old_logprobs is None:
             batch.old_logprobs = self._frozen_logprobs(self.model, batch)
         if alg.beta > 0 and batch.ref_logprobs is None:
-            batch.ref_logprobs = self._frozen_logprobs(self.ref_model, batch)
+            with self.reference_mode():
+                batch.ref_logprobs = self._frozen_logprobs(self.ref_model, batch)
         return batch, self.normalizer(batch)
 
     def accumulate_gradients(self, batch: Batch, norm: Normalizer, first_pass: bool = True) -> dict[str, float]:

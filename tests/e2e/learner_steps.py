@@ -9,7 +9,8 @@ batch built from seed s (advantages included, so no rollouts and no sampling: on
 
     {"world", "strategy", "mixed_precision",
      "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr"}, ...],
-     "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path)}
+     "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path),
+     "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty)}
 
 With --save-after k a checkpoint is written after step k (rl/train/checkpoint.py); --resume DIR loads one and runs steps
 k+1..K, so "save, resume, continue" can be compared with a straight run.
@@ -55,7 +56,9 @@ def main():
     rank = accelerator.process_index
     tok = load_tokenizer(args.model_dir)
     torch.manual_seed(0)
-    ref = load_causal_lm(args.model_dir, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
+    # LoRA: the reference is the policy with its adapters disabled (rl/train/lora.py), never a second model
+    ref = (load_causal_lm(args.model_dir, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
+           else None)
     learner = Learner(cfg, accelerator, load_causal_lm(args.model_dir, "float32"), ref)
     first = 1
     if args.resume:
@@ -68,11 +71,17 @@ def main():
         steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"]})
         if step == args.save_after:
             save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
-                            {"sampler_position": 0}, weights_prefix=POLICY_PREFIX)
+                            {"sampler_position": 0}, weights_prefix=POLICY_PREFIX,
+                            write_weights=learner.checkpoint_writer)
     weights = {name: t.detach().float().cpu().clone() for name, t in learner.full_named_parameters()}
+    adapters = {}  # LoRA: the trained A and B themselves (the pushed `weights` are merged)
+    if learner.lora is not None:
+        from rl.train.distributed import iter_full_params
+        adapters = {name: t.detach().float().cpu().clone()
+                    for name, t in iter_full_params(learner.model, prefix=POLICY_PREFIX) if "lora_" in name}
     if accelerator.is_main_process:
         torch.save({"world": world, "strategy": strategy(accelerator), "mixed_precision": accelerator.mixed_precision,
-                    "steps": steps, "weights": weights}, args.out)
+                    "steps": steps, "weights": weights, "adapters": adapters}, args.out)
     accelerator.wait_for_everyone()
     accelerator.end_training()
 

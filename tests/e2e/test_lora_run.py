@@ -1,0 +1,39 @@
+"""The tiny R1-Zero recipe still learns with LoRA (rl/train/lora.py), through the real entry point.
+
+    python rl/grpo.py recipes/tiny/r1_zero.yaml model.lora.enabled=true model.lora.r=8 model.lora.alpha=16 \
+        'model.lora.target_modules=[all-linear]' train.learning_rate=2e-3
+
+Measured (2 shared CPU cores, 40 steps of 64 completions, greedy held-out accuracy on 200 problems):
+
+    rank 8, all linear layers, lr 2e-3:  0.385 -> 0.825 (peak 0.885 at step 20), ~25 s on a quiet machine
+    rank 1, all linear layers, lr 2e-3:  0.385 -> 0.800
+    full fine-tuning, lr 2e-4:           0.385 -> 0.860
+
+LoRA wants ~10x the full fine-tuning learning rate (B starts at 0 and the update is low-rank; "LoRA Without Regret",
+Thinking Machines 2025, finds the same factor). The assertion is the issue's +25 points; the measured gain is +44.
+"""
+import json
+
+import pytest
+
+from rl.train.tracking import read_metrics
+from tests.e2e.test_grpo_run import launch
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("rank", [8])
+def test_tiny_recipe_learns_with_lora(rank, tmp_path):
+    out = tmp_path / "run"
+    launch(["recipes/tiny/r1_zero.yaml", "model.lora.enabled=true", f"model.lora.r={rank}", "model.lora.alpha=16",
+            "model.lora.target_modules=[all-linear]", "train.learning_rate=2e-3", f"output_dir={out}",
+            "logging.progress_bar=false"])  # the recipe evaluates every 10 steps, checkpoints every 20
+    evals = [m for m in read_metrics(out) if "eval/accuracy" in m]
+    first, last = evals[0], evals[-1]
+    assert first["step"] == 0 and last["step"] == 40
+    assert first["eval/accuracy"] == pytest.approx(0.385)  # the base model: LoRA's B = 0 changes nothing at step 0
+    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25  # measured +0.44 (0.385 -> 0.825)
+    assert last["eval/format"] >= 0.95  # measured 1.0
+    ckpt = out / "checkpoint-000040"
+    assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+    assert json.loads((ckpt / "adapter_config.json").read_text())["r"] == rank
