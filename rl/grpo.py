@@ -163,7 +163,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.train.checkpoint import latest_checkpoint, load_training_state
     from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
     from rl.train.learner import Learner
-    from rl.train.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from rl.train.models import check_context_length, load_causal_lm, load_tokenizer, resolve_model_path
     from rl.train.tracking import RunLogger
 
     # 3. Processes, seeds, run directory, rewards.
@@ -183,12 +183,13 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
     with accelerator.main_process_first():  # a tiny model is built once, by rank 0, then read by the others
         model_path = resolve_model_path(cfg.model.name_or_path)
+    r = cfg.rollout
+    check_context_length(model_path, r.max_prompt_length, r.max_completion_length)  # config only, before any weights
     tokenizer = load_tokenizer(model_path)
     # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
     ref_model = load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 else None
     learner = Learner(cfg, accelerator, model, ref_model)
-    r = cfg.rollout
     max_model_len = r.max_prompt_length + r.max_completion_length
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/async_rollouts.py)
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len)
