@@ -268,12 +268,27 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
     if run.rollouts is not None:  # how much of generation and training overlapped
         metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +
                                                                  metrics["time/train_s"], 1e-9)
-    if run.world > 1:  # average scalar metrics over processes (same keys on every rank)
-        keys = sorted(metrics)
-        vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
-                                 reduction="mean")
-        metrics = dict(zip(keys, vec.tolist()))
+    if run.world > 1:  # one value per metric for the run: mean over processes, max for `*_max` (same keys on all)
+        def all_reduce(values: list[float], op: str) -> list[float]:
+            t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max" else
+                                         torch.distributed.ReduceOp.SUM)
+            return (t if op == "max" else t / run.world).tolist()
+        metrics = reduce_metrics(metrics, all_reduce)
     return metrics, episodes
+
+
+def reduce_metrics(metrics: dict[str, float], all_reduce: Callable[[list[float], str], list[float]]) -> dict:
+    """Per-rank scalar metrics -> the run's: keys ending in `_max` (rollout/logprob_diff_max, rollout/staleness_max)
+    are max-reduced (an average of per-rank maxima hides the worst rank), everything else averaged. `all_reduce(values,
+    "mean" | "max")` is the collective (two calls, in this order, on every rank)."""
+    keys = sorted(metrics)
+    groups = {op: [k for k in keys if k.endswith("_max") == (op == "max")] for op in ("mean", "max")}
+    out = {}
+    for op, names in groups.items():
+        if names:  # the same keys on every rank, so every rank skips the same call
+            out.update(zip(names, all_reduce([float(metrics[k]) for k in names], op)))
+    return {k: out[k] for k in metrics}
 
 
 def log_step(run: Run, step: int, metrics: dict, episodes: list, progress) -> None:
