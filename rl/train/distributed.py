@@ -14,6 +14,10 @@ written once for all strategies; what differs between them lives here:
   `num_processes` times per optimizer step (accelerate/scheduler.py, made for DataLoader-scaled schedules), so a
   linear schedule would end after 1/num_processes of the run. The learner steps a plain LambdaLR, built on the
   optimizer's param_groups before `prepare` (DeepSpeed's ZeRO optimizers and FSDP2 keep those same dicts).
+* `fsdp2_fp32_reduce_and_outputs`: FSDP2 + bf16 with verl's MixedPrecisionPolicy (bf16 params, float32 gradient
+  reduction, no output cast: the logprobs and entropy the root forward returns stay float32) instead of accelerate's.
+* `low_precision_trainable`: the weights-dtype guard, which accepts ZeRO-3's bf16 partitions (DeepSpeed keeps their
+  float32 masters in the optimizer).
 * `head_gather`: the LM-head weight whole during the chunked logprob pass (ZeRO-3 partitions it outside its module).
 * `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3: TRL's prepare_deepspeed;
   FSDP2: accelerate's fsdp2_prepare_model, which broadcasts rank 0's weights under cpu_ram_efficient_loading).
@@ -57,7 +61,8 @@ def make_accelerator(cfg):
             if fsdp:
                 enable_fsdp_on_cpu()
     accelerator = Accelerator(cpu=not cuda and not (deepspeed or fsdp),
-                              mixed_precision=MIXED_PRECISION[cfg.model.dtype], gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+                              mixed_precision=MIXED_PRECISION[cfg.model.dtype],
+                              gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
     fsdp2_fp32_reduce_and_outputs(accelerator)
     return accelerator
 
