@@ -6,7 +6,7 @@ VLLM_STAMP := $(VENV)/.vllm-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-vllm setup-sandbox test test-fast demo r1-zero bench clean
+.PHONY: setup setup-vllm setup-sandbox test test-matrix test-fast demo r1-zero bench clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,12 @@ setup-sandbox:
 	else echo "setup-sandbox: bubblewrap (bwrap) is missing: run 'sudo apt-get install bubblewrap' (the code reward's sandbox tests are skipped until then)"; fi
 
 test: setup setup-vllm setup-sandbox
-	$(PY) -m pytest -q --durations=12 tests
+	$(PY) -m pytest -q --durations=12 tests -m "not matrix"
+
+# The rest of the launch matrix (tests/e2e/test_launch_matrix.py): every {DDP, ZeRO-2, ZeRO-3, FSDP2} x {fp32, bf16}
+# cell launched with accelerate on 2 CPU processes, and bf16 == fp32 per strategy. make test runs two of its cells.
+test-matrix: setup
+	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py -m matrix
 
 test-fast: setup setup-sandbox
 	$(PY) -m pytest -q tests -m "not slow"

@@ -163,7 +163,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.train.checkpoint import latest_checkpoint, load_training_state
     from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
     from rl.train.learner import Learner
-    from rl.train.models import load_causal_lm, load_tokenizer, resolve_model_path
+    from rl.train.models import check_context_length, load_causal_lm, load_tokenizer, resolve_model_path
     from rl.train.tracking import RunLogger
 
     # 3. Processes, seeds, run directory, rewards.
@@ -183,6 +183,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
     with accelerator.main_process_first():  # a tiny model is built once, by rank 0, then read by the others
         model_path = resolve_model_path(cfg.model.name_or_path)
+    r = cfg.rollout
+    check_context_length(model_path, r.max_prompt_length, r.max_completion_length)  # config only, before any weights
     tokenizer = load_tokenizer(model_path)
     # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
@@ -190,7 +192,6 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     ref_model = (load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
                  else None)
     learner = Learner(cfg, accelerator, model, ref_model)
-    r = cfg.rollout
     max_model_len = r.max_prompt_length + r.max_completion_length
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/async_rollouts.py)
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len)
@@ -269,12 +270,27 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
     if run.rollouts is not None:  # how much of generation and training overlapped
         metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +
                                                                  metrics["time/train_s"], 1e-9)
-    if run.world > 1:  # average scalar metrics over processes (same keys on every rank)
-        keys = sorted(metrics)
-        vec = accelerator.reduce(torch.tensor([float(metrics[k]) for k in keys], device=accelerator.device),
-                                 reduction="mean")
-        metrics = dict(zip(keys, vec.tolist()))
+    if run.world > 1:  # one value per metric for the run: mean over processes, max for `*_max` (same keys on all)
+        def all_reduce(values: list[float], op: str) -> list[float]:
+            t = torch.tensor(values, dtype=torch.float64, device=accelerator.device)
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX if op == "max" else
+                                         torch.distributed.ReduceOp.SUM)
+            return (t if op == "max" else t / run.world).tolist()
+        metrics = reduce_metrics(metrics, all_reduce)
     return metrics, episodes
+
+
+def reduce_metrics(metrics: dict[str, float], all_reduce: Callable[[list[float], str], list[float]]) -> dict:
+    """Per-rank scalar metrics -> the run's: keys ending in `_max` (rollout/logprob_diff_max, rollout/staleness_max)
+    are max-reduced (an average of per-rank maxima hides the worst rank), everything else averaged. `all_reduce(values,
+    "mean" | "max")` is the collective (two calls, in this order, on every rank)."""
+    keys = sorted(metrics)
+    groups = {op: [k for k in keys if k.endswith("_max") == (op == "max")] for op in ("mean", "max")}
+    out = {}
+    for op, names in groups.items():
+        if names:  # the same keys on every rank, so every rank skips the same call
+            out.update(zip(names, all_reduce([float(metrics[k]) for k in names], op)))
+    return {k: out[k] for k in metrics}
 
 
 def log_step(run: Run, step: int, metrics: dict, episodes: list, progress) -> None:

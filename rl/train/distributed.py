@@ -14,6 +14,10 @@ written once for all strategies; what differs between them lives here:
   `num_processes` times per optimizer step (accelerate/scheduler.py, made for DataLoader-scaled schedules), so a
   linear schedule would end after 1/num_processes of the run. The learner steps a plain LambdaLR, built on the
   optimizer's param_groups before `prepare` (DeepSpeed's ZeRO optimizers and FSDP2 keep those same dicts).
+* `fsdp2_fp32_reduce_and_outputs`: FSDP2 + bf16 with verl's MixedPrecisionPolicy (bf16 params, float32 gradient
+  reduction, no output cast: the logprobs and entropy the root forward returns stay float32) instead of accelerate's.
+* `low_precision_trainable`: the weights-dtype guard, which accepts ZeRO-3's bf16 partitions (DeepSpeed keeps their
+  float32 masters in the optimizer).
 * `head_gather`: the LM-head weight whole during the chunked logprob pass (ZeRO-3 partitions it outside its module).
 * `prepare_reference`: the frozen reference model sharded like the policy (ZeRO-3: TRL's prepare_deepspeed;
   FSDP2: accelerate's fsdp2_prepare_model, which broadcasts rank 0's weights under cpu_ram_efficient_loading).
@@ -56,8 +60,53 @@ def make_accelerator(cfg):
             kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
             if fsdp:
                 enable_fsdp_on_cpu()
-    return Accelerator(cpu=not cuda and not (deepspeed or fsdp), mixed_precision=MIXED_PRECISION[cfg.model.dtype],
-                       gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+    accelerator = Accelerator(cpu=not cuda and not (deepspeed or fsdp),
+                              mixed_precision=MIXED_PRECISION[cfg.model.dtype],
+                              gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+    fsdp2_fp32_reduce_and_outputs(accelerator)
+    return accelerator
+
+
+def fsdp2_fp32_reduce_and_outputs(accelerator) -> None:
+    """FSDP2 mixed precision: bf16 compute, float32 gradient reduction, outputs left as the forward made them.
+
+    accelerate 1.15 builds the FSDP2 policy in `FullyShardedDataParallelPlugin.set_mixed_precision`
+    (accelerate/utils/dataclasses.py, called from AcceleratorState) as MixedPrecisionPolicy(param_dtype=bf16,
+    reduce_dtype=bf16, output_dtype=bf16). Two things go wrong for RL with that:
+
+    * output_dtype=bf16 casts the root forward's outputs, and our root forward *returns logprobs and entropy*
+      (rl/train/policy.py computes them in float32 inside it): they came back rounded to 8 mantissa bits, |error| up
+      to 0.03 nats, so a ratio - 1 of 1e-3 became 0 and a k3 KL of 5e-7 became 0;
+    * reduce_dtype=bf16 reduce-scatters and accumulates gradients over micro-batches in bf16.
+
+    verl's choice is used instead: MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=float32, output_dtype=None).
+    The plugin attribute is replaced after the Accelerator exists and before `prepare` (fsdp2_prepare_model reads it
+    there, for the policy and for the reference model alike). Targets accelerate 1.15.0 / torch 2.13; re-check on an
+    upgrade (tests/e2e/test_launch_matrix.py checks the dtypes). No-op for anything but FSDP2 with mixed precision."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    if strategy(accelerator) != "fsdp2" or plugin is None or accelerator.mixed_precision == "no":
+        return
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    param_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[accelerator.mixed_precision]
+    plugin.mixed_precision_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32,
+                                                         output_dtype=None)
+
+
+def low_precision_trainable(accelerator, model: torch.nn.Module) -> list[str]:
+    """The 16-bit dtypes of trainable weights that AdamW would update in 16 bits (empty list: all fine).
+
+    Weights must be float32 masters: at lr 1e-6 most bf16 updates round away. One exception, as in TRL: under
+    DeepSpeed ZeRO-3 accelerate installs `HfDeepSpeedConfig` (whatever `zero3_init_flag` says), so
+    `from_pretrained(..., float32)` runs inside `deepspeed.zero.Init`, which stores the partitions in the DeepSpeed
+    config's compute dtype (bf16). DeepSpeed's ZeRO-3 optimizer then keeps float32 master partitions of exactly
+    these parameters (`fp32_partitioned_groups_flat`) and copies them back after each step, so updates accumulate
+    in float32. 16-bit ZeRO-3 partitions are therefore accepted when DeepSpeed's bf16/fp16 mode is on."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    ds = plugin.deepspeed_config if plugin is not None else {}
+    ds_masters = any(str(ds.get(k, {}).get("enabled", False)).lower() == "true" for k in ("bf16", "fp16"))
+    return sorted({str(p.dtype) for p in model.parameters()
+                   if p.requires_grad and p.dtype != torch.float32 and not (ds_masters and is_zero3_param(p))})
 
 
 def skip_deepspeed_shm_build() -> None:

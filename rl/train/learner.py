@@ -71,7 +71,7 @@ class Learner:
         if accelerator.gradient_accumulation_steps != self.accumulation_steps:
             raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
                              f"recipe {self.accumulation_steps}: create it with rl.train.distributed.make_accelerator(cfg)")
-        low = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad and p.dtype != torch.float32})
+        low = distributed.low_precision_trainable(accelerator, model)  # ZeRO-3 bf16 partitions have fp32 masters
         if low:
             raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
                              f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "

@@ -53,5 +53,38 @@ def load_causal_lm(path: str, dtype: str = "float32", attn_implementation: str |
     return AutoModelForCausalLM.from_pretrained(path, **kwargs)
 
 
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+
+def context_length(path: str) -> int | None:
+    """The number of positions the model at `path` has, from its config alone (no weights are read); None when the
+    config names none (the check is then skipped)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):  # no config.json (e.g. a PEFT adapter dir): the model loader reports it
+        return None
+    for cfg in (config, getattr(config, "text_config", None)):
+        for key in POSITION_KEYS:
+            value = getattr(cfg, key, None) if cfg is not None else None
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def check_context_length(path: str, max_prompt_length: int, max_completion_length: int) -> None:
+    """One-line ConfigError when a prompt plus its completion cannot fit the model's positions (checked before any
+    weights are loaded or any engine starts: past its positions a model emits garbage or the engine refuses late)."""
+    from rl.config.recipe import ConfigError
+
+    positions = context_length(path)
+    if positions is not None and max_prompt_length + max_completion_length > positions:
+        raise ConfigError(f"rollout.max_prompt_length={max_prompt_length} + rollout.max_completion_length="
+                          f"{max_completion_length} = {max_prompt_length + max_completion_length} exceeds the "
+                          f"{positions} positions of {path} (max_position_embeddings): shorten them or use a model "
+                          f"with a longer context")
+
+
 def is_local_model(path: str) -> bool:
     return Path(path).is_dir()

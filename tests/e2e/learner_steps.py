@@ -10,7 +10,13 @@ batch built from seed s (advantages included, so no rollouts and no sampling: on
     {"world", "strategy", "mixed_precision",
      "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr"}, ...],
      "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path),
-     "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty)}
+     "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty),
+     "master_weights": {name: float32 tensor}   the optimizer's float32 masters (DeepSpeed keeps them apart from the
+                         bf16 module weights under bf16; elsewhere the module weights are the masters),
+     "logprobs_dtype": str, "logprobs": [n, C] float32, "inner_logprobs": [n, C]   one forward of the prepared model
+                         on step 1's rows before training: what the strategy's wrapper returns, and what the policy's
+                         own forward computed inside it (before any output cast of FSDP2's mixed precision),
+     "mp_policy": {"param_dtype", "reduce_dtype", "output_dtype"} of every FSDP2 module (FSDP2 only)}
 
 With --save-after k a checkpoint is written after step k (rl/train/checkpoint.py); --resume DIR loads one and runs steps
 k+1..K, so "save, resume, continue" can be compared with a straight run.
@@ -60,6 +66,8 @@ def main():
     ref = (load_causal_lm(args.model_dir, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
            else None)
     learner = Learner(cfg, accelerator, load_causal_lm(args.model_dir, "float32"), ref)
+    probe = make_batch(tok, n=rows, seed=1).slice(rank * per, (rank + 1) * per)
+    probe_out = probe_forward(learner, probe)
     first = 1
     if args.resume:
         first = load_training_state(accelerator, Path(args.resume), learner.scheduler)["step"] + 1
@@ -79,11 +87,54 @@ def main():
         from rl.train.distributed import iter_full_params
         adapters = {name: t.detach().float().cpu().clone()
                     for name, t in iter_full_params(learner.model, prefix=POLICY_PREFIX) if "lora_" in name}
+    masters = master_weights(learner)
     if accelerator.is_main_process:
         torch.save({"world": world, "strategy": strategy(accelerator), "mixed_precision": accelerator.mixed_precision,
-                    "steps": steps, "weights": weights, "adapters": adapters}, args.out)
+                    "steps": steps, "weights": weights, "adapters": adapters, "master_weights": masters,
+                    **probe_out}, args.out)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+
+
+def probe_forward(learner, batch) -> dict:
+    """One no-grad forward of the prepared model; the policy's own forward is recorded from inside the wrapper
+    (an instance attribute: nn.Module.__call__ runs FSDP2's pre/post-forward hooks around it)."""
+    from rl.core.collate import trim_padding
+    from rl.train.distributed import strategy
+    model, inner = learner.model, {}
+    policy = learner.accelerator.unwrap_model(model)
+    forward = policy.forward
+
+    def recording(*a, **kw):
+        out = forward(*a, **kw)
+        inner["logprobs"] = out[0].detach().clone()
+        return out
+    policy.forward = recording
+    mb = trim_padding(batch.slice(0, len(batch)))
+    device = learner.accelerator.device
+    with torch.no_grad():
+        logprobs, _ = model(mb.input_ids.to(device), mb.attention_mask.to(device), mb.completion_mask.to(device),
+                            learner.cfg.rollout.temperature)
+    policy.forward = forward
+    out = {"logprobs_dtype": str(logprobs.dtype), "logprobs": logprobs.float().cpu(),
+           "inner_logprobs": inner["logprobs"].float().cpu()}
+    if strategy(learner.accelerator) == "fsdp2":
+        from torch.distributed.fsdp import FSDPModule
+        out["mp_policy"] = sorted({tuple(str(getattr(m._get_fsdp_state()._mp_policy, k)) for k in
+                                         ("param_dtype", "reduce_dtype", "output_dtype"))
+                                   for m in model.modules() if isinstance(m, FSDPModule)})
+    return out
+
+
+def master_weights(learner) -> dict:
+    """{name: float32 master} (collective under ZeRO-3): DeepSpeed's own copies under DeepSpeed, else the weights."""
+    from rl.train.distributed import clean_name, strategy
+    from rl.train.learner import POLICY_PREFIX
+    if not strategy(learner.accelerator).startswith("zero"):
+        return {name: t.detach().float().cpu().clone() for name, t in learner.full_named_parameters()}
+    from deepspeed.utils import safe_get_full_fp32_param
+    return {clean_name(n, POLICY_PREFIX): safe_get_full_fp32_param(p).detach().cpu().clone()
+            for n, p in learner.model.module.named_parameters()}
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ checkpointing. Compared with one plain process:
   - save after step 1, resume in a fresh launch, run steps 2-3: the same numbers and weights as the straight run.
 """
 import os
+import json
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.nn.functional import cosine_similarity
 
 from tests.conftest import ROOT
 
@@ -120,22 +122,71 @@ def test_save_then_resume_continues_exactly(strategy, micro_model_dir, tmp):
     assert_same_weights(resumed["weights"], straight["weights"], atol=1e-7)
 
 
-def test_bf16_moves_weights_like_fp32(micro_model_dir, tmp):
-    """model.dtype=bfloat16 at lr 1e-6 (the real recipes): float32 master weights + bf16 autocast must update like
-    float32. With bf16 weights under AdamW (before) 1.9% of the weights moved, by 12% of the float32 update norm."""
+BF16_STEPS = ["--steps", 10, "train.learning_rate=1e-6", "train.lr_scheduler=constant", "train.warmup_steps=0"]
+
+
+def low_lr_run(strategy, dtype, model_dir, tmp):
+    """10 learner steps at lr 1e-6 (the real recipes' rate), computed once per (strategy, dtype)."""
+    key = ("low_lr", strategy, dtype)
+    if key not in _runs:
+        out = tmp / f"{strategy}_{dtype}.pt"
+        ckpt = tmp / f"{strategy}_{dtype}_ckpt"
+        launch(strategy, model_dir, out, *BF16_STEPS, f"model.dtype={dtype}", "--save-after", 10, "--ckpt", ckpt)
+        _runs[key] = {**torch.load(out), "ckpt": ckpt / "checkpoint-000010"}
+    return _runs[key]
+
+
+@pytest.mark.parametrize("strategy", ["single", "zero3", "fsdp2"])
+def test_bf16_moves_weights_like_fp32(strategy, micro_model_dir, tmp):
+    """model.dtype=bfloat16 at lr 1e-6 must update the float32 master weights like a float32 run (the reference: one
+    process, float32, the same 8 rows per step; 2 processes in float32 equal it to 1e-5, test_two_processes_equal_one).
+
+    Where the masters live: single = the module's float32 weights under bf16 autocast; FSDP2 = float32 DTensor shards
+    with MixedPrecisionPolicy(param_dtype=bf16); ZeRO-3 = DeepSpeed's float32 optimizer partitions, while the module
+    holds bf16 partitions (deepspeed.zero.Init casts at load; the weights guard used to refuse this launch). ZeRO-3's
+    masters start from bf16(w0), so its update is measured from there.
+
+    Tolerances: the runs differ only by bf16 rounding of weights/activations in forward and backward (relative 2^-8
+    per operation), which perturbs each gradient by ~1% or less; AdamW's m / sqrt(v) normalises the update, so over
+    10 steps each coordinate moves by about lr * 10 in either case and the direction follows the gradient signs. A
+    norm ratio within 5% and a cosine > 0.99 (measured: 1.00004-1.00005 and 0.9997 on 2026-12-01) leave room for the
+    rounding and catch the failure modes: bf16 weights under AdamW (before: 1.9% of weights moved, 12% of the norm)
+    and updates lost or duplicated across ranks (ratio 0.5 or 2, cosine far below 1)."""
     w0 = load_file(micro_model_dir / "model.safetensors")
-    deltas = {}
-    for dtype in ("float32", "bfloat16"):
-        out = tmp / f"{dtype}.pt"
-        launch("single", micro_model_dir, out, "--steps", 10, f"model.dtype={dtype}", "train.learning_rate=1e-6",
-               "train.lr_scheduler=constant", "train.warmup_steps=0")
-        result = torch.load(out)
-        assert result["mixed_precision"] == {"float32": "no", "bfloat16": "bf16"}[dtype]
-        deltas[dtype] = torch.cat([(result["weights"][k] - w0[k]).flatten() for k in sorted(w0)])
-    fp32, bf16 = deltas["float32"], deltas["bfloat16"]
-    assert (bf16 != 0).float().mean() > 0.99  # (almost) every weight moved
-    assert bf16.norm() / fp32.norm() == pytest.approx(1.0, abs=0.05)
-    assert torch.nn.functional.cosine_similarity(bf16, fp32, dim=0) > 0.99
+    fp32, bf16 = low_lr_run("single", "float32", micro_model_dir, tmp), low_lr_run(strategy, "bfloat16",
+                                                                                  micro_model_dir, tmp)
+    assert (fp32["mixed_precision"], bf16["mixed_precision"], bf16["strategy"]) == ("no", "bf16", strategy)
+    start = {k: (v.bfloat16() if strategy == "zero3" else v).float() for k, v in w0.items()}
+    d32 = torch.cat([(fp32["weights"][k] - w0[k]).flatten() for k in sorted(w0)])
+    d16 = torch.cat([(bf16["master_weights"][k] - start[k]).flatten() for k in sorted(w0)])
+    moved, ratio, cosine = (d16 != 0).float().mean(), d16.norm() / d32.norm(), cosine_similarity(d16, d32, dim=0)
+    print(f"{strategy} bf16 vs single fp32: moved {moved:.4f}, norm ratio {ratio:.5f}, cosine {cosine:.5f}")
+    assert moved > 0.99  # (almost) every weight moved
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert cosine > 0.99
+    if strategy == "zero3":  # what the engine and the checkpoint get: the bf16 module weights, = masters rounded
+        for k in w0:
+            torch.testing.assert_close(bf16["weights"][k], bf16["master_weights"][k].bfloat16().float(), rtol=0,
+                                       atol=0)
+    # the checkpoint's config says the dtype its tensors are stored in (ZeRO-3: bf16; elsewhere the float32 masters)
+    config = json.loads((bf16["ckpt"] / "config.json").read_text())
+    stored = {str(t.dtype).removeprefix("torch.") for t in load_file(bf16["ckpt"] / "model.safetensors").values()}
+    assert stored == {config["dtype"]} == {"bfloat16" if strategy == "zero3" else "float32"}
+    # logprobs (and so ratios, KL, entropy) float32 whatever the strategy (FSDP2's bf16 policy used to round them)
+    assert bf16["logprobs_dtype"] == "torch.float32"
+    torch.testing.assert_close(bf16["logprobs"], bf16["inner_logprobs"], rtol=0, atol=0)
+
+
+def test_fsdp2_bf16_keeps_logprobs_and_gradient_reduction_in_float32(micro_model_dir, tmp):
+    """accelerate 1.15's FSDP2 bf16 policy is (param bf16, reduce bf16, output bf16): the logprobs computed in float32
+    inside the root forward came back rounded (max |error| 0.0156 nats on this batch before the fix) and gradients
+    were reduced in bf16. rl/train/distributed.py replaces it with verl's (param bf16, reduce fp32, no output cast):
+    the wrapper's output is bit-identical to what the policy's forward computed, on every FSDP2 module."""
+    run = low_lr_run("fsdp2", "bfloat16", micro_model_dir, tmp)
+    assert run["mp_policy"] == [("torch.bfloat16", "torch.float32", "None")]
+    assert run["logprobs_dtype"] == "torch.float32"
+    torch.testing.assert_close(run["logprobs"], run["inner_logprobs"], rtol=0, atol=0)
+    assert run["logprobs"].abs().max() > 0.1  # a real probe, not all-masked zeros
 
 
 def grpo_overrides(model_dir, out):
