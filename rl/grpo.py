@@ -253,13 +253,24 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
         episodes, metrics = collect_episodes(run.engine, run.scorer, run.sampler, run.encoder,
                                              run.sampling_params(step), cfg.prompts_per_step,
                                              cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
+    rewards = torch.tensor([e.reward_total for e in episodes])  # [N], the task's rewards (logged)
+    ref_logprobs = None
+    if cfg.algorithm.kl_in_reward:  # PPO-style: the KL to the reference is a penalty on each completion's reward
+        from rl.core.losses import kl_reward_penalty
+        draft = collate(episodes, run.tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
+        ref_logprobs = run.learner.reference_logprobs(draft).cpu()  # [N, C], reused by the update (one forward)
+        penalty, kl_metrics = kl_reward_penalty(draft.sampling_logprobs, ref_logprobs, draft.completion_mask,
+                                                cfg.algorithm.beta, run.learner.kl_estimator)  # [N]
+        for ep, p in zip(episodes, penalty.tolist()):
+            ep.reward_total -= p
+        metrics.update(kl_metrics)
     # advantages over the global batch (all ranks' rewards), each rank keeping its own slice
     advantages, adv_metrics = step_advantages(episodes, run.advantage_fn, r.group_size,
                                               run.gather_rewards if run.world > 1 else None, run.rank)  # [N]
-    rewards = torch.tensor([e.reward_total for e in episodes])  # [N]
     for ep, a in zip(episodes, advantages.tolist()):
         ep.advantage = a
     batch = collate(episodes, run.tokenizer.pad_token_id, cfg.algorithm.mask_truncated_completions)
+    batch.ref_logprobs = ref_logprobs
     metrics.update(adv_metrics)
     metrics.update(run.learner.step(batch))
     run.push_weights(step)

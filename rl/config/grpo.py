@@ -97,6 +97,7 @@ class AlgorithmConfig:
     loss: str = "grpo"  # aggregation: grpo | bnpo | dapo | dr_grpo   (rl/core/losses.py)
     policy_loss: str = "clip"  # clip (PPO/GRPO) | gspo (sequence ratio; use epsilon ~3e-4) | cispo (clipped IS weight)
     kl_estimator: str = "k3"  # k1 | k2 | k3, the per-token KL term when beta > 0
+    kl_in_reward: bool = False  # beta * KL as a penalty on each completion's reward (verl), not a loss term
     epsilon: float = 0.2
     epsilon_high: float | None = None  # None = epsilon (DAPO clip-higher: 0.28)
     beta: float = 0.0  # KL coefficient; the reference model is loaded only when > 0
@@ -236,6 +237,8 @@ class GRPOConfig:
             raise ConfigError(f"algorithm.epsilon={a.epsilon} / epsilon_high={a.epsilon_high} out of range")
         if a.beta < 0:
             raise ConfigError(f"algorithm.beta={a.beta} must be >= 0")
+        if a.kl_in_reward and a.beta == 0:
+            raise ConfigError("algorithm.kl_in_reward=true needs algorithm.beta > 0 (the penalty's coefficient)")
         if r.temperature <= 0:
             raise ConfigError(f"rollout.temperature={r.temperature} must be > 0")
         try:

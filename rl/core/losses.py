@@ -153,6 +153,21 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(delta) - delta - 1
 
 
+def kl_reward_penalty(sampling_logprobs: torch.Tensor, ref_logprobs: torch.Tensor, mask: torch.Tensor, beta: float,
+                      kl_estimator: KLEstimator = k1_kl) -> tuple[torch.Tensor, dict[str, float]]:
+    """The KL to the reference as a penalty on each completion's reward (PPO's and verl's `use_kl_in_reward`),
+    instead of a term in the loss: r_i <- r_i - beta * sum_t kl_it m_it, before the group advantages.
+
+    sampling_logprobs, ref_logprobs, mask [N, C] (the policy's logprobs of the sampled tokens: the engine's, so no
+    extra forward of the policy) -> (penalty [N] to subtract, metrics). Example, k1, beta 0.1: logp [-1, -2], ref
+    [-2, -2], mask [1, 1] -> kl [1, 0] -> penalty 0.1; metrics kl = 0.5 (per counted token), reward/kl_penalty 0.1.
+    """
+    kl = kl_estimator(sampling_logprobs.float(), ref_logprobs.float()) * mask  # [N, C]
+    penalty = beta * kl.sum(-1)  # [N]
+    tokens = float(mask.sum())
+    return penalty, {"kl": float(kl.sum()) / max(tokens, 1.0), "reward/kl_penalty": float(penalty.mean())}
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """Counts over the whole optimizer step (all micro-batches), fixed before the first backward pass."""

@@ -156,6 +156,15 @@ class Learner:
                 batch.ref_logprobs = self._frozen_logprobs(self.ref_model, batch)
         return batch, self.normalizer(batch)
 
+    def reference_logprobs(self, batch: Batch) -> torch.Tensor:
+        """Reference logprobs [N, C] of `batch` in its own row order (for a KL penalty in the reward). Set them as
+        the batch's ref_logprobs before `step`, which then does not compute them again. Collective when the
+        reference is sharded (every rank calls it)."""
+        device = self.accelerator.device
+        batch = Batch(*(None if t is None else t.to(device) for t in (getattr(batch, f) for f in BATCH_FIELDS)))
+        with self.reference_mode():
+            return self._frozen_logprobs(self.ref_model, batch)
+
     def accumulate_gradients(self, batch: Batch, norm: Normalizer, first_pass: bool = True) -> dict[str, float]:
         """One pass of micro-batched forward/backward over a prepared `batch`. Under DDP/FSDP2 the gradients are
         left in `.grad` (synchronised on the last micro-batch); under DeepSpeed the engine has stepped its optimizer
@@ -181,7 +190,8 @@ class Learner:
                                                          alg.tis_cap)  # [n, C]
                 loss, parts = policy_loss(
                     logprobs, mb.advantages, mb.completion_mask, norm, aggregation=self.aggregation,
-                    epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, beta=alg.beta,
+                    epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high,
+                    beta=0.0 if alg.kl_in_reward else alg.beta,  # kl_in_reward: the KL went into the reward
                     old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights,
                     surrogate=self.surrogate, kl_estimator=self.kl_estimator)
                 self.accelerator.backward(loss * scale)
@@ -225,6 +235,6 @@ class Learner:
             "rollout/logprob_diff_max": totals["diff_max"],
             "time/train_s": time.time() - t0,
         }
-        if alg.beta > 0:
+        if alg.beta > 0 and not alg.kl_in_reward:
             metrics["kl"] = totals["kl_tokens"] / (tokens * alg.num_iterations)
         return metrics

@@ -207,3 +207,17 @@ def test_kl_estimators(name, values, grads):
                              ref_logprobs=ref, kl_estimator=get_kl_estimator(name))
     assert loss.item() == pytest.approx(0.1 * sum(values) / 2, abs=1e-6)
     assert sums["kl_tokens"].item() == pytest.approx(sum(values), abs=1e-6)
+
+
+def test_kl_reward_penalty():
+    from rl.core.losses import k1_kl, k3_kl, kl_reward_penalty
+    logp = torch.tensor([[-1.0, -2.0], [-1.0, 0.0]])
+    ref = torch.tensor([[-2.0, -2.0], [-1.5, -3.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])  # the second row's 2nd token is padding
+    # k1: row 0: 1 + 0 = 1 -> 0.1; row 1: 0.5 (the padded 3.0 does not count) -> 0.05
+    penalty, metrics = kl_reward_penalty(logp, ref, mask, 0.1, k1_kl)
+    torch.testing.assert_close(penalty, torch.tensor([0.1, 0.05]))
+    assert metrics["kl"] == pytest.approx(1.5 / 3) and metrics["reward/kl_penalty"] == pytest.approx(0.075)
+    # k3 = exp(-d) + d - 1: d = 1 -> 0.36788, d = 0 -> 0, d = 0.5 -> 0.10653
+    penalty, _ = kl_reward_penalty(logp, ref, mask, 1.0, k3_kl)
+    torch.testing.assert_close(penalty, torch.tensor([0.3678794, 0.1065307]), rtol=0, atol=1e-6)

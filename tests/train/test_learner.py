@@ -220,3 +220,27 @@ def test_length_grouped_trimmed_micro_batches_equal_one_padded_pass(micro_model_
     assert sums["loss"] == pytest.approx(loss.item(), abs=1e-6)
     assert want.abs().max() > 1e-4
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_kl_in_reward_reuses_the_reference_pass_and_drops_the_loss_term(micro_model_dir):
+    """algorithm.kl_in_reward: the reference logprobs are computed once, before the advantages (rl/grpo.py passes
+    them on as batch.ref_logprobs), so the step does 2 reference + 2 training forwards, as with the KL in the loss;
+    and the loss then has no KL term (its gradient equals the beta = 0 gradient)."""
+    tok = load_tokenizer(str(micro_model_dir))
+    common = {"train.batch_size": 8, "rollout.group_size": 4, "train.micro_batch_size": 4}
+    learner, _ = make_learner(micro_model_dir, **common, **{"algorithm.beta": 0.5, "algorithm.kl_in_reward": True})
+    counter = ForwardCounter(learner.model, learner.ref_model)
+    batch = make_batch(tok)
+    ref = learner.reference_logprobs(batch)  # [8, C] in the batch's own row order
+    assert ref.shape == batch.completion_mask.shape
+    batch.ref_logprobs = ref
+    learner.prepare(batch)  # nothing left to compute for the reference
+    learner.model.zero_grad()
+    prepared, norm = learner.prepare(batch)
+    learner.accumulate_gradients(prepared, norm)
+    assert counter.calls == 2 + 2
+    with_penalty_grads = grads_of(learner)
+    plain, _ = make_learner(micro_model_dir, **common)
+    prepared, norm = plain.prepare(make_batch(tok))
+    plain.accumulate_gradients(prepared, norm)
+    torch.testing.assert_close(with_penalty_grads, grads_of(plain))  # no beta * KL in the loss
