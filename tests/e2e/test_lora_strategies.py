@@ -1,7 +1,7 @@
 """LoRA (rl/train/lora.py) under DDP, DeepSpeed ZeRO-2, ZeRO-3 and FSDP2 on 2 CPU processes == 1 process, launched
 as users launch it (the pattern of tests/e2e/test_strategies.py, same script tests/e2e/learner_steps.py): 3 learner
-steps, rank-4 adapters on the attention projections, a KL term to the base (beta 0.5: the adapters disabled, no second model) and gradient
-checkpointing. Compared with one plain process:
+steps, rank-4 adapters on the attention projections, a KL term to the base (beta 0.5: the adapters disabled, no
+second model) and gradient checkpointing. Compared with one plain process:
 
   - loss and gradient norm of every step;
   - the LoRA A/B tensors after the last step, and the merged weights the rollout engine receives (base names);
