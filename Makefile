@@ -59,6 +59,8 @@ bench: setup
 	mkdir -p runs/bench
 	$(PY) -m rl.bench.trl_side_by_side --steps $(BENCH_STEPS) --rounds $(BENCH_ROUNDS) --json runs/bench/side_by_side.json
 	$(PY) -m rl.bench.memory --json runs/bench/memory.json
+	$(PY) -m rl.bench.lora --json runs/bench/lora.json
+	$(PY) -m rl.bench.lora --interleave 4 --json runs/bench/lora_timing.json
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -82,8 +82,8 @@ def merge_stream(named: Iterable[tuple[str, torch.Tensor]], scales: dict[str, fl
     For a layer L in `scales`, the three tensors `L.base_layer.weight`, `L.lora_A.default.weight`,
     `L.lora_B.default.weight` (in any order, any interleaving) become one `L.weight` = W + scale * B @ A, computed in
     float32 and returned in W's dtype; the layer's bias `L.base_layer.bias` (Qwen2's q/k/v projections have one) is
-    LoRA-free and passes unchanged as `L.bias`; every other tensor passes through unchanged. At most one layer's three tensors
-    are held at a time when the stream comes module by module (as iter_full_params yields it)."""
+    LoRA-free and passes unchanged as `L.bias`; every other tensor passes through unchanged. At most one layer's
+    three tensors are held at a time when the stream comes module by module (as iter_full_params yields it)."""
     pending: dict[str, dict[str, torch.Tensor]] = {}
     for name, tensor in named:
         layer, part = _split(name, scales)

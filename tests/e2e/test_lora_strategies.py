@@ -1,7 +1,7 @@
 """LoRA (rl/train/lora.py) under DDP, DeepSpeed ZeRO-2, ZeRO-3 and FSDP2 on 2 CPU processes == 1 process, launched
 as users launch it (the pattern of tests/e2e/test_strategies.py, same script tests/e2e/learner_steps.py): 3 learner
-steps, rank-4 adapters on the attention projections, a KL term to the base (beta 0.5: the adapters disabled, no second model) and gradient
-checkpointing. Compared with one plain process:
+steps, rank-4 adapters on the attention projections, a KL term to the base (beta 0.5: the adapters disabled, no
+second model) and gradient checkpointing. Compared with one plain process:
 
   - loss and gradient norm of every step;
   - the LoRA A/B tensors after the last step, and the merged weights the rollout engine receives (base names);
@@ -88,3 +88,20 @@ def test_lora_save_then_resume_continues_exactly(strategy, micro_model_dir, tmp)
         assert b == pytest.approx(a, rel=1e-6, abs=1e-7)
     assert_same_weights(resumed["adapters"], straight["adapters"], atol=1e-7)
     assert_same_weights(resumed["weights"], straight["weights"], atol=1e-7)
+
+
+@pytest.mark.parametrize("strategy", ["zero3", "fsdp2"])
+def test_lora_grpo_entry_point_under_sharded_strategies(strategy, tmp):
+    """rl/grpo.py with LoRA under ZeRO-3 / FSDP2 on 2 processes, the transformers engine decoding with the sharded
+    peft model (lock-step), evaluation on all ranks, a KL term to the adapters-disabled base, adapter checkpoints."""
+    from rl.train.models import resolve_model_path
+    from rl.train.tracking import read_metrics
+    from tests.e2e.test_strategies import grpo_overrides, launch_grpo
+    out = tmp / f"grpo_lora_{strategy}"
+    launch_grpo(strategy, *grpo_overrides(resolve_model_path("tiny"), out), "model.lora.enabled=true",
+                "model.lora.r=4", "model.lora.alpha=8", "algorithm.beta=0.1", "train.learning_rate=2e-3")
+    train = [m for m in read_metrics(out) if "loss" in m]
+    assert [m["step"] for m in train] == [1, 2, 3]
+    assert all(m["kl"] >= 0 for m in train) and train[-1]["kl"] > 0  # the adapters moved the policy off the base
+    ckpt = out / "checkpoint-000002"
+    assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
