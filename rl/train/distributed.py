@@ -82,7 +82,7 @@ def fsdp2_fp32_reduce_and_outputs(accelerator) -> None:
     verl's choice is used instead: MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=float32, output_dtype=None).
     The plugin attribute is replaced after the Accelerator exists and before `prepare` (fsdp2_prepare_model reads it
     there, for the policy and for the reference model alike). Targets accelerate 1.15.0 / torch 2.13; re-check on an
-    upgrade (tests/e2e/test_launch_matrix.py checks the dtypes). No-op for anything but FSDP2 with mixed precision."""
+    upgrade (tests/e2e/test_strategies.py checks the dtypes). No-op for anything but FSDP2 with mixed precision."""
     plugin = getattr(accelerator.state, "fsdp_plugin", None)
     if strategy(accelerator) != "fsdp2" or plugin is None or accelerator.mixed_precision == "no":
         return
