@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.train.models import resolve_model_path
     r = cfg.rollout
     teacher_path = resolve_model_path(cfg.teacher.name_or_path)
+    from rl.train.models import check_context_length
+    check_context_length(teacher_path, r.max_prompt_length, r.max_completion_length)  # config only, before weights
     tokenizer = load_tokenizer(teacher_path)
     model = load_causal_lm(teacher_path, cfg.teacher.dtype) if r.engine == "hf" else None
     engine = make_engine(r, model, tokenizer, teacher_path, seed=cfg.seed,

@@ -95,7 +95,7 @@ def test_decontamination_drops_prompts_that_share_an_ngram_with_a_test_prompt():
 
 def argv(micro_model_dir, out, *extra):
     return [f"teacher.name_or_path={micro_model_dir}", f"output_dir={out}", "num_prompts=10", "chunk_size=4",
-            "rollout.group_size=3", "rollout.max_completion_length=6", "rollout.max_prompt_length=512",
+            "rollout.group_size=3", "rollout.max_completion_length=6", "rollout.max_prompt_length=250",
             "filter.keep_if={}", "filter.allow_truncated=true", "filter.dedup=false", "progress_bar=false", *extra]
 
 
@@ -205,3 +205,9 @@ def test_a_first_chunk_that_keeps_nothing_stops_the_run(micro_model_dir, tmp_pat
                        r".*use boxed_format"):
         distill.main(argv(micro_model_dir, out, "filter.keep_if={format: 1.0}"))
     assert not any((out / "parts").glob("*.jsonl"))  # nothing written, chunks 2 and 3 never generated
+
+
+def test_context_length_is_checked_before_the_teacher_loads(micro_model_dir, tmp_path):
+    import rl.distill as distill
+    with pytest.raises(ConfigError, match=r"= 518 exceeds the 256 positions"):  # the micro model: 256 positions
+        distill.main(argv(micro_model_dir, tmp_path / "long", "rollout.max_prompt_length=512"))
