@@ -184,12 +184,28 @@ def build_trainer(cfg, model, tokenizer, rows: list[dict], callbacks=()):
         peft_config = LoraConfig(r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
                                  target_modules=list(lo.target_modules), task_type="CAUSAL_LM")
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config, callbacks=list(callbacks))
+                      peft_config=peft_config, callbacks=[*callbacks, shared_weights_callback()])
+
+
+def shared_weights_callback():
+    """After each Trainer checkpoint: its *.safetensors get the mode of the other files (safetensors writes 0600)."""
+    from transformers import TrainerCallback
+
+    from rl.train.rundir import share_file_modes
+
+    class SharedWeights(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                share_file_modes(args.output_dir)
+
+    return SharedWeights()
 
 
 def save_final_model(trainer, tokenizer, out: Path) -> Path:
     """output_dir/model: the trained model (LoRA merged into a copy) + tokenizer, written atomically."""
     import copy
+
+    from rl.train.rundir import share_file_modes
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):  # a peft model: merge a copy, keep the trainer's model intact
@@ -198,13 +214,14 @@ def save_final_model(trainer, tokenizer, out: Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    share_file_modes(tmp)  # safetensors writes 0600
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config.recipe import dump_yaml, load_config, split_argv
+    from rl.config.recipe import load_config, split_argv
     from rl.config.sft import SFTConfig
 
     # 1. Recipe and data, fully checked before any model is loaded.
@@ -215,13 +232,25 @@ def main(argv: list[str] | None = None) -> dict:
     test_rows = (load_examples(d.test, d.test_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
                                limit=d.max_eval_samples, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
                  if d.test else [])
+    from rl.train.models import check_model_source
+    check_model_source(cfg.model.name_or_path)
     out = Path(cfg.output_dir)
     resume_from = None
-    if cfg.resume != "never":
+    if cfg.resume != "never" and not cfg.overwrite:
         from transformers.trainer_utils import get_last_checkpoint
         resume_from = (get_last_checkpoint(str(out)) if out.is_dir() else None) if cfg.resume == "auto" else cfg.resume
 
+    # rank 0 locks output_dir; a new run into another run's directory stops here (rl/train/rundir.py)
+    from rl.train.rundir import claim_output_dir
+    with claim_output_dir(out, "sft", resuming=resume_from is not None, overwrite=cfg.overwrite):
+        return train(cfg, rows, test_rows, out, resume_from)
+
+
+def train(cfg, rows: list[dict], test_rows: list[dict], out: Path, resume_from: str | None) -> dict:
+    """Model, tokenizer and TRL trainer; training (resumed when `resume_from`), the final model and eval.json."""
+    d = cfg.data
     # 2. Model, tokenizer, trainer.
+    from rl.config.recipe import dump_yaml
     from rl.train.models import load_causal_lm, load_tokenizer
     from rl.train.tracking import RunLogger
     model_path = resolve_model_path(cfg.model.name_or_path)
