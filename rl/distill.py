@@ -151,7 +151,7 @@ def check_progress(out: Path, key: dict) -> None:
         diff = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
         if diff:
             raise ConfigError(f"{out} holds traces made with other settings ({', '.join(diff)}); "
-                              f"use another output_dir or delete it")
+                              f"pass overwrite=true to delete them and start over, or use another output_dir")
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(marker, json.dumps(key, indent=1))
@@ -175,9 +175,24 @@ def main(argv: list[str] | None = None) -> dict:
                              limit=cfg.num_prompts, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
     if cfg.student.sft_recipe and not Path(cfg.student.sft_recipe).is_file():
         raise ConfigError(f"student.sft_recipe file not found: {cfg.student.sft_recipe}")
+    from rl.train.models import check_model_source
+    check_model_source(cfg.teacher.name_or_path, "teacher.name_or_path")
+    if cfg.student.name_or_path:
+        check_model_source(cfg.student.name_or_path, "student.name_or_path")
     out = Path(cfg.output_dir)
-    check_progress(out, cfg.provenance_key())
-    (out / "config.yaml").write_text(dump_yaml(cfg))
+    # the directory locked; a previous distillation (progress.json) resumes, any other run there is refused
+    from rl.train.rundir import claim_output_dir
+    with claim_output_dir(out, "distill", resuming=(out / "progress.json").is_file() and not cfg.overwrite,
+                          overwrite=cfg.overwrite):
+        check_progress(out, cfg.provenance_key())
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+        return distill(cfg, examples, out)
+
+
+def distill(cfg, examples: list[dict], out: Path) -> dict:
+    """Teacher traces chunk by chunk, the filtered dataset and its stats, then the optional student SFT (2-4)."""
+    from rl.config.recipe import ConfigError
+    d = cfg.data
 
     # 2. Teacher and rewards.
     from rewards import RewardScorer
@@ -225,5 +240,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    from rewards import RewardError
     from rl.config.cli import run_cli
-    run_cli(main)
+    run_cli(main, failures=(RewardError,))

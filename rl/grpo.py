@@ -357,5 +357,6 @@ if __name__ == "__main__":
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path[0] = os.getcwd()
     from rl.config.cli import run_cli
+    from rewards import RewardError
     from rl.rollout.worker import RolloutWorkerError
-    run_cli(main, failures=(RolloutWorkerError,))
+    run_cli(main, failures=(RolloutWorkerError, RewardError))
