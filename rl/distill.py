@@ -241,5 +241,5 @@ def distill(cfg, examples: list[dict], out: Path) -> dict:
 
 if __name__ == "__main__":
     from rewards import RewardError
-    from rl.config.cli import run_cli
-    run_cli(main, failures=(RewardError,))
+    from rl.config.cli import recipe_cli
+    recipe_cli(main, "rl/distill.py", "distill.yaml", failures=(RewardError,))

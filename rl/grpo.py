@@ -356,7 +356,7 @@ if __name__ == "__main__":
     # user reward modules named in recipes live) on the path instead of rl/ itself.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path[0] = os.getcwd()
-    from rl.config.cli import run_cli
     from rewards import RewardError
+    from rl.config.cli import recipe_cli
     from rl.rollout.worker import RolloutWorkerError
-    run_cli(main, failures=(RolloutWorkerError, RewardError))
+    recipe_cli(main, "rl/grpo.py", "r1_zero.yaml", failures=(RolloutWorkerError, RewardError))

@@ -39,22 +39,14 @@ from rl.train.models import resolve_model_path  # noqa: E402
 
 def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
     """Rows {"prompt", "completion", **extra} of the recipe's train source; a missing column is a one-line DataError."""
-    from data.loading import LOCAL_FORMATS, DataError
+    from data.loading import DataError, read_dataset
     from data.tasks import cold_start_dataset
 
     if d.train.startswith("procedural:"):
         if d.train != "procedural:cold_start":
             raise DataError(f"unknown procedural SFT source {d.train!r}; valid: procedural:cold_start")
         return cold_start_dataset(d.num_train, num_test=d.num_test, seed=d.seed)
-    import datasets
-
-    suffix = Path(d.train).suffix.lower()
-    if suffix in LOCAL_FORMATS:
-        if not Path(d.train).is_file():
-            raise DataError(f"dataset file not found: {d.train}")
-        ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: d.train}, split=split)
-    else:
-        ds = datasets.load_dataset(d.train, split=split)
+    ds = read_dataset(d.train, split)
     for needed in (d.prompt_column, d.completion_column):
         if needed not in ds.column_names:
             raise DataError(f"dataset {d.train} ({split}) has no column {needed!r}; columns: "
@@ -282,5 +274,5 @@ def train(cfg, rows: list[dict], test_rows: list[dict], out: Path, resume_from: 
 
 
 if __name__ == "__main__":
-    from rl.config.cli import run_cli
-    run_cli(main)
+    from rl.config.cli import recipe_cli
+    recipe_cli(main, "rl/sft.py", "cold_start_sft.yaml")
