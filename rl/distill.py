@@ -158,9 +158,13 @@ def check_progress(out: Path, key: dict) -> None:
 
 
 def student_argv(cfg, traces: Path) -> list[str]:
+    """The student's SFT command line; a student dir left without a checkpoint (stopped early, or traces that
+    changed) is this run's own leftover, replaced with overwrite=true; with a checkpoint it resumes."""
+    from rl.train.checkpoint import latest_checkpoint
     s = cfg.student
-    return [s.sft_recipe, f"model.name_or_path={s.name_or_path}", f"data.train={traces}",
-            f"output_dir={Path(cfg.output_dir) / 'student'}", *s.overrides]
+    out = Path(cfg.output_dir) / "student"
+    return [s.sft_recipe, f"model.name_or_path={s.name_or_path}", f"data.train={traces}", f"output_dir={out}",
+            *([] if latest_checkpoint(out) is not None else ["overwrite=true"]), *s.overrides]
 
 
 def main(argv: list[str] | None = None) -> dict:
