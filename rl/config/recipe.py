@@ -87,8 +87,16 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.c` in the YAML tree. A reward given as a plain weight (`rewards: {format: 0.5}`) is the section
+    `{weight: 0.5}`, so `rewards.format.weight=1` and `rewards.format.prefilled_think=true` work whatever form the
+    recipe used."""
     keys = dotted.split(".")
     node = tree
+    if len(keys) == 3 and keys[0] == "rewards":
+        rewards = tree.get("rewards")
+        if isinstance(rewards, dict) and isinstance(rewards.get(keys[1]), (int, float)) \
+                and not isinstance(rewards.get(keys[1]), bool):
+            rewards[keys[1]] = {"weight": rewards[keys[1]]}
     for k in keys[:-1]:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):

@@ -46,8 +46,9 @@ def test_second_run_into_one_dir_is_refused_overwritten_and_locked(micro_model_d
     rc, stdout, err = finish(grpo(args))
     assert rc == 2
     assert err.strip().splitlines()[-1] == (
-        f"error: output_dir {out} already holds a run (checkpoint-000002, config.yaml, metrics.jsonl); pass "
-        f"resume=auto to continue it, overwrite=true to delete it and start over, or choose another output_dir")
+        f"error: output_dir {out} already holds a run (checkpoint-000002, completions.jsonl, config.yaml, "
+        f"metrics.jsonl); pass resume=auto to continue it, overwrite=true to delete it and start over, or choose "
+        f"another output_dir")
     assert (out / "metrics.jsonl").read_bytes() == first
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-000002"]
 
