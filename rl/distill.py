@@ -23,7 +23,9 @@ chunk seed), the pass rate of its prompt, its token count. Output in output_dir:
     stats.json                   prompts, traces, kept rows, mean pass rate
 
 Resume: a stopped run restarts at the first chunk without a part file; each chunk's sampling seed depends only on
-its index, so the result equals an uninterrupted run's, with no trace lost or duplicated.
+its index, so the result equals an uninterrupted run's, with no trace lost or duplicated. Other settings, or another
+kind of run in output_dir, are refused in one line (`overwrite=true` deletes them and starts over); output_dir is
+locked while the run lives (rl/train/rundir.py).
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ during RL; byte-level BPE may merge across the boundary when they are tokenized 
 into labels (-100 on the prompt and on padding). `data.tokenize: trl` hands TRL the rendered pair instead.
 
 Outputs in output_dir: checkpoint-N/ (HF Trainer checkpoints: weights or LoRA adapter, optimizer, scheduler, RNG, data
-position; `resume: auto` continues from the latest), metrics.jsonl (train loss, eval/* every logging.eval_every steps
+position; `resume: auto` continues from the latest; a new run into a directory holding another run is refused
+unless `overwrite: true`, and the directory is locked while the run lives: rl/train/rundir.py), metrics.jsonl (train loss, eval/* every logging.eval_every steps
 through the same `evaluate_greedy` GRPO uses), and model/ (the final model, LoRA merged, loadable by GRPO:
 `model.name_or_path: <output_dir>/model`).
 """
