@@ -98,10 +98,16 @@ def _gold_column(answer_column: str, columns: set[str], source: str, split: str)
                     f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
 
 
-def load_examples(source: str, split: str = "train", *, prompt_column: str = "prompt", answer_column: str = "answer",
-                  limit: int | None = None, num_train: int = 2000, num_test: int = 200, seed: int = 0
-                  ) -> list[dict[str, Any]]:
-    """Rows of `source`/`split` as canonical examples (at most `limit`)."""
+def load_examples(source: str, split: str = "train", **kwargs) -> list[dict[str, Any]]:
+    """Rows of `source`/`split` as canonical examples (at most `limit`); keywords as `load_examples_and_gold`."""
+    return load_examples_and_gold(source, split, **kwargs)[0]
+
+
+def load_examples_and_gold(source: str, split: str = "train", *, prompt_column: str = "prompt",
+                           answer_column: str = "answer", limit: int | None = None, num_train: int = 2000,
+                           num_test: int = 200, seed: int = 0) -> tuple[list[dict[str, Any]], str]:
+    """(canonical examples, the gold column actually read): `solution` when `answer` was asked for and only
+    `solution` exists, so a saved config can say what was used."""
     if source.startswith("procedural:"):
         rows = _procedural(source.split(":", 1)[1], split, num_train, num_test, seed)
         columns = set(rows[0]) if rows else {"prompt", "answer"}
@@ -125,4 +131,4 @@ def load_examples(source: str, split: str = "train", *, prompt_column: str = "pr
         out.append(ex)
     if not out:
         raise DataError(f"dataset {source} ({split}) is empty")
-    return out
+    return out, answer_column

@@ -56,7 +56,7 @@ def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
     """The recipe, fully checked (keys, types, registries, rewards), and its canonical {prompt, answer} rows; a
     missing column or a model path that does not exist fails here, before any model is loaded or any file written.
     Returns (cfg, train rows, test rows)."""
-    from data.loading import load_examples
+    from data.loading import load_examples, load_examples_and_gold
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import load_config, split_argv
     from rl.train.models import check_model_source
@@ -65,9 +65,10 @@ def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
     d = cfg.data
     data_kw = dict(prompt_column=d.prompt_column, answer_column=d.answer_column, num_train=d.num_train,
                    num_test=d.num_test, seed=d.seed)
-    train_rows = load_examples(d.train, d.train_split, **data_kw)
+    train_rows, gold = load_examples_and_gold(d.train, d.train_split, **data_kw)
     test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
     check_model_source(cfg.model.name_or_path)
+    d.answer_column = gold  # config.yaml records the column read (`solution` when the data had no `answer`)
     return cfg, train_rows, test_rows
 
 

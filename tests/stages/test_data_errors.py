@@ -34,3 +34,13 @@ def test_evaluate_accepts_a_local_file(tmp_path):
     from rl.evaluate import load_benchmark
     (tmp_path / "mine.jsonl").write_text('{"prompt": "What is 2 + 2?", "answer": "4", "level": 1}\n')
     assert load_benchmark(str(tmp_path / "mine.jsonl")) == [{"prompt": "What is 2 + 2?", "answer": "4", "level": 1}]
+
+
+def test_saved_config_records_the_gold_column_used(tmp_path):
+    from rl.config.recipe import dump_yaml
+    from rl.grpo import load_recipe_and_data
+    (tmp_path / "math.jsonl").write_text('{"prompt": "What is 2 + 2?", "solution": "\\\\boxed{4}"}\n')
+    cfg, rows, _ = load_recipe_and_data(["recipes/tiny/r1_zero.yaml", f"data.train={tmp_path / 'math.jsonl'}",
+                                         "data.test=null"])
+    assert rows == [{"prompt": "What is 2 + 2?", "answer": "\\boxed{4}"}]
+    assert cfg.data.answer_column == "solution" and "answer_column: solution" in dump_yaml(cfg)
