@@ -2,7 +2,7 @@
 
 Sources (the recipe's `data.train` / `data.test`):
     procedural:arithmetic          the offline task of data/tasks.py (train/test splits, disjoint)
-    path/to/file.jsonl|json|parquet  a local file (loaded with `datasets`)
+    path/to/file.jsonl|json|parquet|csv  a local file (loaded with `datasets`)
     org/name                       a hub dataset (needs network; CI never uses one)
 
 Columns are renamed with `prompt_column` / `answer_column`; a missing column is a one-line error listing the ones
@@ -12,17 +12,68 @@ well as bare values. Extra columns are kept: they travel to the reward functions
 """
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 from data.tasks import arithmetic_dataset
 
-LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 ANSWER_ALIASES = {"answer": ("solution",)}  # default gold column -> the names datasets also use for it
 
 
 class DataError(ValueError):
     """A dataset problem, named in one line."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+def _bad_file(path: Path, error: BaseException) -> str:
+    """Why `datasets` could not read a local file, in one line: the first line that is not JSON (.jsonl), else the
+    library's own first line."""
+    if path.suffix.lower() == ".jsonl":
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for i, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        json.loads(line)
+                    except ValueError as e:
+                        return f"dataset file {path} line {i}: not valid JSON ({getattr(e, 'msg', e)})"
+    return f"dataset file {path} could not be read ({_first_line(error)})"
+
+
+def read_dataset(source: str, split: str):
+    """A `datasets.Dataset` from a local .jsonl/.json/.parquet/.csv file or a hub dataset; every failure is one
+    DataError line: a missing file, an empty one, the first bad JSON line, a file or directory without a known
+    suffix, a hub dataset that cannot be fetched (offline: HF_HUB_OFFLINE=1)."""
+    import datasets
+
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix in LOCAL_FORMATS:
+        if not path.is_file():
+            raise DataError(f"dataset file not found: {source}")
+        if path.stat().st_size == 0 or (suffix != ".parquet" and not path.read_bytes()[:1 << 20].strip()):
+            raise DataError(f"dataset file {source} is empty")
+        try:
+            return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: str(path)}, split=split)
+        except Exception as e:  # noqa: BLE001 (the library's errors are long tracebacks; say which line is bad)
+            raise DataError(_bad_file(path, e)) from None
+    if path.exists():
+        raise DataError(f"dataset {source}: a local {'directory' if path.is_dir() else 'file'} without a known "
+                        f"suffix; name the file .jsonl, .json, .parquet or .csv")
+    try:
+        return datasets.load_dataset(source, split=split)
+    except Exception as e:  # noqa: BLE001
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+        hint = (" while offline (HF_HUB_OFFLINE=1) and not in the local cache" if offline
+                else f" ({_first_line(e)})")
+        raise DataError(f"dataset {source!r}: no such local file (.jsonl/.json/.parquet/.csv), and the hub dataset "
+                        f"could not be loaded{hint}") from None
 
 
 def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int) -> list[dict[str, Any]]:
@@ -47,23 +98,21 @@ def _gold_column(answer_column: str, columns: set[str], source: str, split: str)
                     f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
 
 
-def load_examples(source: str, split: str = "train", *, prompt_column: str = "prompt", answer_column: str = "answer",
-                  limit: int | None = None, num_train: int = 2000, num_test: int = 200, seed: int = 0
-                  ) -> list[dict[str, Any]]:
-    """Rows of `source`/`split` as canonical examples (at most `limit`)."""
+def load_examples(source: str, split: str = "train", **kwargs) -> list[dict[str, Any]]:
+    """Rows of `source`/`split` as canonical examples (at most `limit`); keywords as `load_examples_and_gold`."""
+    return load_examples_and_gold(source, split, **kwargs)[0]
+
+
+def load_examples_and_gold(source: str, split: str = "train", *, prompt_column: str = "prompt",
+                           answer_column: str = "answer", limit: int | None = None, num_train: int = 2000,
+                           num_test: int = 200, seed: int = 0) -> tuple[list[dict[str, Any]], str]:
+    """(canonical examples, the gold column actually read): `solution` when `answer` was asked for and only
+    `solution` exists, so a saved config can say what was used."""
     if source.startswith("procedural:"):
         rows = _procedural(source.split(":", 1)[1], split, num_train, num_test, seed)
         columns = set(rows[0]) if rows else {"prompt", "answer"}
     else:
-        import datasets
-
-        suffix = Path(source).suffix.lower()
-        if suffix in LOCAL_FORMATS:
-            if not Path(source).is_file():
-                raise DataError(f"dataset file not found: {source}")
-            ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: source}, split=split)
-        else:
-            ds = datasets.load_dataset(source, split=split)
+        ds = read_dataset(source, split)
         columns = set(ds.column_names)
         answer_column = _gold_column(answer_column, columns, source, split)
         if prompt_column not in columns:
@@ -82,4 +131,4 @@ def load_examples(source: str, split: str = "train", *, prompt_column: str = "pr
         out.append(ex)
     if not out:
         raise DataError(f"dataset {source} ({split}) is empty")
-    return out
+    return out, answer_column

@@ -18,11 +18,11 @@ from rewards import length as _length  # noqa: F401
 from rewards import math_accuracy as _math_accuracy  # noqa: F401
 from rewards import repetition as _repetition  # noqa: F401
 from rewards.registry import REWARDS, Reward, get_reward, register_reward
-from rewards.scorer import RewardScorer, ScoreResult, validate_reward_spec
+from rewards.scorer import RewardError, RewardScorer, ScoreResult, validate_reward_spec
 
 # Registry order = documentation order, whatever the import order above.
 _ORDER = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown",
           "code", "language_consistency", "boxed_format"]
 REWARDS.sort(key=lambda n: _ORDER.index(n) if n in _ORDER else len(_ORDER))
 
-__all__ = ["REWARDS", "Reward", "RewardScorer", "ScoreResult", "get_reward", "register_reward", "validate_reward_spec"]
+__all__ = ["REWARDS", "Reward", "RewardError", "RewardScorer", "ScoreResult", "get_reward", "register_reward", "validate_reward_spec"]

@@ -14,7 +14,9 @@ Cheap rewards (format, tag_count, reasoning_steps, repetition, soft_overlong: li
 on the full text. Parsing rewards (accuracy, cosine, countdown, and user rewards unless registered `cheap=True`) run
 in `num_workers` worker processes (rewards/pool.py; started on the first `score`, reused until `close`) on the last
 `max_chars` characters of each completion, each (item, reward) limited to `timeout_s`: a timeout scores 0.0 and is
-counted. `num_workers=0` scores everything in-process (debugging, tests), still with the caps and, in the main
+counted. An exception on an item scores 0.0 and is counted too (`rewards/<name>/errors`, a warning with the first
+one), but a reward that raises on EVERY item of a batch is broken, not unlucky: `score` raises `RewardError`, one
+line naming the reward and its first exception, and the training stages stop on it (exit 1). `num_workers=0` scores everything in-process (debugging, tests), still with the caps and, in the main
 thread, the per-item SIGALRM timeout (but nothing can stop C code that never returns there).
 
 Columns: every entry of `columns` that is a list as long as `completions` is handed to the rewards (`answer`,
@@ -34,6 +36,11 @@ from rewards.pool import ERROR, OK, TIMEOUT, WorkerPool
 from rewards.registry import Reward, get_reward, resolve
 
 logger = logging.getLogger(__name__)
+
+
+class RewardError(RuntimeError):
+    """A reward that raised on every completion of a batch: a broken reward, not hostile input. One line naming the
+    reward and its first exception; a training run stops on it (exit 1) instead of training on zeros."""
 
 
 @dataclass
@@ -168,7 +175,11 @@ class RewardScorer:
                 continue
             if self.rewards[name].cheap:  # linear-time: the whole batch at once, on the full text
                 t0 = time.perf_counter()
-                out = self.rewards[name](texts, **columns)
+                try:
+                    out = self.rewards[name](texts, **columns)
+                except Exception as e:  # noqa: BLE001 (a batch reward that raises has failed on every item)
+                    raise RewardError(f"reward {name!r} raised on all {n} completions of this batch: "
+                                      f"{type(e).__name__}: {str(e)[:200]}") from None
                 if len(out) != n:
                     raise ValueError(f"reward {name!r} returned {len(out)} values for {n} completions")
                 values[name], status[name] = [None if v is None else float(v) for v in out], [OK] * n
@@ -223,6 +234,8 @@ class RewardScorer:
         for name in self.names:
             vals, stats = values[name], status[name]
             errors = [v for v, s in zip(vals, stats) if s == ERROR]
+            if errors and len(errors) == n:
+                raise RewardError(f"reward {name!r} raised on all {n} completions of this batch: {errors[0]}")
             if errors:
                 logger.warning("reward %r: %d error(s) scored 0.0; first: %s", name, len(errors), errors[0])
             clean = [0.0 if s == ERROR else v for v, s in zip(vals, stats)]

@@ -24,7 +24,9 @@ chunk seed), the pass rate of its prompt, its token count. Output in output_dir:
     stats.json                   prompts, traces, kept rows, mean pass rate
 
 Resume: a stopped run restarts at the first chunk without a part file; each chunk's sampling seed depends only on
-its index, so the result equals an uninterrupted run's, with no trace lost or duplicated.
+its index, so the result equals an uninterrupted run's, with no trace lost or duplicated. Other settings, or another
+kind of run in output_dir, are refused in one line (`overwrite=true` deletes them and starts over); output_dir is
+locked while the run lives (rl/train/rundir.py).
 """
 from __future__ import annotations
 
@@ -230,16 +232,20 @@ def check_progress(out: Path, key: dict) -> None:
         diff = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
         if diff:
             raise ConfigError(f"{out} holds traces made with other settings ({', '.join(diff)}); "
-                              f"use another output_dir or delete it")
+                              f"pass overwrite=true to delete them and start over, or use another output_dir")
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(marker, json.dumps(key, indent=1))
 
 
 def student_argv(cfg, traces: Path) -> list[str]:
+    """The student's SFT command line; a student dir left without a checkpoint (stopped early, or traces that
+    changed) is this run's own leftover, replaced with overwrite=true; with a checkpoint it resumes."""
+    from rl.train.checkpoint import latest_checkpoint
     s = cfg.student
-    return [s.sft_recipe, f"model.name_or_path={s.name_or_path}", f"data.train={traces}",
-            f"output_dir={Path(cfg.output_dir) / 'student'}", *s.overrides]
+    out = Path(cfg.output_dir) / "student"
+    return [s.sft_recipe, f"model.name_or_path={s.name_or_path}", f"data.train={traces}", f"output_dir={out}",
+            *([] if latest_checkpoint(out) is not None else ["overwrite=true"]), *s.overrides]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -258,20 +264,35 @@ def main(argv: list[str] | None = None) -> dict:
         lambda source: load_examples(source, "test", num_train=d.num_train, num_test=d.num_test, seed=d.seed))
     if cfg.student.sft_recipe and not Path(cfg.student.sft_recipe).is_file():
         raise ConfigError(f"student.sft_recipe file not found: {cfg.student.sft_recipe}")
+    from rl.train.models import check_model_source
+    check_model_source(cfg.teacher.name_or_path, "teacher.name_or_path")
+    if cfg.student.name_or_path:
+        check_model_source(cfg.student.name_or_path, "student.name_or_path")
+    from rl.train.models import check_context_length, resolve_model_path
+    teacher_path = resolve_model_path(cfg.teacher.name_or_path)
+    r = cfg.rollout
+    check_context_length(teacher_path, r.max_prompt_length, r.max_completion_length)  # config only, before weights
     out = Path(cfg.output_dir)
-    check_progress(out, cfg.provenance_key())
-    (out / "config.yaml").write_text(dump_yaml(cfg))
+    # the directory locked; a previous distillation (progress.json) resumes, any other run there is refused
+    from rl.train.rundir import claim_output_dir
+    with claim_output_dir(out, "distill", resuming=(out / "progress.json").is_file() and not cfg.overwrite,
+                          overwrite=cfg.overwrite):
+        check_progress(out, cfg.provenance_key())
+        (out / "config.yaml").write_text(dump_yaml(cfg))
+        return distill(cfg, examples, contaminated, teacher_path, out)
+
+
+def distill(cfg, examples: list[dict], contaminated: int, teacher_path: str, out: Path) -> dict:
+    """Teacher traces chunk by chunk, the filtered dataset and its stats, then the optional student SFT (2-4).
+    `contaminated`: prompts already removed by decontamination (for the stats)."""
+    from rl.config.recipe import ConfigError
+    d, r = cfg.data, cfg.rollout
 
     # 2. Teacher and rewards.
     from rewards import RewardScorer
+    from rl.rollout import make_engine
     from rl.rollout.collect import PromptEncoder
     from rl.train.models import load_causal_lm, load_tokenizer
-    from rl.rollout import make_engine
-    from rl.train.models import resolve_model_path
-    r = cfg.rollout
-    teacher_path = resolve_model_path(cfg.teacher.name_or_path)
-    from rl.train.models import check_context_length
-    check_context_length(teacher_path, r.max_prompt_length, r.max_completion_length)  # config only, before weights
     tokenizer = load_tokenizer(teacher_path)
     model = load_causal_lm(teacher_path, cfg.teacher.dtype) if r.engine == "hf" else None
     engine = make_engine(r, model, tokenizer, teacher_path, seed=cfg.seed,
@@ -315,5 +336,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl.config.cli import run_cli
-    run_cli(main, failures=(NothingKept,))
+    from rewards import RewardError
+    from rl.config.cli import recipe_cli
+    recipe_cli(main, "rl/distill.py", "distill.yaml", failures=(RewardError, NothingKept))

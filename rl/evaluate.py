@@ -27,10 +27,20 @@ BENCHMARKS: dict[str, tuple[str | None, str | None, str, str, str, str]] = {
 }
 
 
+def is_local_file(name: str) -> bool:
+    from data.loading import LOCAL_FORMATS
+    return Path(name).suffix.lower() in LOCAL_FORMATS
+
+
 def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, seed: int = 0) -> list[dict]:
-    """Canonical {"prompt", "answer"} rows of a benchmark in BENCHMARKS (hub sets need the network)."""
+    """Canonical {"prompt", "answer"} rows of a benchmark in BENCHMARKS (hub sets need the network), or of a local
+    .jsonl/.json/.parquet/.csv file with `prompt` and `answer` (or `solution`) columns, as a GRPO recipe's data."""
+    if is_local_file(name):
+        from data.loading import load_examples
+        return load_examples(name, "train", limit=limit)
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}, or a local "
+                         f".jsonl/.json/.parquet/.csv file")
     hub_id, config, split, prompt_col, answer_col, gold = BENCHMARKS[name]
     if hub_id is None:
         from data.loading import load_examples
@@ -54,9 +64,12 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     whole benchmark. `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
     completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
     mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
+    from rl.train.models import check_model_source
     for name in benchmarks:
-        if name not in BENCHMARKS:
-            raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}")
+        if name not in BENCHMARKS and not is_local_file(name):
+            raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}, or a local "
+                             f".jsonl/.json/.parquet/.csv file")
+    check_model_source(model_dir, "model_dir")
     from rewards import get_reward
     from rl.rollout.collect import PromptEncoder
     from rl.train.models import load_causal_lm, load_tokenizer
@@ -121,7 +134,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("model_dir", help="model dir, checkpoint, run dir, or tiny / tiny-student")
     ap.add_argument("--k", type=int, default=4, help="samples per problem (pass@k, maj@k)")
     ap.add_argument("--out", help="write results.json and results.md here")
-    ap.add_argument("--benchmarks", default="arithmetic", help=f"comma-separated: {', '.join(BENCHMARKS)}")
+    ap.add_argument("--benchmarks", default="arithmetic",
+                    help=f"comma-separated: {', '.join(BENCHMARKS)}, or local .jsonl/.json/.parquet/.csv files "
+                         f"with prompt and answer columns")
     ap.add_argument("--template", default="r1_zero", choices=["r1_zero", "chat", "plain"])
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="at most this many problems per benchmark (default: all)")
@@ -136,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"--k {a.k} must be at least 1")
     results = evaluate_model(a.model_dir, a.benchmarks.split(","), a.k, a.max_tokens, a.template, a.system_prompt,
                              a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think)
-    table = {f"{Path(a.model_dir).name} / {b}": m for b, m in results.items()}
+    table = {f"{Path(a.model_dir).name} / {Path(b).name if is_local_file(b) else b}": m for b, m in results.items()}
     print(markdown_table(table, a.k), end="")
     if a.out:
         write_report(table, a.out, a.k)

@@ -167,6 +167,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", 
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, safe_serialization=True, max_shard_size=MAX_SHARD_SIZE)
     tokenizer.save_pretrained(tmp)
+    from rl.train.rundir import share_file_modes
+    share_file_modes(tmp)  # safetensors writes 0600; the weights get the mode of every other file
     info = run_info(ckpt)
     (tmp / "README.md").write_text(model_card(push_to_hub or out.name, ckpt, base, info, evaluation, dtype,
                                               temperature, top_p))

@@ -54,17 +54,21 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int):
 
 def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
     """The recipe, fully checked (keys, types, registries, rewards), and its canonical {prompt, answer} rows; a
-    missing column fails here, before any model is loaded. Returns (cfg, train rows, test rows)."""
-    from data.loading import load_examples
+    missing column or a model path that does not exist fails here, before any model is loaded or any file written.
+    Returns (cfg, train rows, test rows)."""
+    from data.loading import load_examples, load_examples_and_gold
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import load_config, split_argv
+    from rl.train.models import check_model_source
 
     cfg = load_config(GRPOConfig, *split_argv(argv))
     d = cfg.data
     data_kw = dict(prompt_column=d.prompt_column, answer_column=d.answer_column, num_train=d.num_train,
                    num_test=d.num_test, seed=d.seed)
-    train_rows = load_examples(d.train, d.train_split, **data_kw)
+    train_rows, gold = load_examples_and_gold(d.train, d.train_split, **data_kw)
     test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
+    check_model_source(cfg.model.name_or_path)
+    d.answer_column = gold  # config.yaml records the column read (`solution` when the data had no `answer`)
     return cfg, train_rows, test_rows
 
 
@@ -160,7 +164,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.core.advantages import get_advantage_fn
     from rl.rollout import make_engine
     from rl.rollout.collect import PromptEncoder, PromptSampler
-    from rl.train.checkpoint import latest_checkpoint, load_training_state
+    from rl.train.checkpoint import load_training_state
     from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
     from rl.train.learner import Learner
     from rl.train.models import check_context_length, load_causal_lm, load_tokenizer, resolve_model_path
@@ -208,8 +212,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
 
     # 5. Resume (auto: latest complete checkpoint in output_dir); on resume the logs are cut back to the
     # checkpoint's step (a killed run logged steps that are redone now).
-    resume_from = None if cfg.resume == "never" else (latest_checkpoint(out) if cfg.resume == "auto"
-                                                      else Path(cfg.resume))
+    accelerator.wait_for_everyone()  # rank 0 has claimed (and with overwrite cleared) output_dir before this
+    resume_from = resume_point(cfg)
     start_step = 0
     if resume_from is not None:
         state = load_training_state(accelerator, resume_from, learner.scheduler)
@@ -322,8 +326,26 @@ def log_step(run: Run, step: int, metrics: dict, episodes: list, progress) -> No
 # ---------------------------------------------------------------------------------------------------------------------
 # The run, top to bottom.
 
+def resume_point(cfg) -> Path | None:
+    """The checkpoint this run continues from: none for `resume: never` or `overwrite: true`, the latest complete
+    one in output_dir for `auto` (none if there is none: a new run), else the given path."""
+    from rl.train.checkpoint import latest_checkpoint
+    if cfg.overwrite or cfg.resume == "never":
+        return None
+    return latest_checkpoint(cfg.output_dir) if cfg.resume == "auto" else Path(cfg.resume)
+
+
 def main(argv: list[str] | None = None) -> dict:
+    from rl.train.rundir import claim_output_dir
+
     cfg, train_rows, test_rows = load_recipe_and_data(sys.argv[1:] if argv is None else argv)  # 1-2
+    # rank 0 locks output_dir; a new run into another run's directory stops here (rl/train/rundir.py)
+    with claim_output_dir(cfg.output_dir, "grpo", resuming=resume_point(cfg) is not None, overwrite=cfg.overwrite):
+        return train(cfg, train_rows, test_rows)
+
+
+def train(cfg, train_rows: list[dict], test_rows: list[dict]) -> dict:
+    """Set-up, the steps with their evaluations and checkpoints, the final report (3-7)."""
     run = set_up(cfg, train_rows, test_rows)  # 3-5
     first_eval: dict = {}
     last_eval: dict = {}
@@ -364,6 +386,7 @@ if __name__ == "__main__":
     # user reward modules named in recipes live) on the path instead of rl/ itself.
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         sys.path[0] = os.getcwd()
-    from rl.config.cli import run_cli
+    from rewards import RewardError
+    from rl.config.cli import recipe_cli
     from rl.rollout.worker import RolloutWorkerError
-    run_cli(main, failures=(RolloutWorkerError,))
+    recipe_cli(main, "rl/grpo.py", "r1_zero.yaml", failures=(RolloutWorkerError, RewardError))

@@ -92,9 +92,14 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     t_start = time.time()
     base = resolve_model_path("tiny")
 
+    def restart(out: Path) -> list[str]:
+        """A stage that is not done resumes from its checkpoint; with none (stopped before its first), its partial
+        logs are the pipeline's own leftovers and are replaced (the stages refuse to mix runs otherwise)."""
+        return [] if latest_checkpoint(out) is not None else ["overwrite=true"]
+
     def grpo(recipe: str, out: Path, *extra: str) -> dict:
         from rl.grpo import main as grpo_main
-        res = grpo_main([str(RECIPES / recipe), f"output_dir={out}", "resume=auto", *extra])
+        res = grpo_main([str(RECIPES / recipe), f"output_dir={out}", "resume=auto", *restart(out), *extra])
         return {"checkpoint": str(latest_checkpoint(out)), "first_eval": res["first_eval"],
                 "last_eval": res["last_eval"]}
 
@@ -102,7 +107,8 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
 
     def cold_start() -> dict:
         from rl.sft import main as sft_main
-        res = sft_main([str(RECIPES / "cold_start_sft.yaml"), f"output_dir={run / 'cold_start'}"])
+        res = sft_main([str(RECIPES / "cold_start_sft.yaml"), f"output_dir={run / 'cold_start'}",
+                        *restart(run / "cold_start")])
         return {"model_dir": res["model_dir"], "last_eval": res.get("last_eval")}
     cold = stage(run, "cold_start", cold_start, log)
     r1 = stage(run, "r1", lambda: grpo("r1.yaml", run / "r1", f"model.name_or_path={cold['model_dir']}"), log)

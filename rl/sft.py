@@ -21,7 +21,8 @@ during RL; byte-level BPE may merge across the boundary when they are tokenized 
 into labels (-100 on the prompt and on padding). `data.tokenize: trl` hands TRL the rendered pair instead.
 
 Outputs in output_dir: checkpoint-N/ (HF Trainer checkpoints: weights or LoRA adapter, optimizer, scheduler, RNG, data
-position; `resume: auto` continues from the latest), metrics.jsonl (train loss, eval/* every logging.eval_every steps
+position; `resume: auto` continues from the latest; a new run into a directory holding another run is refused
+unless `overwrite: true`, and the directory is locked while the run lives: rl/train/rundir.py), metrics.jsonl (train loss, eval/* every logging.eval_every steps
 through the same `evaluate_greedy` GRPO uses), and model/ (the final model, LoRA merged, loadable by GRPO:
 `model.name_or_path: <output_dir>/model`).
 """
@@ -42,22 +43,14 @@ from rl.train.models import resolve_model_path  # noqa: E402
 
 def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
     """Rows {"prompt", "completion", **extra} of the recipe's train source; a missing column is a one-line DataError."""
-    from data.loading import LOCAL_FORMATS, DataError
+    from data.loading import DataError, read_dataset
     from data.tasks import cold_start_dataset
 
     if d.train.startswith("procedural:"):
         if d.train != "procedural:cold_start":
             raise DataError(f"unknown procedural SFT source {d.train!r}; valid: procedural:cold_start")
         return cold_start_dataset(d.num_train, num_test=d.num_test, seed=d.seed)
-    import datasets
-
-    suffix = Path(d.train).suffix.lower()
-    if suffix in LOCAL_FORMATS:
-        if not Path(d.train).is_file():
-            raise DataError(f"dataset file not found: {d.train}")
-        ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: d.train}, split=split)
-    else:
-        ds = datasets.load_dataset(d.train, split=split)
+    ds = read_dataset(d.train, split)
     for needed in (d.prompt_column, d.completion_column):
         if needed not in ds.column_names:
             raise DataError(f"dataset {d.train} ({split}) has no column {needed!r}; columns: "
@@ -228,7 +221,21 @@ def build_trainer(cfg, args, model, tokenizer, rows: list[dict], callbacks=()):
                                                  else list(lo.target_modules)), task_type="CAUSAL_LM")
     return scheduled_trainer_class(SFTTrainer, t)(model=model, args=args, train_dataset=dataset,
                                                   processing_class=tokenizer, peft_config=peft_config,
-                                                  callbacks=list(callbacks))
+                                                  callbacks=[*callbacks, shared_weights_callback()])
+
+
+def shared_weights_callback():
+    """After each Trainer checkpoint: its *.safetensors get the mode of the other files (safetensors writes 0600)."""
+    from transformers import TrainerCallback
+
+    from rl.train.rundir import share_file_modes
+
+    class SharedWeights(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.is_world_process_zero:
+                share_file_modes(args.output_dir)
+
+    return SharedWeights()
 
 
 def scheduled_trainer_class(trainer_cls, train_cfg):
@@ -274,6 +281,8 @@ def save_final_model(trainer, tokenizer, out: Path) -> Path | None:
     a rank-0-only `save_pretrained` would write tensors of shape (0,)); rank 0 writes. Returns the path on rank 0."""
     import copy
 
+    from rl.train.rundir import share_file_modes
+
     final, tmp = out / "model", out / ".tmp-model"
     model = trainer.accelerator.unwrap_model(trainer.model)
     if model.generation_config is not None:  # stop where the tokenizer (maybe a new end of turn) says replies end
@@ -296,13 +305,14 @@ def save_final_model(trainer, tokenizer, out: Path) -> Path | None:
     tokenizer.save_pretrained(tmp)
     for stray in ("training_args.bin",):  # save_model's, not part of a model
         (tmp / stray).unlink(missing_ok=True)
+    share_file_modes(tmp)  # safetensors writes 0600
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return final
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config.recipe import ConfigError, dump_yaml, load_config, split_argv
+    from rl.config.recipe import ConfigError, load_config, split_argv
     from rl.config.sft import SFTConfig
 
     # 1. Recipe and data, fully checked before any model is loaded.
@@ -314,15 +324,16 @@ def main(argv: list[str] | None = None) -> dict:
                                answer_column=d.test_answer_column or d.answer_column,
                                limit=d.max_eval_samples, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
                  if d.test else [])
+    from rl.train.models import check_model_source
+    check_model_source(cfg.model.name_or_path)
     out = Path(cfg.output_dir)
     resume_from = None
-    if cfg.resume != "never":
+    if cfg.resume != "never" and not cfg.overwrite:
         from transformers.trainer_utils import get_last_checkpoint
         resume_from = (get_last_checkpoint(str(out)) if out.is_dir() else None) if cfg.resume == "auto" else cfg.resume
 
-    # 2. Model, tokenizer, trainer.
-    from rl.train.models import load_causal_lm, load_tokenizer
-    from rl.train.tracking import RunLogger
+    # 2. The model's config and tokenizer, checked (context, template, LoRA vs sharding) before anything is written
+    from rl.train.models import load_tokenizer
     model_path = resolve_model_path(cfg.model.name_or_path)
     tokenizer = load_tokenizer(model_path)
     check_model_fits(cfg, model_path, tokenizer)
@@ -332,11 +343,27 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[sft] eos {tokenizer.eos_token!r} -> {turn_end!r} (the chat template's end of turn)", flush=True)
         tokenizer.eos_token = turn_end
     args = training_args(cfg)  # before the model: ZeRO-3 then loads shards (see training_args)
-    from transformers.integrations import is_deepspeed_zero3_enabled
     if cfg.lora.enabled and shards_parameters():
         raise ConfigError("lora.enabled with sharded parameters (ZeRO-3, FSDP) is not supported by rl/sft.py (the "
                           "merged final model needs the full base on one rank): use recipes/accelerate/zero2.yaml "
                           "or ddp.yaml")
+
+    # rank 0 locks output_dir; a new run into another run's directory stops here (rl/train/rundir.py)
+    from rl.train.rundir import claim_output_dir
+    with claim_output_dir(out, "sft", resuming=resume_from is not None, overwrite=cfg.overwrite):
+        return train(cfg, args, model_path, tokenizer, rows, test_rows, out, resume_from)
+
+
+def train(cfg, args, model_path: str, tokenizer, rows: list[dict], test_rows: list[dict], out: Path,
+          resume_from: str | None) -> dict:
+    """Model and TRL trainer; training (resumed when `resume_from`), the final model and eval.json."""
+    d = cfg.data
+    # 3. Model, trainer.
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from rl.config.recipe import dump_yaml
+    from rl.train.models import load_causal_lm
+    from rl.train.tracking import RunLogger
     # float32 master weights, as in GRPO: AdamW updates at small learning rates round away in bf16 weights;
     # model.dtype reaches the Trainer as mixed precision (bf16 / fp16 autocast)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
@@ -356,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict:
               f"{acc.distributed_type.value.lower()}{' (fsdp2)' if trainer.is_fsdp_enabled else ''}, mixed precision "
               f"{acc.mixed_precision}" + (f", resuming from {resume_from}" if resume_from else ""), flush=True)
 
-    # 3. Train (resumes optimizer, scheduler, RNG and data position), then the final model.
+    # 4. Train (resumes optimizer, scheduler, RNG and data position), then the final model.
     trainer.train(resume_from_checkpoint=resume_from)
     final = save_final_model(trainer, tokenizer, out)  # every rank: the weights are gathered collectively
     if trainer.is_world_process_zero():
@@ -371,5 +398,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl.config.cli import run_cli
-    run_cli(main)
+    from rl.config.cli import recipe_cli
+    recipe_cli(main, "rl/sft.py", "cold_start_sft.yaml")

@@ -50,6 +50,9 @@ class StudentConfig:
 @dataclass
 class DistillConfig:
     output_dir: str = "runs/distill"  # traces.<format>, parts/, stats.json; the student under output_dir/student
+    # true: delete the traces (and student) already in output_dir and start over; false: same settings resume,
+    # other settings are refused
+    overwrite: bool = False
     format: str = "jsonl"  # jsonl | parquet (both load with `datasets`)
     chunk_size: int = 64  # prompts per chunk: the unit of progress and resume
     num_prompts: int | None = None  # first N prompts of data.train (None: all)

@@ -7,6 +7,17 @@ from typing import Any
 from rl.config.recipe import ConfigError
 
 
+def check_resume(resume: str, overwrite: bool) -> None:
+    """`overwrite=true` starts over, so it cannot go with a checkpoint path to resume from; a path must exist."""
+    from pathlib import Path
+    if resume in ("auto", "never"):
+        return
+    if overwrite:
+        raise ConfigError(f"overwrite=true starts a new run: it cannot resume from {resume!r} (drop one of the two)")
+    if not Path(resume).is_dir():
+        raise ConfigError(f"resume={resume!r}: no such checkpoint directory (auto | never | a checkpoint path)")
+
+
 @dataclass
 class ModelConfig:
     name_or_path: str = "tiny"  # "tiny" = the project's cached tiny base model (rl/tiny/build.py); else hub id or dir
@@ -174,6 +185,9 @@ class LoggingConfig:
 class GRPOConfig:
     output_dir: str = "runs/grpo"
     resume: str = "auto"  # auto (latest checkpoint in output_dir, if any) | never | path to a checkpoint
+    # true: delete the run already in output_dir (metrics, checkpoints, config.yaml) and start over; false: a new
+    # run into a directory that holds one is refused (rl/train/rundir.py)
+    overwrite: bool = False
     model: GRPOModelConfig = field(default_factory=GRPOModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
@@ -210,6 +224,7 @@ class GRPOConfig:
         choose("resume", self.resume if self.resume in ("auto", "never") else "path", ["auto", "never", "path"])
         if self.model.lora.enabled:
             self.model.lora.check("model.lora")
+        check_resume(self.resume, self.overwrite)
         if r.group_size < 2:
             raise ConfigError(f"rollout.group_size={r.group_size}: group-relative advantages need at least 2")
         if t.batch_size % r.group_size:

@@ -87,8 +87,16 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.c` in the YAML tree. A reward given as a plain weight (`rewards: {format: 0.5}`) is the section
+    `{weight: 0.5}`, so `rewards.format.weight=1` and `rewards.format.prefilled_think=true` work whatever form the
+    recipe used."""
     keys = dotted.split(".")
     node = tree
+    if len(keys) == 3 and keys[0] == "rewards":
+        rewards = tree.get("rewards")
+        if isinstance(rewards, dict) and isinstance(rewards.get(keys[1]), (int, float)) \
+                and not isinstance(rewards.get(keys[1]), bool):
+            rewards[keys[1]] = {"weight": rewards[keys[1]]}
     for k in keys[:-1]:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
@@ -117,7 +125,13 @@ def load_config(cls: type, recipe: str | Path | None, overrides: list[str] = ())
         path = Path(recipe)
         if not path.is_file():
             raise ConfigError(f"recipe file not found: {path}")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"recipe {path}: invalid YAML at{where}: {problem}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"recipe {path} must be a mapping at the top level")
         tree = loaded
@@ -139,6 +153,10 @@ def dump_yaml(config: Any) -> str:
 
 
 def split_argv(argv: list[str]) -> tuple[str | None, list[str]]:
-    """`[recipe.yaml, a.b=1, ...]` -> (recipe, overrides)."""
+    """`[recipe.yaml, a.b=1, ...]` -> (recipe, overrides). An option (`--foo`) is a one-line ConfigError: recipes
+    take `key=value` overrides only (`--help` is handled by rl/config/cli.py before this)."""
+    for arg in argv:
+        if arg.startswith("-") and "=" not in arg:
+            raise ConfigError(f"unknown option {arg!r}: pass a recipe file and key.path=value overrides (--help)")
     recipe = argv[0] if argv and "=" not in argv[0] else None
     return recipe, argv[1:] if recipe else list(argv)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rl.config.recipe import ConfigError
-from rl.config.grpo import LoggingConfig, LoraSection, LRScheduleKeys, ModelConfig, RolloutConfig
+from rl.config.grpo import LoggingConfig, LoraSection, LRScheduleKeys, ModelConfig, RolloutConfig, check_resume
 
 
 @dataclass
@@ -63,6 +63,7 @@ class SFTTrainConfig(LRScheduleKeys):
 class SFTConfig:
     output_dir: str = "runs/sft"
     resume: str = "auto"  # auto (latest checkpoint in output_dir) | never | path to a checkpoint
+    overwrite: bool = False  # true: delete the run already in output_dir and start over (else such a run is refused)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: SFTDataConfig = field(default_factory=SFTDataConfig)
     lora: LoraSection = field(default_factory=LoraSection)
@@ -85,6 +86,7 @@ class SFTConfig:
         choose("logging.report_to", self.logging.report_to, ["none", "tensorboard", "wandb", "trackio"])
         choose("rollout.engine", self.rollout.engine, ["hf"])  # evaluation inside the trainer shares its model
         choose("resume", self.resume if self.resume in ("auto", "never") else "path", ["auto", "never", "path"])
+        check_resume(self.resume, self.overwrite)
         for key, value in (("train.batch_size", t.batch_size),
                            ("train.gradient_accumulation_steps", t.gradient_accumulation_steps),
                            ("data.max_length", d.max_length), ("lora.r", self.lora.r),

@@ -163,6 +163,8 @@ def publish_model_dir(out: Path, model, tokenizer, record_file: str, record: dic
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    from rl.train.rundir import share_file_modes
+    share_file_modes(tmp)  # safetensors writes 0600: a shared cache must be readable like its other files
     (tmp / record_file).write_text(json.dumps(record, indent=1))
     if force:
         shutil.rmtree(out, ignore_errors=True)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from rl.train.distributed import full_state_dict
+from rl.train.rundir import share_file_modes
 
 PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -79,6 +80,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        share_file_modes(tmp)  # safetensors writes 0600; the weights get the mode of every other file
         _fsync_tree(tmp)  # file contents on disk before the rename makes them visible
         if final.exists():
             shutil.rmtree(final)

@@ -1,6 +1,7 @@
 """Loading policy/reference models and tokenizers (I/O). `tiny` resolves to the project's cached tiny base model."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -32,6 +33,45 @@ def resolve_model_path(name_or_path: str) -> str:
         if latest is not None:
             return str(latest)
     return name_or_path
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def check_model_source(name_or_path: str, key: str = "model.name_or_path") -> None:
+    """A one-line ConfigError, before anything is loaded or written, when `name_or_path` cannot be a model:
+
+    - a tiny name: always fine (built on first use);
+    - an existing directory: it must be a model (config.json / adapter_config.json), or a run directory with a
+      `model/` or a checkpoint;
+    - otherwise it must be a hub id (`org/name`), and while offline (HF_HUB_OFFLINE=1) one in the local cache:
+      `runs/x/model` (not a hub id) -> "model.name_or_path 'runs/x/model': no such directory".
+    """
+    from rl.config.recipe import ConfigError
+
+    if name_or_path in TINY_NAMES:
+        return
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        resolved = Path(resolve_model_path(str(path)))
+        if not ((resolved / "config.json").is_file() or (resolved / "adapter_config.json").is_file()):
+            raise ConfigError(f"{key} {name_or_path!r} is a directory without a model (no config.json, model/ or "
+                              f"checkpoint-*)")
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        validate_repo_id(name_or_path)
+        is_hub_id = not name_or_path.startswith((".", "~")) and name_or_path.count("/") <= 1
+    except HFValidationError:
+        is_hub_id = False
+    if not is_hub_id or path.exists():
+        raise ConfigError(f"{key} {name_or_path!r}: no such directory")
+    if _hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+        if not isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+            raise ConfigError(f"{key} {name_or_path!r}: no such directory, and no cached copy of that hub model "
+                              f"while offline (HF_HUB_OFFLINE=1)")
 
 
 def load_tokenizer(path: str):

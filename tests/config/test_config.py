@@ -79,3 +79,22 @@ def test_cli_prints_one_line_and_exits_2():
         "error: unknown recipe key 'train.lr'; valid keys in train: learning_rate, lr_scheduler, warmup_steps, "
         "warmup_ratio, lr_step_milestones, lr_step_values, lr_decay_fraction, lr_min_ratio, max_steps, batch_size, micro_batch_size, max_grad_norm, weight_decay, adam_beta1, adam_beta2, seed, "
         "logprob_chunk_elements"]
+
+
+def test_reward_parameters_override_a_plain_weight():
+    cfg = load_config(GRPOConfig, TINY, ["rewards.format.weight=0.25", "rewards.format.prefilled_think=true"])
+    assert cfg.rewards == {"accuracy": 1.0, "format": {"weight": 0.25, "prefilled_think": True}}
+    cfg = load_config(GRPOConfig, TINY, ["rewards.accuracy=2"])
+    assert cfg.rewards == {"accuracy": 2, "format": 0.5}
+
+
+def test_invalid_yaml_names_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name_or_path: tiny\n data: [unclosed\n")
+    with pytest.raises(ConfigError, match=rf"^recipe {bad}: invalid YAML at line 3, column 2: "):
+        load_config(GRPOConfig, bad)
+
+
+def test_overwrite_cannot_resume_from_a_path():
+    with pytest.raises(ConfigError, match="overwrite=true starts a new run: it cannot resume from 'runs/x/c'"):
+        load_config(GRPOConfig, TINY, ["overwrite=true", "resume=runs/x/c"])

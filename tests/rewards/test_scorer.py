@@ -202,3 +202,16 @@ def test_missing_or_misaligned_columns_are_loud():
             scorer.score(["a"], {"answer": ["1"]})
         with pytest.raises(ValueError, match="column 'answer' has 2 values for 1 completions"):
             scorer.score(["a"], {"answer": ["1", "2"], "nums": [[1]], "target": [1]})
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_reward_raising_on_every_item_is_one_line_error(workers):
+    from rewards import RewardError
+    with RewardScorer({"format": 1.0, "reward_test_helpers:crash": 1.0}, num_workers=workers, timeout_s=2.0) as sc:
+        res = sc.score(["RAISE a", "b"], {})  # one of two: scored 0 and counted, the run goes on
+        assert res.per_reward["reward_test_helpers:crash"] == [0.0, 1.0]
+        assert res.metrics["rewards/reward_test_helpers:crash/errors"] == 1
+        with pytest.raises(RewardError) as e:
+            sc.score(["RAISE a", "RAISE b", "RAISE c"], {})
+    assert str(e.value) == ("reward 'reward_test_helpers:crash' raised on all 3 completions of this batch: "
+                            "RuntimeError: boom")

@@ -1,0 +1,46 @@
+"""Dataset mistakes end in one DataError line (data/loading.py), in process: fast twins of test_cli_errors.py."""
+import pytest
+
+from data.loading import DataError, load_examples
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("empty.jsonl", "\n\n", r"^dataset file \S+/empty\.jsonl is empty$"),
+    ("bad.jsonl", '{"prompt": "a", "answer": "1"}\n\n{"prompt": b}\n',
+     r"^dataset file \S+/bad\.jsonl line 3: not valid JSON \(Expecting value\)$"),
+    ("nosuffix", '{"prompt": "a", "answer": "1"}\n',
+     r"^dataset \S+/nosuffix: a local file without a known suffix; name the file \.jsonl, \.json, \.parquet or "
+     r"\.csv$"),
+])
+def test_bad_files_are_one_line(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_examples(str(tmp_path / name))
+
+
+def test_csv_is_read(tmp_path):
+    (tmp_path / "rows.csv").write_text("prompt,solution\nWhat is 1 + 2?,3\n")
+    assert load_examples(str(tmp_path / "rows.csv")) == [{"prompt": "What is 1 + 2?", "answer": "3"}]
+
+
+def test_hub_dataset_while_offline_is_one_line(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"^dataset 'nobody/no-such-dataset': no such local file .+ while offline "
+                                        r"\(HF_HUB_OFFLINE=1\) and not in the local cache$"):
+        load_examples("nobody/no-such-dataset")
+
+
+def test_evaluate_accepts_a_local_file(tmp_path):
+    from rl.evaluate import load_benchmark
+    (tmp_path / "mine.jsonl").write_text('{"prompt": "What is 2 + 2?", "answer": "4", "level": 1}\n')
+    assert load_benchmark(str(tmp_path / "mine.jsonl")) == [{"prompt": "What is 2 + 2?", "answer": "4", "level": 1}]
+
+
+def test_saved_config_records_the_gold_column_used(tmp_path):
+    from rl.config.recipe import dump_yaml
+    from rl.grpo import load_recipe_and_data
+    (tmp_path / "math.jsonl").write_text('{"prompt": "What is 2 + 2?", "solution": "\\\\boxed{4}"}\n')
+    cfg, rows, _ = load_recipe_and_data(["recipes/tiny/r1_zero.yaml", f"data.train={tmp_path / 'math.jsonl'}",
+                                         "data.test=null"])
+    assert rows == [{"prompt": "What is 2 + 2?", "answer": "\\boxed{4}"}]
+    assert cfg.data.answer_column == "solution" and "answer_column: solution" in dump_yaml(cfg)
