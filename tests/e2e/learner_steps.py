@@ -127,14 +127,15 @@ def probe_forward(learner, batch) -> dict:
 
 
 def master_weights(learner) -> dict:
-    """{name: float32 master} (collective under ZeRO-3): DeepSpeed's own copies under DeepSpeed, else the weights."""
+    """{name: float32 master} (collective under ZeRO-3): DeepSpeed's own copies under DeepSpeed, else the weights.
+    Frozen parameters (LoRA's base) have no master copy: under DeepSpeed only the trainable ones are returned."""
     from rl.train.distributed import clean_name, strategy
     from rl.train.learner import POLICY_PREFIX
     if not strategy(learner.accelerator).startswith("zero"):
         return {name: t.detach().float().cpu().clone() for name, t in learner.full_named_parameters()}
     from deepspeed.utils import safe_get_full_fp32_param
     return {clean_name(n, POLICY_PREFIX): safe_get_full_fp32_param(p).detach().cpu().clone()
-            for n, p in learner.model.module.named_parameters()}
+            for n, p in learner.model.module.named_parameters() if p.requires_grad}
 
 
 if __name__ == "__main__":
