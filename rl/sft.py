@@ -257,17 +257,12 @@ def check_model_fits(cfg, model_path: str, tokenizer) -> None:
     """One-line ConfigErrors, before the weights load: data.max_length beyond the model's positions (Qwen2.5-Math-1.5B
     has 4,096; SFT at 8,192 would train on positions it never learned) unless the model config sets a RoPE scaling;
     `data.tokenize: trl` with a chat template that drops the reasoning of assistant turns (R1-Distill, Qwen3)."""
-    from transformers import AutoConfig
-
     from data.templates import keeps_final_reasoning
     from rl.config.recipe import ConfigError
+    from rl.train.models import context_length, rope_scaled
 
-    config = AutoConfig.from_pretrained(model_path)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    positions = getattr(text, "max_position_embeddings", None)
-    rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}  # transformers 5 / 4
-    scaled = rope.get("rope_type", rope.get("type", "default")) not in ("default", None)
-    if positions is not None and cfg.data.max_length > positions and not scaled:
+    positions = context_length(model_path)
+    if positions is not None and cfg.data.max_length > positions and not rope_scaled(model_path):
         raise ConfigError(f"data.max_length={cfg.data.max_length} exceeds the model's {positions} positions "
                           f"({model_path}); lower it or use a model (or config) with RoPE scaling")
     if cfg.data.tokenize == "trl" and cfg.data.template == "chat" and not keeps_final_reasoning(tokenizer):
@@ -367,10 +362,10 @@ def train(cfg, args, model_path: str, tokenizer, rows: list[dict], test_rows: li
     # float32 master weights, as in GRPO: AdamW updates at small learning rates round away in bf16 weights;
     # model.dtype reaches the Trainer as mixed precision (bf16 / fp16 autocast)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
-    if is_deepspeed_zero3_enabled() and int(os.environ.get("RANK", "0")) == 0:
-        held = sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in model.parameters())
-        print(f"[sft] ZeRO-3: this rank holds {held:,} of {sum(p.ds_numel if hasattr(p, 'ds_numel') else p.numel() for p in model.parameters()):,} "
-              f"parameters after loading", flush=True)
+    if is_deepspeed_zero3_enabled() and int(os.environ.get("RANK", "0")) == 0:  # zero.Init: a shard per rank
+        held = sum(getattr(p, "ds_tensor", p).numel() for p in model.parameters())
+        total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+        print(f"[sft] ZeRO-3: this rank holds {held:,} of {total:,} parameters after loading", flush=True)
     results: dict[str, Any] = {}
     # metrics.jsonl only: trackers (tensorboard, wandb, trackio) get the Trainer's own report_to
     logger = RunLogger(out, "none", enabled=int(os.environ.get("RANK", "0")) == 0)

@@ -96,6 +96,19 @@ def load_causal_lm(path: str, dtype: str = "float32", attn_implementation: str |
 POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
 
 
+def rope_scaled(path: str) -> bool:
+    """Whether the model's config extends its positions with a RoPE scaling (yarn, linear, dynamic, ...)."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return False
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    rope = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}  # transformers 5 / 4
+    return rope.get("rope_type", rope.get("type", "default")) not in ("default", None)
+
+
 def context_length(path: str) -> int | None:
     """The number of positions the model at `path` has, from its config alone (no weights are read); None when the
     config names none (the check is then skipped)."""

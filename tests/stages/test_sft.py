@@ -165,16 +165,21 @@ def test_bf16_sft_keeps_float32_master_weights_and_trains(sft_overrides, tmp_pat
     (before: the model was loaded in bf16 and trained as bf16 weights, where lr * update rounds away)."""
     from safetensors.torch import load_file
 
-    from rl.sft import main
+    import subprocess
+    import sys
+
     from rl.train.models import load_causal_lm
-    res = main(["recipes/tiny/cold_start_sft.yaml", *sft_overrides, "train.max_steps=2", "model.dtype=bfloat16",
-                "logging.eval_every=0", f"output_dir={tmp_path / 'bf16'}"])
+    # its own process: TRL initialises accelerate's process-wide state in bf16, which later in-process runs inherit
+    proc = subprocess.run([sys.executable, "rl/sft.py", "recipes/tiny/cold_start_sft.yaml", *sft_overrides,
+                           "train.max_steps=2", "model.dtype=bfloat16", "logging.eval_every=0",
+                           f"output_dir={tmp_path / 'bf16'}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     trained = load_file(str(tmp_path / "bf16" / "model" / "model.safetensors"))
     assert {t.dtype for t in trained.values()} == {torch.float32}
     base = load_causal_lm(load_config(SFTConfig, None, sft_overrides).model.name_or_path).state_dict()
     assert set(trained) <= set(base)
     moved = [name for name, t in trained.items() if not torch.equal(t, base[name])]
-    assert res["global_step"] == 2 and len(moved) > len(trained) // 2  # lr 1e-3: most tensors change
+    assert len(moved) > len(trained) // 2  # lr 1e-3: most tensors change
 
 
 TRL_TEMPLATES = __import__("pathlib").Path(__import__("trl").__file__).parent / "chat_templates"
