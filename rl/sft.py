@@ -184,6 +184,11 @@ def training_args(cfg):
                   f"launch config's {launched}", flush=True)
         os.environ["ACCELERATE_MIXED_PRECISION"] = PRECISION[cfg.model.dtype]
     gpu = torch.cuda.is_available()
+    if not gpu and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        # before TRL's accelerator starts DeepSpeed's comm backend: its CPU shared-memory all-reduce op is built
+        # otherwise, and its threads aborted rank 1 at exit ("terminate called without an active exception")
+        from rl.train.distributed import skip_deepspeed_shm_build
+        skip_deepspeed_shm_build()
     return TRLSFTConfig(
         output_dir=cfg.output_dir, per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
@@ -388,6 +393,11 @@ def train(cfg, args, model_path: str, tokenizer, rows: list[dict], test_rows: li
             print(f"[sft] eval/accuracy {f['eval/accuracy']:.3f} -> {la['eval/accuracy']:.3f}, "
                   f"eval/format {f['eval/format']:.3f} -> {la['eval/format']:.3f}", flush=True)
     logger.close()
+    # every rank waits for rank 0's writes, then the process group ends explicitly (as rl/grpo.py does), not in
+    # interpreter teardown, whose order is undefined (rank 1 once aborted there: "terminate called without an
+    # active exception")
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return {**results, "output_dir": str(out), "model_dir": str(final) if final else None,
             "global_step": trainer.state.global_step}
 
