@@ -1,6 +1,6 @@
 """Export any GRPO or SFT checkpoint as a clean Hugging Face model directory that loads anywhere.
 
-    python rl/export.py runs/tiny_r1/checkpoint-000040 exports/tiny-r1 --dtype bfloat16
+    python rl/export.py runs/tiny_r1/checkpoint-40 exports/tiny-r1 --dtype bfloat16
     python rl/export.py runs/tiny_cold_start exports/tiny-sft          # a run dir: its model/ or latest checkpoint
     python rl/export.py runs/lora_sft/checkpoint-50 exports/merged --push-to-hub me/tiny-r1
 

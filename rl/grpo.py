@@ -371,6 +371,14 @@ def train(cfg, train_rows: list[dict], test_rows: list[dict]) -> dict:
             run.checkpoint(cfg.train.max_steps)
     finally:  # a failure anywhere (a dead rollout worker, a learner error) still stops the worker and the pool
         run.close()
+    if run.accelerator.is_main_process and run.test_rows and not (first_eval and last_eval):
+        # a resumed run evaluated step 0 in its earlier life: the summary comes from metrics.jsonl, as a straight run's
+        from rl.train.report import before_after
+        try:
+            summary = before_after(run.out)
+            first_eval, last_eval = first_eval or summary["before"], last_eval or summary["after"]
+        except ValueError:  # no evaluation line was ever logged (logs removed by hand): no summary, not a failure
+            pass
     if run.accelerator.is_main_process and first_eval and last_eval:
         from rl.train.report import before_after_table, plot_run
         print(f"[grpo] eval/accuracy {first_eval['eval/accuracy']:.3f} -> {last_eval['eval/accuracy']:.3f}, "

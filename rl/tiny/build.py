@@ -1,6 +1,7 @@
 """Build the tiny tokenizer, tiny decoders and the tiny *base model*, offline, cached by their settings.
 
-    python -m rl.tiny.build            # prints the path of the cached base model (builds it the first time, ~1-2 min)
+    python -m rl.tiny.build     # prints the path of the cached base model; builds it the first time
+                                # (1,200 steps: 4-5 min on 2 quiet cores, 20+ min on a loaded machine)
 
 The base model is a small Llama-architecture decoder (HF format, safetensors) trained from random initialisation by
 `pretrain()` below on the corpus of rl/tiny/corpus.py: it has seen the R1 format sometimes and careful arithmetic
@@ -131,9 +132,19 @@ def pretrain(model, tokenizer, docs: list[tuple[str, str]], spec: TinySpec, log_
         opt.zero_grad(set_to_none=True)
         if step % log_every == 0 or step == spec.steps - 1:
             losses.append(round(loss.item(), 4))
-            print(f"[tiny base] step {step:5d} loss {loss.item():.4f} ({time.time() - t0:.0f}s)", flush=True)
+            print(progress_line(step + 1, spec.steps, loss.item(), time.time() - t0), flush=True)
     model.eval()
     return losses
+
+
+def progress_line(done: int, total: int, loss: float, elapsed_s: float) -> str:
+    """One log line of the base build, with the steps done of all and the time left at the rate so far:
+
+    >>> progress_line(300, 1200, 0.8213, 60.0)
+    '[tiny base] step 300/1200 loss 0.8213 (60s elapsed, ~180s left)'
+    """
+    left = elapsed_s / done * (total - done) if done else float("nan")
+    return f"[tiny base] step {done}/{total} loss {loss:.4f} ({elapsed_s:.0f}s elapsed, ~{left:.0f}s left)"
 
 
 def build_tiny_model(spec: TinySpec = TinySpec(), cache_dir: Path | None = None, force: bool = False) -> Path:
@@ -144,6 +155,9 @@ def build_tiny_model(spec: TinySpec = TinySpec(), cache_dir: Path | None = None,
         return out
     t0 = time.time()
     torch_threads = torch.get_num_threads()
+    if spec.pretrain:
+        print(f"[tiny base] building {out.name} once (cached in {cache}): {spec.steps} pretraining steps, about "
+              f"4-5 min on 2 quiet cores, 20 min or more on a busy machine", flush=True)
     train, _ = arithmetic_dataset(num_train=2000, num_test=0, seed=spec.seed + 1)
     # The corpus covers the arithmetic world broadly (its own question draw, not the RL test set).
     corpus = base_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)

@@ -1,6 +1,6 @@
 """Atomic checkpoints and resume, under every strategy (single, DDP, DeepSpeed ZeRO-2/3, FSDP2).
 
-    output_dir/checkpoint-000040/   config.json, model.safetensors, tokenizer files   consolidated Hugging Face model
+    output_dir/checkpoint-40/       config.json, model.safetensors, tokenizer files   consolidated Hugging Face model
                                                                                       (evaluation, export, vLLM)
                                     state/            accelerate `save_state`: model + optimizer as the strategy
                                                       keeps them (ZeRO shards per rank, FSDP sharded state dicts,
@@ -16,7 +16,9 @@ exactly: model, optimizer moments, schedule, accelerate's accumulation counter a
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,7 +34,9 @@ PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
-    return Path(output_dir) / f"checkpoint-{step:06d}"
+    """output_dir/checkpoint-{step}: the Hugging Face Trainer's scheme, so GRPO's and SFT's checkpoints are named
+    alike (runs written with the earlier zero-padded checkpoint-000040 still resume: PATTERN reads both)."""
+    return Path(output_dir) / f"checkpoint-{step}"
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -51,6 +55,36 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fh.fileno())
 
 
+class _TiedHeadNotice(logging.Filter):
+    """Drops accelerate's "Removed shared tensor {...lm_head.weight} while saving" when every removed name is an
+    lm_head weight: with tie_word_embeddings it shares the embedding's storage, safetensors stores it once and
+    load_state re-ties it (the resume tests compare every weight). Any other shared tensor is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg, head = record.getMessage(), "Removed shared tensor {"  # after accelerate's "[RANK 0] " when distributed
+        if head not in msg:
+            return True
+        start = msg.index(head) + len(head)
+        names = [n.strip(" '\"") for n in msg[start:msg.index("}", start)].split(",")]
+        return not all(n.endswith("lm_head.weight") for n in names)
+
+
+@contextlib.contextmanager
+def tied_weights_notice_silenced(model):
+    """While saving a model that ties its head to its embeddings (accelerate 1.15's utils/other.py
+    `clean_state_dict_for_safetensors` warns at every checkpoint otherwise)."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "tie_word_embeddings", False):
+        yield
+        return
+    target, notice = logging.getLogger("accelerate.utils.other"), _TiedHeadNotice()
+    target.addFilter(notice)
+    try:
+        yield
+    finally:
+        target.removeFilter(notice)
+
+
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, tokenizer, scheduler,
                     state: dict[str, Any], total_limit: int | None = None, weights_prefix: str = "",
                     write_weights=None) -> Path:
@@ -65,7 +99,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp / "state"))  # collective
+    with tied_weights_notice_silenced(accelerator.unwrap_model(model)):
+        accelerator.save_state(str(tmp / "state"))  # collective
     weights = full_state_dict(accelerator, model, weights_prefix)  # collective
     if accelerator.is_main_process:
         if write_weights is not None:

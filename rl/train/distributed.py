@@ -30,6 +30,7 @@ written once for all strategies; what differs between them lives here:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -45,7 +46,6 @@ def make_accelerator(cfg):
     Without a GPU (CI, laptops) the same launch configs run on CPU processes over gloo: DeepSpeed and FSDP need
     `cpu=False` (accelerate drops both plugins under `cpu=True`) and an explicit gloo backend; FSDP additionally
     needs `enable_fsdp_on_cpu`, DeepSpeed `skip_deepspeed_shm_build` (below)."""
-    import os
 
     from accelerate import Accelerator
     from accelerate.utils import InitProcessGroupKwargs
@@ -114,9 +114,14 @@ def skip_deepspeed_shm_build() -> None:
     ninja, cached in ~/.cache/torch_extensions) when its comm backend starts (deepspeed/comm/torch.py
     `TorchBackend.__init__` -> `build_shm_op`). It serves DeepSpeed's CPU inference all-reduce only; training here
     communicates over gloo. `build_shm_op` returning None is DeepSpeed's own "op unavailable" path. CPU only; the
-    one place this project touches DeepSpeed internals. Re-check on a DeepSpeed upgrade."""
+    one place this project touches DeepSpeed internals. Re-check on a DeepSpeed upgrade.
+
+    Also sets DS_ACCELERATOR=cpu (unless set) before DeepSpeed is first imported: DeepSpeed's documented override,
+    which spares every rank the expected "Setting accelerator to CPU. If you have GPU ..." warning of its
+    auto-detection (the launcher process, which imports DeepSpeed before our code runs, still prints it once)."""
     import importlib
 
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
     importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 

@@ -53,7 +53,7 @@ def test_accelerate_launch_smoke(smoke_run):
     # a random micro model never writes EOS within 8 tokens: every completion is cut off, and we say so
     assert lines[1]["truncated_frac"] == 1.0
     assert "hit rollout.max_completion_length=8" in proc.stdout
-    ckpt = out / "checkpoint-000004"
+    ckpt = out / "checkpoint-4"
     for name in ("model.safetensors", "config.json", "tokenizer.json", "scheduler.pt", "trainer_state.json",
                  "state/model.safetensors", "state/optimizer.bin", "state/random_states_0.pkl"):
         assert (ckpt / name).is_file(), name
@@ -67,10 +67,14 @@ def test_resume_equals_straight_run(smoke_run, micro_model_dir, tmp_path):
     straight, _ = smoke_run
     crashed = tmp_path / "run"
     shutil.copytree(straight, crashed)
-    shutil.rmtree(crashed / "checkpoint-000004")  # the crash happened after checkpoint-2 was written
+    shutil.rmtree(crashed / "checkpoint-4")  # the crash happened after checkpoint-2 was written
     kept = [m for m in read_metrics(straight) if m["step"] <= 2 and "loss" in m or m["step"] == 0]
     (crashed / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in kept))
-    launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, crashed)])
+    (crashed / "progress.png").unlink(missing_ok=True)
+    resumed = launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, crashed)])
+    # the same summary as a straight run: step 0's evaluation (from the earlier life's metrics) against the last
+    assert "| before | 0 |" in resumed.stdout and "| after | 4 |" in resumed.stdout, resumed.stdout[-2000:]
+    assert (crashed / "progress.png").is_file()
     want, got = training_lines(read_metrics(straight)), training_lines(read_metrics(crashed))
     assert sorted(got) == [1, 2, 3, 4]
     for step in (3, 4):
@@ -119,9 +123,9 @@ def test_killed_and_resumed_run_logs_like_a_straight_run(smoke_run, micro_model_
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     killed_at = max(m["step"] for m in read_metrics(out))
-    assert killed_at >= 3 and (out / "checkpoint-000002").is_dir()
+    assert killed_at >= 3 and (out / "checkpoint-2").is_dir()
     resumed = launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, out)])
-    if not (out / "checkpoint-000004").is_dir() or killed_at < 4:
+    if not (out / "checkpoint-4").is_dir() or killed_at < 4:
         assert "log rows of later steps" in resumed.stdout  # the kill left rows past the checkpoint: they went
 
     def rows(run, name):

@@ -71,7 +71,7 @@ def cell(strategy, dtype, tmp):
         if os.environ.get("LAUNCH_MATRIX_TIMES"):
             with open(os.environ["LAUNCH_MATRIX_TIMES"], "a") as fh:
                 fh.write(json.dumps({"cell": f"{strategy}-{dtype}", "wall_s": _times[f"{strategy}-{dtype}"]}) + "\n")
-        _cells[key] = (proc.stdout, read_metrics(out), out / "checkpoint-000002")
+        _cells[key] = (proc.stdout, read_metrics(out), out / "checkpoint-2")
     return _cells[key]
 
 

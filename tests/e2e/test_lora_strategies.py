@@ -36,10 +36,10 @@ def runs(strategy, model_dir, tmp):
         launch(strategy, model_dir, out / "straight.pt", "--save-after", 1, "--ckpt", out / "ckpt", *LORA)
         resumed = None
         if strategy != "single":
-            launch(strategy, model_dir, out / "resumed.pt", "--resume", out / "ckpt/checkpoint-000001", *LORA)
+            launch(strategy, model_dir, out / "resumed.pt", "--resume", out / "ckpt/checkpoint-1", *LORA)
             resumed = torch.load(out / "resumed.pt")
         _runs[strategy] = (torch.load(out / "straight.pt"), resumed,
-                           load_file(out / "ckpt/checkpoint-000001/adapter_model.safetensors"))
+                           load_file(out / "ckpt/checkpoint-1/adapter_model.safetensors"))
     return _runs[strategy]
 
 
@@ -103,5 +103,5 @@ def test_lora_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     train = [m for m in read_metrics(out) if "loss" in m]
     assert [m["step"] for m in train] == [1, 2, 3]
     assert all(m["kl"] >= 0 for m in train) and train[-1]["kl"] > 0  # the adapters moved the policy off the base
-    ckpt = out / "checkpoint-000002"
+    ckpt = out / "checkpoint-2"
     assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()

@@ -77,11 +77,11 @@ def runs(strategy, model_dir, tmp):
         launch(strategy, model_dir, out / "straight.pt", "--save-after", 1, "--ckpt", out / "ckpt", *WITH_REFERENCE)
         resumed = None
         if strategy != "single":
-            launch(strategy, model_dir, out / "resumed.pt", "--resume", out / "ckpt/checkpoint-000001",
+            launch(strategy, model_dir, out / "resumed.pt", "--resume", out / "ckpt/checkpoint-1",
                    *WITH_REFERENCE)
             resumed = torch.load(out / "resumed.pt")
         _runs[strategy] = (torch.load(out / "straight.pt"), resumed,
-                           load_file(out / "ckpt/checkpoint-000001/model.safetensors"))
+                           load_file(out / "ckpt/checkpoint-1/model.safetensors"))
     return _runs[strategy]
 
 
@@ -132,7 +132,7 @@ def low_lr_run(strategy, dtype, model_dir, tmp):
         out = tmp / f"{strategy}_{dtype}.pt"
         ckpt = tmp / f"{strategy}_{dtype}_ckpt"
         launch(strategy, model_dir, out, *BF16_STEPS, f"model.dtype={dtype}", "--save-after", 10, "--ckpt", ckpt)
-        _runs[key] = {**torch.load(out), "ckpt": ckpt / "checkpoint-000010"}
+        _runs[key] = {**torch.load(out), "ckpt": ckpt / "checkpoint-10"}
     return _runs[key]
 
 
@@ -219,13 +219,13 @@ def test_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     assert [m["step"] for m in train] == [1, 2, 3]
     assert [m["step"] for m in straight if "eval/accuracy" in m] == [0, 3]
     assert all(0 <= m["dynamic_sampling/dropped_frac"] < 1 for m in train)
-    state = (out / "checkpoint-000002/trainer_state.json").read_text()
+    state = (out / "checkpoint-2/trainer_state.json").read_text()
     assert '"sampler_position"' in state
     if strategy != "zero3":
         return
     import json
     import shutil
-    shutil.rmtree(out / "checkpoint-000003")
+    shutil.rmtree(out / "checkpoint-3")
     launch_grpo(strategy, *grpo_overrides(model, out))  # resume=auto: from checkpoint-2, logs rewound to step 2
     resumed = read_metrics(out)
     assert [m["step"] for m in resumed] == [m["step"] for m in straight]
@@ -233,4 +233,4 @@ def test_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     for key, value in want.items():
         if not (key.startswith("time/") or key.endswith("time_s")):
             assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
-    assert json.loads((out / "checkpoint-000003/trainer_state.json").read_text())["sampler_position"] > 0
+    assert json.loads((out / "checkpoint-3/trainer_state.json").read_text())["sampler_position"] > 0

@@ -18,9 +18,9 @@ def logits(model, tok):
 
 
 def fake_run(micro_model_dir, tmp_path):
-    """A run dir as GRPO leaves it: checkpoint-000002/ (model + extra state) next to config.yaml and metrics.jsonl."""
+    """A run dir as GRPO leaves it: checkpoint-2/ (model + extra state) next to config.yaml and metrics.jsonl."""
     run = tmp_path / "run"
-    ckpt = run / "checkpoint-000002"
+    ckpt = run / "checkpoint-2"
     shutil.copytree(micro_model_dir, ckpt)
     (ckpt / "trainer_state.json").write_text(json.dumps({"step": 2}))
     (ckpt / "optimizer.pt").write_bytes(b"state that must not be exported")

@@ -115,3 +115,10 @@ def test_dataset_without_gold_column_fails_before_any_model(tmp_path):
     with pytest.raises(DataError, match=r"no column 'answer' \(nor its alias 'solution'\); columns: level, problem, "
                                         r"type"):
         load_examples(str(path), "train", prompt_column="problem")
+
+
+def test_tiny_base_build_logs_steps_of_total_and_time_left():
+    """300 of 1200 steps in 60 s: 0.2 s a step, 900 steps left -> ~180 s left."""
+    from rl.tiny.build import progress_line
+    assert progress_line(300, 1200, 0.8213, 60.0) == "[tiny base] step 300/1200 loss 0.8213 (60s elapsed, ~180s left)"
+    assert progress_line(1200, 1200, 0.5, 250.4).endswith("(250s elapsed, ~0s left)")

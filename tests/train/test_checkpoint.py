@@ -36,7 +36,7 @@ def test_crash_mid_save_keeps_last_good_checkpoint(parts, tmp_path, monkeypatch)
     monkeypatch.undo()
 
     assert ckpt.latest_checkpoint(tmp_path) == good
-    assert not (tmp_path / "checkpoint-000004").exists()
+    assert not (tmp_path / "checkpoint-4").exists()
     fresh = load_causal_lm(str(good))  # the good checkpoint still loads, with the weights saved at step 2
     torch.testing.assert_close(next(fresh.parameters()) + 1.0, next(model.parameters()))
 
@@ -69,4 +69,37 @@ def test_total_limit_prunes_oldest(parts, tmp_path):
     acc, model, tok, opt, sched = parts
     for step in (1, 2, 3):
         ckpt.save_checkpoint(acc, tmp_path, step, model, tok, sched, {"sampler_position": 0}, total_limit=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-000002", "checkpoint-000003"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-3"]
+
+
+def test_one_naming_scheme_with_the_hf_trainer(tmp_path):
+    """GRPO's checkpoint-N is SFT's (the HF Trainer's PREFIX_CHECKPOINT_DIR-N); the latest is by step number, not by
+    name (checkpoint-10 after checkpoint-9), and earlier zero-padded names still count."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+    assert ckpt.checkpoint_dir(tmp_path, 96).name == f"{PREFIX_CHECKPOINT_DIR}-96" == "checkpoint-96"
+    for name in ("checkpoint-9", "checkpoint-10", "checkpoint-000008"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text("{}")
+    assert ckpt.latest_checkpoint(tmp_path).name == "checkpoint-10"
+    assert get_last_checkpoint(str(tmp_path)).endswith("checkpoint-10")  # what SFT's resume picks
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("Removed shared tensor {'lm_head.weight'} while saving. This should be OK, ...", False),  # tied head: expected
+    ("[RANK 0] Removed shared tensor {'lm.lm_head.weight'} while saving.", False),  # GRPO's wrapper, distributed
+    ("Removed shared tensor {'lm_head.weight', 'model.layers.0.mlp.up_proj.weight'} while saving.", True),
+    ("Removed shared tensor {'model.embed_tokens.weight'} while saving.", True),
+    ("some other accelerate warning", True),
+])
+def test_only_the_tied_head_notice_is_silenced(message, shown):
+    import logging
+    record = logging.LogRecord("accelerate.utils.other", logging.WARNING, __file__, 1, message, None, None)
+    assert ckpt._TiedHeadNotice().filter(record) is shown
+
+
+def test_a_tied_checkpoint_saves_without_the_notice(parts, tmp_path, caplog):
+    acc, model, tok, opt, sched = parts
+    assert acc.unwrap_model(model).config.tie_word_embeddings  # the micro model ties head and embeddings
+    with caplog.at_level("WARNING"):
+        ckpt.save_checkpoint(acc, tmp_path, 1, model, tok, sched, {"sampler_position": 0})
+    assert not [r for r in caplog.records if "shared tensor" in r.getMessage()]

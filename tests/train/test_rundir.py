@@ -15,7 +15,7 @@ def old_run(out):
     out.mkdir(parents=True)
     (out / "metrics.jsonl").write_text('{"step": 40}\n')
     (out / "config.yaml").write_text("max_steps: 40\n")
-    (out / "checkpoint-000040").mkdir()
+    (out / "checkpoint-40").mkdir()
     (out / "notes.txt").write_text("mine")  # not a run file: never deleted
 
 
@@ -27,7 +27,7 @@ def test_new_run_into_an_old_run_is_refused_and_nothing_changes(tmp_path):
             pytest.fail("entered")
     msg = str(e.value)
     assert "\n" not in msg and "already holds a run" in msg and "resume=auto" in msg and "overwrite=true" in msg
-    assert [p.name for p in run_files(out)] == ["checkpoint-000040", "config.yaml", "metrics.jsonl"]
+    assert [p.name for p in run_files(out)] == ["checkpoint-40", "config.yaml", "metrics.jsonl"]
     assert not (out / ".lock").exists()  # released on the way out
 
 
