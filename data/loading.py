@@ -98,6 +98,25 @@ def _gold_column(answer_column: str, columns: set[str], source: str, split: str)
                     f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
 
 
+def evaluation_set_line(train: str, test: str | None, test_split: str, num_rows: int) -> str:
+    """What a training stage says at start-up about its held-out evaluation, so a run on your own data never
+    evaluates silently on the recipe's toy task:
+
+    >>> evaluation_set_line("procedural:arithmetic", "procedural:arithmetic", "test", 200)
+    'evaluation: 200 rows of procedural:arithmetic (test)'
+
+    With data.train=mine.jsonl and the tiny recipe's data.test left as it is, the line goes on: "-- note: the
+    recipe's procedural task, while data.train is mine.jsonl: set data.test=YOUR_TEST_FILE (or data.test=null ...)".
+    """
+    if not test:
+        return "evaluation: none (data.test is not set)"
+    line = f"evaluation: {num_rows} rows of {test} ({test_split})"
+    if test.startswith("procedural:") and not train.startswith("procedural:"):
+        line += (f" -- note: the recipe's procedural task, while data.train is {train}: set data.test=YOUR_TEST_FILE "
+                 f"(or data.test=null for none)")
+    return line
+
+
 def load_examples(source: str, split: str = "train", **kwargs) -> list[dict[str, Any]]:
     """Rows of `source`/`split` as canonical examples (at most `limit`); keywords as `load_examples_and_gold`."""
     return load_examples_and_gold(source, split, **kwargs)[0]

@@ -39,6 +39,7 @@ class RewardEntry:
     obj: Callable[..., Any]
     factory: bool  # obj(**params) returns the reward function
     cheap: bool  # True: the scorer runs it in the parent process; False: in its worker processes
+    batched: bool = False  # True: called once per batch with every completion, in the parent process
 
     @property
     def ref(self) -> str:
@@ -58,11 +59,13 @@ class RewardEntry:
 _REGISTRY: dict[str, RewardEntry] = {}
 
 
-def register_reward(name: str, *, factory: bool = False, cheap: bool = False) -> Callable:
+def register_reward(name: str, *, factory: bool = False, cheap: bool = False, batched: bool = False) -> Callable:
     """Decorator: register a reward function (or, with `factory=True`, a reward factory) under `name`.
 
     `cheap=True` lets the scorer run it in the parent process (for rewards that do no parsing and are linear-time);
-    the default runs it in the worker processes, with a per-item timeout.
+    the default runs it in the worker processes, one completion per call, with a per-item timeout. `batched=True`:
+    one call per batch with all its completions, in the parent process, under one deadline for the call (a reward
+    model, a remote verifier). An import-path function declares the same with the attribute `fn.batched = True`.
     """
     if not isinstance(name, str) or not name or ":" in name:
         raise ValueError(f"reward name must be a non-empty string without ':', got {name!r}")
@@ -73,7 +76,8 @@ def register_reward(name: str, *, factory: bool = False, cheap: bool = False) ->
             raise ValueError(f"reward {name!r} is already registered (by {existing.ref})")
         obj.__reward_factory__ = factory
         obj.__reward_cheap__ = cheap
-        _REGISTRY[name] = RewardEntry(name, obj, factory, cheap)
+        obj.__reward_batched__ = batched
+        _REGISTRY[name] = RewardEntry(name, obj, factory, cheap, batched)
         if name not in REWARDS:
             REWARDS.append(name)
         return obj
@@ -104,7 +108,8 @@ def resolve(name: str) -> RewardEntry:
     if not callable(obj):
         raise ValueError(f"reward {name!r} is not callable")
     return RewardEntry(name, obj, bool(getattr(obj, "__reward_factory__", False)),
-                       bool(getattr(obj, "__reward_cheap__", False)))
+                       bool(getattr(obj, "__reward_cheap__", False)),
+                       bool(getattr(obj, "__reward_batched__", False) or getattr(obj, "batched", False) is True))
 
 
 class Reward:
@@ -120,6 +125,8 @@ class Reward:
         else:
             self._check_params(entry.obj, skip=("completions",))
             self._fn = entry.obj
+        # a factory's reward function may declare itself batched too (`fn.batched = True`)
+        self.batched = entry.batched or getattr(self._fn, "batched", False) is True
 
     def _check_params(self, fn: Callable, skip: tuple[str, ...]) -> None:
         try:

@@ -11,7 +11,9 @@ an optional `weight` (default 1.0) and the reward's parameters:
     ([1.5, 0.0], [1.0, 0.0], 0.5)
 
 Cheap rewards (format, tag_count, reasoning_steps, repetition, soft_overlong: linear-time scans) run in this process
-on the full text. Parsing rewards (accuracy, cosine, countdown, and user rewards unless registered `cheap=True`) run
+on the full text. Batched rewards (`register_reward(..., batched=True)` or `fn.batched = True`: a reward model, a
+remote verifier) run in this process too, one call per batch with every completion, under one deadline of `timeout_s`
+per completion. Parsing rewards (accuracy, cosine, countdown, and user rewards unless registered `cheap=True`) run
 in `num_workers` worker processes (rewards/pool.py; started on the first `score`, reused until `close`) on the last
 `max_chars` characters of each completion, each (item, reward) limited to `timeout_s`: a timeout scores 0.0 and is
 counted. An exception on an item scores 0.0 and is counted too (`rewards/<name>/errors`, a warning with the first
@@ -119,8 +121,8 @@ class RewardScorer:
         self.rewards: dict[str, Reward] = {n: get_reward(n, **p) for n, _, p in parsed}  # validates
         self.num_workers, self.timeout_s, self.max_chars = num_workers, float(timeout_s), max_chars
         # Which rewards go to workers: parsing ones whose code a fresh process can import.
-        self.worker_names = [n for n in self.names
-                             if num_workers > 0 and not self.rewards[n].cheap and self.rewards[n].entry.importable]
+        self.worker_names = [n for n in self.names if num_workers > 0 and not self.rewards[n].cheap
+                             and not self.rewards[n].batched and self.rewards[n].entry.importable]
         self._pool: WorkerPool | None = None
         self._warmed: set[str] = set()
 
@@ -184,6 +186,8 @@ class RewardScorer:
                     raise ValueError(f"reward {name!r} returned {len(out)} values for {n} completions")
                 values[name], status[name] = [None if v is None else float(v) for v in out], [OK] * n
                 seconds[name] = time.perf_counter() - t0
+            elif self.rewards[name].batched:
+                values[name], status[name], seconds[name] = self._batched(name, capped, item_cols)
             else:
                 values[name], status[name], seconds[name] = self._in_process(name, capped, item_cols)
             counters[name] = self.rewards[name].drain_metrics()
@@ -202,6 +206,27 @@ class RewardScorer:
                 for key, v in self.rewards[name].summarize(counts).items():
                     result.metrics[f"rewards/{name}/{key}"] = float(v)
         return result
+
+    def _batched(self, name: str, texts: list[str], cols: dict[str, list]):
+        """One call with the whole batch, under one deadline of `timeout_s` per completion (a reward model or a
+        remote verifier scores a batch far faster than item by item). Raising = failing on every item (RewardError);
+        running out of time scores the batch 0.0, counted as timeouts."""
+        fn, n = self.rewards[name], len(texts)
+        if name not in self._warmed:
+            fn.warmup()
+            self._warmed.add(name)
+        t0 = time.perf_counter()
+        try:
+            with deadline(self.timeout_s * max(n, 1)):
+                out = fn(texts, **cols)
+        except ItemTimeout:
+            return [0.0] * n, [TIMEOUT] * n, time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001 (one call for the batch: it failed on every item)
+            raise RewardError(f"reward {name!r} raised on all {n} completions of this batch: "
+                              f"{type(e).__name__}: {str(e)[:200]}") from None
+        if len(out) != n:
+            raise ValueError(f"reward {name!r} returned {len(out)} values for {n} completions")
+        return [None if v is None else float(v) for v in out], [OK] * n, time.perf_counter() - t0
 
     def _in_process(self, name: str, texts: list[str], cols: dict[str, list]):
         fn = self.rewards[name]

@@ -248,20 +248,27 @@ def student_argv(cfg, traces: Path) -> list[str]:
             *([] if latest_checkpoint(out) is not None else ["overwrite=true"]), *s.overrides]
 
 
+def load_prompts(cfg) -> tuple[list[dict], int]:
+    """The prompts the teacher answers, decontaminated: (rows, how many were dropped as contaminated). The gold column
+    actually read (`solution` when the data have no `answer`) is written back to cfg for config.yaml."""
+    from data.loading import load_examples, load_examples_and_gold
+    d = cfg.data
+    examples, d.answer_column = load_examples_and_gold(
+        d.train, d.train_split, prompt_column=d.prompt_column, answer_column=d.answer_column, limit=cfg.num_prompts,
+        num_train=d.num_train, num_test=d.num_test, seed=d.seed)
+    f = cfg.filter
+    return decontaminate(examples, f.decontaminate_against, f.decontaminate_ngram,
+                         lambda source: load_examples(source, "test", num_train=d.num_train, num_test=d.num_test,
+                                                      seed=d.seed))
+
+
 def main(argv: list[str] | None = None) -> dict:
     from rl.config.recipe import ConfigError, dump_yaml, load_config, split_argv
     from rl.config.distill import DistillConfig
 
     # 1. Recipe, prompts and the resume marker, all checked before the teacher is loaded.
     cfg = load_config(DistillConfig, *split_argv(sys.argv[1:] if argv is None else argv))
-    from data.loading import load_examples
-    d = cfg.data
-    examples = load_examples(d.train, d.train_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
-                             limit=cfg.num_prompts, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
-    f = cfg.filter
-    examples, contaminated = decontaminate(
-        examples, f.decontaminate_against, f.decontaminate_ngram,
-        lambda source: load_examples(source, "test", num_train=d.num_train, num_test=d.num_test, seed=d.seed))
+    examples, contaminated = load_prompts(cfg)
     if cfg.student.sft_recipe and not Path(cfg.student.sft_recipe).is_file():
         raise ConfigError(f"student.sft_recipe file not found: {cfg.student.sft_recipe}")
     from rl.train.models import check_model_source

@@ -181,6 +181,11 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         (out / "config.yaml").write_text(dump_yaml(cfg))
         print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}, {strategy(accelerator)}, "
               f"mixed precision {accelerator.mixed_precision}):\n{dump_yaml(cfg)}", flush=True)
+        from data.loading import evaluation_set_line
+        d = cfg.data
+        print(f"[grpo] {evaluation_set_line(d.train, d.test, d.test_split, len(test_rows))}"
+              f"{f', every {cfg.logging.eval_every} steps and at the end' if d.test and cfg.logging.eval_every else ''}",
+              flush=True)
     scorer = RewardScorer(cfg.rewards)
     eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
 

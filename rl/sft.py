@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,8 @@ if __name__ == "__main__" and not __package__:  # `python rl/sft.py`: import fro
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from rl.train.models import resolve_model_path  # noqa: E402
+from rl.train.sft_trainer import (  # noqa: E402
+    save_final_model, scheduled_trainer_class, shards_parameters, shared_weights_callback, training_args)
 
 
 def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
@@ -158,54 +159,6 @@ def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: d
     return EvalCallback()
 
 
-PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}
-
-
-def shards_parameters() -> bool:
-    """Whether this launch shards the parameters (DeepSpeed ZeRO-3 or FSDP): every forward is then collective."""
-    from transformers.integrations import is_deepspeed_zero3_enabled
-    return is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-
-
-def training_args(cfg):
-    """TRL's SFTConfig for the recipe. Built BEFORE the model is loaded: under DeepSpeed ZeRO-3 creating it installs
-    the DeepSpeed config that makes `from_pretrained` load each rank's shard only (zero.Init), instead of the full
-    model on every rank. The recipe's model.dtype is the mixed precision, as in GRPO: it overrides the launch
-    config's `mixed_precision` (which accelerate passes as ACCELERATE_MIXED_PRECISION and DeepSpeed reads; a
-    mismatch would stop the Trainer with "ds bf16.enabled=True vs hf bf16=False")."""
-    import torch
-    from trl import SFTConfig as TRLSFTConfig
-
-    d, t, log = cfg.data, cfg.train, cfg.logging
-    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
-    if launched is not None and launched != PRECISION[cfg.model.dtype]:
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(f"[sft] mixed precision {PRECISION[cfg.model.dtype]} (model.dtype={cfg.model.dtype}) instead of the "
-                  f"launch config's {launched}", flush=True)
-        os.environ["ACCELERATE_MIXED_PRECISION"] = PRECISION[cfg.model.dtype]
-    gpu = torch.cuda.is_available()
-    if not gpu and os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        # before TRL's accelerator starts DeepSpeed's comm backend: its CPU shared-memory all-reduce op is built
-        # otherwise, and its threads aborted rank 1 at exit ("terminate called without an active exception")
-        from rl.train.distributed import skip_deepspeed_shm_build
-        skip_deepspeed_shm_build()
-    return TRLSFTConfig(
-        output_dir=cfg.output_dir, per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps, learning_rate=t.learning_rate,
-        lr_scheduler_type="constant",  # unused: ScheduledSFTTrainer builds the project's schedule (t.lr_scheduler)
-        num_train_epochs=t.num_epochs, max_steps=t.max_steps,
-        max_grad_norm=t.max_grad_norm, weight_decay=t.weight_decay, seed=t.seed, data_seed=t.seed,
-        completion_only_loss=True, packing=d.packing, max_length=d.max_length,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
-        # model.dtype is the compute dtype (autocast); the weights and Adam state stay float32 (see main)
-        bf16=cfg.model.dtype == "bfloat16", fp16=cfg.model.dtype == "float16", use_cpu=not gpu,
-        logging_steps=max(1, min(10, log.eval_every or 10)), save_strategy="steps",
-        save_steps=log.save_every or 10**9, save_total_limit=log.save_total_limit or None,
-        report_to=[] if log.report_to == "none" else [log.report_to], disable_tqdm=not log.progress_bar,
-        dataloader_num_workers=0,
-    )
-
-
 def build_trainer(cfg, args, model, tokenizer, rows: list[dict], callbacks=()):
     """The TRL SFTTrainer for `rows` (tokenized per data.tokenize); LoRA wraps the model when lora.enabled."""
     import datasets
@@ -229,35 +182,6 @@ def build_trainer(cfg, args, model, tokenizer, rows: list[dict], callbacks=()):
                                                   callbacks=[*callbacks, shared_weights_callback()])
 
 
-def shared_weights_callback():
-    """After each Trainer checkpoint: its *.safetensors get the mode of the other files (safetensors writes 0600)."""
-    from transformers import TrainerCallback
-
-    from rl.train.rundir import share_file_modes
-
-    class SharedWeights(TrainerCallback):
-        def on_save(self, args, state, control, **kw):
-            if state.is_world_process_zero:
-                share_file_modes(args.output_dir)
-
-    return SharedWeights()
-
-
-def scheduled_trainer_class(trainer_cls, train_cfg):
-    """`trainer_cls` (TRL's SFTTrainer) with the learning-rate schedule of rl/core/schedules.py, the same LambdaLR
-    GRPO steps, instead of transformers' own (`Trainer.create_scheduler` is its documented override point; under
-    DeepSpeed, transformers' deepspeed_init calls it too)."""
-    from rl.train.learner import make_scheduler
-
-    class ScheduledTrainer(trainer_cls):
-        def create_scheduler(self, num_training_steps: int, optimizer=None):
-            if self.lr_scheduler is None:
-                self.lr_scheduler = make_scheduler(optimizer or self.optimizer, train_cfg, num_training_steps)
-            return self.lr_scheduler
-    ScheduledTrainer.__name__ = f"Scheduled{trainer_cls.__name__}"
-    return ScheduledTrainer
-
-
 def check_model_fits(cfg, model_path: str, tokenizer) -> None:
     """One-line ConfigErrors, before the weights load: data.max_length beyond the model's positions (Qwen2.5-Math-1.5B
     has 4,096; SFT at 8,192 would train on positions it never learned) unless the model config sets a RoPE scaling;
@@ -275,55 +199,35 @@ def check_model_fits(cfg, model_path: str, tokenizer) -> None:
                           "the reasoning of assistant turns): use data.tokenize=exact")
 
 
-def save_final_model(trainer, tokenizer, out: Path) -> Path | None:
-    """output_dir/model: the trained model (LoRA merged into a copy) + tokenizer, written atomically. Called on EVERY
-    rank: the weights are gathered collectively (`Trainer.save_model`, which under ZeRO-3 consolidates the shards;
-    a rank-0-only `save_pretrained` would write tensors of shape (0,)); rank 0 writes. Returns the path on rank 0."""
-    import copy
+def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
+    """The recipe (checked) and its rows: (cfg, train rows, test rows), before any model is loaded. The test set's
+    gold column actually read (`solution` when it has no `answer`) is written back for config.yaml."""
+    from data.loading import evaluation_set_line, load_examples_and_gold
+    from rl.config.recipe import load_config, split_argv
+    from rl.config.sft import SFTConfig
 
-    from rl.train.rundir import share_file_modes
-
-    final, tmp = out / "model", out / ".tmp-model"
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if model.generation_config is not None:  # stop where the tokenizer (maybe a new end of turn) says replies end
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
-    main_rank = trainer.is_world_process_zero()
-    if main_rank:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if hasattr(model, "merge_and_unload"):  # a peft model (not with sharded parameters, refused at start)
-        if main_rank:
-            copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
-    elif trainer.is_fsdp_enabled:  # the full state dict, gathered collectively whatever fsdp_state_dict_type says
-        state_dict = trainer.accelerator.get_state_dict(trainer.model)
-        if main_rank:
-            model.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
-    else:
-        trainer.save_model(str(tmp))  # collective under ZeRO-3 (consolidates the shards); writes on rank 0
-    trainer.accelerator.wait_for_everyone()
-    if not main_rank:
-        return None
-    tokenizer.save_pretrained(tmp)
-    for stray in ("training_args.bin",):  # save_model's, not part of a model
-        (tmp / stray).unlink(missing_ok=True)
-    share_file_modes(tmp)  # safetensors writes 0600
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+    cfg = load_config(SFTConfig, *split_argv(argv))
+    d = cfg.data
+    rows = load_sft_rows(d, d.train_split)
+    test_rows: list[dict] = []
+    if d.test:
+        test_rows, gold = load_examples_and_gold(
+            d.test, d.test_split, prompt_column=d.test_prompt_column or d.prompt_column,
+            answer_column=d.test_answer_column or d.answer_column, limit=d.max_eval_samples, num_train=d.num_train,
+            num_test=d.num_test, seed=d.seed)
+        if gold != (d.test_answer_column or d.answer_column):
+            d.test_answer_column = gold
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[sft] {evaluation_set_line(d.train, d.test, d.test_split, len(test_rows))}", flush=True)
+    return cfg, rows, test_rows
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl.config.recipe import ConfigError, load_config, split_argv
-    from rl.config.sft import SFTConfig
+    from rl.config.recipe import ConfigError
 
     # 1. Recipe and data, fully checked before any model is loaded.
-    cfg = load_config(SFTConfig, *split_argv(sys.argv[1:] if argv is None else argv))
-    from data.loading import load_examples
+    cfg, rows, test_rows = load_recipe_and_data(sys.argv[1:] if argv is None else argv)
     d = cfg.data
-    rows = load_sft_rows(d, d.train_split)
-    test_rows = (load_examples(d.test, d.test_split, prompt_column=d.test_prompt_column or d.prompt_column,
-                               answer_column=d.test_answer_column or d.answer_column,
-                               limit=d.max_eval_samples, num_train=d.num_train, num_test=d.num_test, seed=d.seed)
-                 if d.test else [])
     from rl.train.models import check_model_source
     check_model_source(cfg.model.name_or_path)
     out = Path(cfg.output_dir)

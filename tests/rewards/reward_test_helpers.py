@@ -66,3 +66,37 @@ def crash(completions, **kwargs):
         if "RAISE" in c:
             raise RuntimeError("boom")
     return [1.0] * len(completions)
+
+
+BATCH_CALLS: list[int] = []  # batch sizes seen by `batched_length` (it runs in the scorer's process)
+
+
+def batched_length(completions, answer=None, **kwargs):
+    """A batched user reward (like a reward model): one call per batch; records the batch size of each call."""
+    BATCH_CALLS.append(len(completions))
+    if any(c == "RAISE" for c in completions):
+        raise ConnectionError("verifier unreachable")
+    if any(c == "SLOW" for c in completions):
+        time.sleep(5)
+    return [float(len(c)) for c in completions]
+
+
+batched_length.batched = True  # the declaration an import-path reward makes
+
+
+@register_reward("test_helpers_batched_even", factory=True, batched=True)
+def make_batched_even(value: float = 1.0):
+    """A registered batched factory: value for completions of even length."""
+    def even(completions, **kwargs):
+        BATCH_CALLS.append(len(completions))
+        return [value if len(c) % 2 == 0 else 0.0 for c in completions]
+    return even
+
+
+ROW_CALLS: list[int] = []
+
+
+def row_length(completions, **kwargs):
+    """A plain (not batched) user reward: the scorer calls it one completion at a time."""
+    ROW_CALLS.append(len(completions))
+    return [float(len(c)) for c in completions]

@@ -215,3 +215,33 @@ def test_a_reward_raising_on_every_item_is_one_line_error(workers):
             sc.score(["RAISE a", "RAISE b", "RAISE c"], {})
     assert str(e.value) == ("reward 'reward_test_helpers:crash' raised on all 3 completions of this batch: "
                             "RuntimeError: boom")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batched_reward_is_called_once_per_batch(workers):
+    """8 completions: a batched reward gets one call of 8 (never the workers); a plain one, 8 calls of 1 in-process."""
+    import reward_test_helpers as h
+    h.BATCH_CALLS.clear()
+    h.ROW_CALLS.clear()
+    texts = ["a" * k for k in range(1, 9)]
+    spec = {"reward_test_helpers:batched_length": 1.0, "test_helpers_batched_even": {"weight": 0.5, "value": 2.0},
+            "reward_test_helpers:row_length": 0.0}
+    with RewardScorer(spec, num_workers=workers) as scorer:
+        assert scorer.worker_names == (["reward_test_helpers:row_length"] if workers else [])
+        res = scorer.score(texts, {"answer": ["x"] * 8})
+    assert h.BATCH_CALLS == [8, 8]  # batched_length once, test_helpers_batched_even once
+    assert h.ROW_CALLS == ([] if workers else [1] * 8)  # in the workers' processes when workers > 0
+    assert res.per_reward["reward_test_helpers:batched_length"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert res.per_reward["test_helpers_batched_even"] == [0.0, 2.0] * 4
+    assert res.totals == [1.0, 3.0, 3.0, 5.0, 5.0, 7.0, 7.0, 9.0]  # length + 0.5 * (2 if even)
+
+
+def test_a_batched_reward_that_raises_or_overruns():
+    from rewards import RewardError
+    with RewardScorer({"reward_test_helpers:batched_length": 1.0}, num_workers=0, timeout_s=0.1) as scorer:
+        with pytest.raises(RewardError, match=r"^reward 'reward_test_helpers:batched_length' raised on all 2 "
+                                              r"completions of this batch: ConnectionError: verifier unreachable$"):
+            scorer.score(["ok", "RAISE"], {})
+        res = scorer.score(["ok", "SLOW"], {})  # deadline 0.1 s x 2 completions, the call sleeps 5 s: cut off
+        assert res.per_reward["reward_test_helpers:batched_length"] == [0.0, 0.0]
+        assert res.metrics["rewards/reward_test_helpers:batched_length/timeouts"] == 2

@@ -44,3 +44,34 @@ def test_saved_config_records_the_gold_column_used(tmp_path):
                                          "data.test=null"])
     assert rows == [{"prompt": "What is 2 + 2?", "answer": "\\boxed{4}"}]
     assert cfg.data.answer_column == "solution" and "answer_column: solution" in dump_yaml(cfg)
+
+
+def test_sft_and_distill_configs_record_the_gold_column_used(tmp_path):
+    """As GRPO's: a data file with `solution` and no `answer` is read through `solution`, and config.yaml says so."""
+    from rl.config.distill import DistillConfig
+    from rl.config.recipe import dump_yaml, load_config
+    from rl.distill import load_prompts
+    from rl.sft import load_recipe_and_data
+    data = tmp_path / "math.jsonl"
+    data.write_text('{"prompt": "What is 2 + 2?", "solution": "\\\\boxed{4}", "completion": " 4"}\n')
+    cfg, rows, test_rows = load_recipe_and_data(["recipes/tiny/cold_start_sft.yaml", f"data.train={data}",
+                                                 f"data.test={data}"])
+    assert test_rows == [{"prompt": "What is 2 + 2?", "answer": "\\boxed{4}", "completion": " 4"}]
+    assert cfg.data.test_answer_column == "solution" and "test_answer_column: solution" in dump_yaml(cfg)
+    cfg = load_config(DistillConfig, "recipes/tiny/distill.yaml", [f"data.train={data}"])
+    rows, contaminated = load_prompts(cfg)
+    assert [r["answer"] for r in rows] == ["\\boxed{4}"] and contaminated == 0
+    assert cfg.data.answer_column == "solution" and "answer_column: solution" in dump_yaml(cfg)
+
+
+@pytest.mark.parametrize("train, test, rows, expected", [
+    ("procedural:arithmetic", "procedural:arithmetic", 200, "evaluation: 200 rows of procedural:arithmetic (test)"),
+    ("mine.jsonl", "my_test.jsonl", 50, "evaluation: 50 rows of my_test.jsonl (test)"),
+    ("mine.jsonl", None, 0, "evaluation: none (data.test is not set)"),
+    ("mine.jsonl", "procedural:arithmetic", 200, "evaluation: 200 rows of procedural:arithmetic (test) -- note: the "
+     "recipe's procedural task, while data.train is mine.jsonl: set data.test=YOUR_TEST_FILE (or data.test=null for "
+     "none)"),
+])
+def test_start_up_says_which_set_is_evaluated(train, test, rows, expected):
+    from data.loading import evaluation_set_line
+    assert evaluation_set_line(train, test, "test", rows) == expected
