@@ -18,7 +18,9 @@ in `num_workers` worker processes (rewards/pool.py; started on the first `score`
 `max_chars` characters of each completion, each (item, reward) limited to `timeout_s`: a timeout scores 0.0 and is
 counted. An exception on an item scores 0.0 and is counted too (`rewards/<name>/errors`, a warning with the first
 one), but a reward that raises on EVERY item of a batch is broken, not unlucky: `score` raises `RewardError`, one
-line naming the reward and its first exception, and the training stages stop on it (exit 1). `num_workers=0` scores everything in-process (debugging, tests), still with the caps and, in the main
+line naming the reward and its first exception, and the training stages stop on it (exit 1). So does a reward
+that errors on more than `max_error_frac` of the completions of the last `error_window` batches (GRPO's `scoring:`
+section: 0.5 over 10 steps; the defaults here, 1.0 over 1, check nothing beyond the every-item rule). `num_workers=0` scores everything in-process (debugging, tests), still with the caps and, in the main
 thread, the per-item SIGALRM timeout (but nothing can stop C code that never returns there).
 
 Columns: every entry of `columns` that is a list as long as `completions` is handed to the rewards (`answer`,
@@ -26,6 +28,7 @@ Columns: every entry of `columns` that is a list as long as `completions` is han
 """
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import time
@@ -107,7 +110,7 @@ class RewardScorer:
     """Weighted rewards over batches, parsing rewards in a reused worker pool (see module docstring)."""
 
     def __init__(self, spec: Mapping[str, float | Mapping[str, Any]], num_workers: int = 2, timeout_s: float = 5.0,
-                 max_chars: int = 20000):
+                 max_chars: int = 20000, max_error_frac: float = 1.0, error_window: int = 1):
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"RewardScorer: num_workers must be an integer >= 0, got {num_workers!r}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
@@ -125,6 +128,15 @@ class RewardScorer:
                              and not self.rewards[n].batched and self.rewards[n].entry.importable]
         self._pool: WorkerPool | None = None
         self._warmed: set[str] = set()
+        # the error budget: (errors, items) of each reward's last `error_window` batches
+        if not 0 < max_error_frac <= 1 or isinstance(error_window, bool) or not isinstance(error_window, int) \
+                or error_window < 1:
+            raise ValueError(f"RewardScorer: need 0 < max_error_frac <= 1 and an integer error_window >= 1, got "
+                             f"{max_error_frac!r}, {error_window!r}")
+        self.max_error_frac, self.error_window = float(max_error_frac), error_window
+        self._last_error: dict[str, str] = {}
+        self._recent: dict[str, collections.deque] = {n: collections.deque(maxlen=self.error_window)
+                                                      for n in self.names}
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
     @property
@@ -252,6 +264,21 @@ class RewardScorer:
             t_total += time.perf_counter() - t0
         return vals, stats, t_total
 
+    def _check_error_budget(self, name: str, errors: int, n: int, first: str | None) -> None:
+        """RewardError once the last `error_window` batches are in and more than `max_error_frac` of their items
+        errored. E.g. window 10 at 64 completions a step, max 0.5: 321 errors of 640 stop the run, 320 do not."""
+        recent = self._recent[name]
+        recent.append((errors, n))
+        if first is not None:
+            self._last_error[name] = first
+        if len(recent) < self.error_window:
+            return
+        bad, total = sum(e for e, _ in recent), sum(m for _, m in recent)
+        if total and bad / total > self.max_error_frac:
+            raise RewardError(f"reward {name!r} raised on {bad} of {total} completions ({bad / total:.0%}) over the "
+                              f"last {len(recent)} batches, more than max_error_frac={self.max_error_frac:g}: "
+                              f"{self._last_error.get(name, '')}")
+
     def _finish(self, values, status, seconds, n: int, wall: float) -> ScoreResult:
         per_reward: dict[str, list[float | None]] = {}
         metrics: dict[str, float] = {}
@@ -263,6 +290,7 @@ class RewardScorer:
                 raise RewardError(f"reward {name!r} raised on all {n} completions of this batch: {errors[0]}")
             if errors:
                 logger.warning("reward %r: %d error(s) scored 0.0; first: %s", name, len(errors), errors[0])
+            self._check_error_budget(name, len(errors), n, errors[0] if errors else None)
             clean = [0.0 if s == ERROR else v for v, s in zip(vals, stats)]
             per_reward[name] = clean
             w = self.weights[name]

@@ -186,7 +186,9 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         print(f"[grpo] {evaluation_set_line(d.train, d.test, d.test_split, len(test_rows))}"
               f"{f', every {cfg.logging.eval_every} steps and at the end' if d.test and cfg.logging.eval_every else ''}",
               flush=True)
-    scorer = RewardScorer(cfg.rewards)
+    sc = cfg.scoring
+    scorer = RewardScorer(cfg.rewards, num_workers=sc.workers, timeout_s=sc.timeout_s,
+                          max_error_frac=sc.max_error_frac, error_window=sc.error_window)
     eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
 
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.

@@ -182,6 +182,18 @@ class LoggingConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """How the rewards are computed (rewards/scorer.py): worker processes, per-item time limit, and when a reward
+    that errors is broken rather than unlucky."""
+    workers: int = 2  # reward worker processes (0: score in the training process)
+    timeout_s: float = 5.0  # per completion and reward (a batched reward: per completion, for the whole call)
+    # stop the run when a reward errors on more than this fraction of the completions of the last `error_window`
+    # steps (an error on every completion of one step stops it at once, whatever these say)
+    max_error_frac: float = 0.5
+    error_window: int = 10
+
+
+@dataclass
 class GRPOConfig:
     output_dir: str = "runs/grpo"
     resume: str = "auto"  # auto (latest checkpoint in output_dir, if any) | never | path to a checkpoint
@@ -193,6 +205,7 @@ class GRPOConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.5})
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -254,6 +267,10 @@ class GRPOConfig:
             raise ConfigError(f"algorithm.beta={a.beta} must be >= 0")
         if a.kl_in_reward and a.beta == 0:
             raise ConfigError("algorithm.kl_in_reward=true needs algorithm.beta > 0 (the penalty's coefficient)")
+        sc = self.scoring
+        if sc.workers < 0 or sc.timeout_s <= 0 or sc.error_window < 1 or not 0 < sc.max_error_frac <= 1:
+            raise ConfigError(f"scoring: workers={sc.workers} must be >= 0, timeout_s={sc.timeout_s} > 0, "
+                              f"error_window={sc.error_window} >= 1, 0 < max_error_frac={sc.max_error_frac} <= 1")
         if r.temperature <= 0:
             raise ConfigError(f"rollout.temperature={r.temperature} must be > 0")
         try:

@@ -100,3 +100,10 @@ def row_length(completions, **kwargs):
     """A plain (not batched) user reward: the scorer calls it one completion at a time."""
     ROW_CALLS.append(len(completions))
     return [float(len(c)) for c in completions]
+
+
+def fail_on_bang(completions, **kwargs):
+    """Raises on a completion that is '!' (one item at a time in the scorer), 1.0 otherwise."""
+    if completions[0] == "!":
+        raise ValueError("bang")
+    return [1.0 for _ in completions]

@@ -245,3 +245,20 @@ def test_a_batched_reward_that_raises_or_overruns():
         res = scorer.score(["ok", "SLOW"], {})  # deadline 0.1 s x 2 completions, the call sleeps 5 s: cut off
         assert res.per_reward["reward_test_helpers:batched_length"] == [0.0, 0.0]
         assert res.metrics["rewards/reward_test_helpers:batched_length/timeouts"] == 2
+
+
+def test_an_error_budget_over_several_batches():
+    """Window 3, max 0.5: batches of 4 with 1, 3, 2 errors = 6 of 12 (50%) pass; the next, 3 errors, makes the
+    window 3 + 2 + 3 = 8 of 12 (67%): the run stops. No single batch errs on every item."""
+    from rewards import RewardError
+    with RewardScorer({"reward_test_helpers:fail_on_bang": 1.0}, num_workers=0, max_error_frac=0.5,
+                      error_window=3) as scorer:
+        for k in (1, 3, 2):
+            res = scorer.score(["!"] * k + ["ok"] * (4 - k), {})
+            assert res.metrics["rewards/reward_test_helpers:fail_on_bang/errors"] == k
+        with pytest.raises(RewardError, match=r"^reward 'reward_test_helpers:fail_on_bang' raised on 8 of 12 "
+                                              r"completions \(67%\) over the last 3 batches, more than "
+                                              r"max_error_frac=0.5: ValueError: bang$"):
+            scorer.score(["!"] * 3 + ["ok"], {})
+    with pytest.raises(ValueError, match="max_error_frac"):
+        RewardScorer({"format": 1.0}, max_error_frac=0.0)
