@@ -124,9 +124,14 @@ def load_examples(source: str, split: str = "train", **kwargs) -> list[dict[str,
 
 def load_examples_and_gold(source: str, split: str = "train", *, prompt_column: str = "prompt",
                            answer_column: str = "answer", limit: int | None = None, num_train: int = 2000,
-                           num_test: int = 200, seed: int = 0) -> tuple[list[dict[str, Any]], str]:
+                           num_test: int = 200, seed: int = 0, keep_columns: list[str] | None = None
+                           ) -> tuple[list[dict[str, Any]], str]:
     """(canonical examples, the gold column actually read): `solution` when `answer` was asked for and only
-    `solution` exists, so a saved config can say what was used."""
+    `solution` exists, so a saved config can say what was used.
+
+    `keep_columns`: the other columns kept (None: all). Only these become Python objects: OpenR1-Math-220k's
+    `generations` and `messages` (the original R1 traces, kilobytes per row) stay in the memory-mapped Arrow file
+    instead of being copied into every example on every rank and pickled to the reward workers with each item."""
     if source.startswith("procedural:"):
         rows = _procedural(source.split(":", 1)[1], split, num_train, num_test, seed)
         columns = set(rows[0]) if rows else {"prompt", "answer"}
@@ -137,6 +142,12 @@ def load_examples_and_gold(source: str, split: str = "train", *, prompt_column: 
         if prompt_column not in columns:
             raise DataError(f"dataset {source} ({split}) has no column {prompt_column!r}; columns: "
                             f"{', '.join(sorted(columns))} (set data.prompt_column / data.answer_column)")
+        if keep_columns is not None:
+            unknown = [c for c in keep_columns if c not in columns]
+            if unknown:
+                raise DataError(f"dataset {source} ({split}) has no column {unknown[0]!r} (data.columns); columns: "
+                                f"{', '.join(sorted(columns))}")
+            ds = ds.select_columns(list(dict.fromkeys([prompt_column, answer_column, *keep_columns])))
         if limit is not None:
             ds = ds.select(range(min(limit, len(ds))))
         rows = ds.to_list()
@@ -145,7 +156,8 @@ def load_examples_and_gold(source: str, split: str = "train", *, prompt_column: 
             raise DataError(f"dataset {source} ({split}) has no column {needed!r}; columns: {', '.join(sorted(columns))}")
     out = []
     for row in rows[:limit] if limit is not None else rows:
-        ex = {k: v for k, v in row.items() if k not in (prompt_column, answer_column)}
+        ex = {k: v for k, v in row.items() if k not in (prompt_column, answer_column)
+              and (keep_columns is None or k in keep_columns)}
         ex["prompt"], ex["answer"] = row[prompt_column], str(row[answer_column])
         out.append(ex)
     if not out:

@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
     from rl.train.rundir import claim_output_dir
     with claim_output_dir(out, "distill", resuming=(out / "progress.json").is_file() and not cfg.overwrite,
                           overwrite=cfg.overwrite):
-        check_progress(out, cfg.provenance_key())
+        from rl.train.models import weights_fingerprint
+        check_progress(out, cfg.provenance_key(teacher_path, weights_fingerprint(teacher_path)))
         (out / "config.yaml").write_text(dump_yaml(cfg))
         return distill(cfg, examples, contaminated, teacher_path, out)
 

@@ -98,10 +98,13 @@ class DistillConfig:
         if self.student.name_or_path and not self.student.sft_recipe:
             raise ConfigError("student.name_or_path is set but student.sft_recipe is not (the SFT recipe to use)")
 
-    def provenance_key(self) -> dict[str, Any]:
-        """The settings that determine the traces: resuming under different ones is refused."""
+    def provenance_key(self, teacher_path: str, teacher_weights: str) -> dict[str, Any]:
+        """The settings that determine the traces: resuming under different ones is refused. The teacher counts by
+        what it resolved to and by its weights (rl/train/models.py weights_fingerprint), not by its name: "runs/r1"
+        trained further between two distillation runs is another teacher."""
         r = self.rollout
-        return {"teacher": self.teacher.name_or_path, "data": [self.data.train, self.data.train_split,
+        return {"teacher": self.teacher.name_or_path, "teacher_path": teacher_path, "teacher_weights": teacher_weights,
+                "data": [self.data.train, self.data.train_split,
                                                                 self.data.num_train, self.data.seed,
                                                                 self.data.template, self.data.system_prompt],
                 "n": r.group_size, "temperature": r.temperature, "top_p": r.top_p, "top_k": r.top_k,

@@ -81,6 +81,9 @@ class DataConfig:
     num_test: int = 200
     max_eval_samples: int | None = 200
     seed: int = 0
+    # the dataset's other columns handed to the rewards beside prompt and answer; null = all of them (TRL's way).
+    # Name the ones your rewards read on datasets with heavy columns (OpenR1's `generations`, `messages`).
+    columns: list[str] | None = None
 
 
 @dataclass

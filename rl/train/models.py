@@ -35,6 +35,30 @@ def resolve_model_path(name_or_path: str) -> str:
     return name_or_path
 
 
+def weights_fingerprint(model_path: str, edge_bytes: int = 1 << 20) -> str:
+    """A short fingerprint of the weights in a local model directory: sha256 over each weight file's name, size and
+    first and last `edge_bytes` (reading 2 MiB per file, not 15 GB). Two checkpoints of one run differ in it (their
+    tensors differ from the first bytes on), so does a directory retrained in place; a hub id that is not a local
+    directory is its own fingerprint. E.g. "runs/r1" resolved to checkpoint-40, then r1 trained on to
+    checkpoint-80: same name, different fingerprint."""
+    import hashlib
+
+    root = Path(model_path)
+    if not root.is_dir():
+        return model_path
+    digest = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt"))
+    for f in files:
+        size = f.stat().st_size
+        digest.update(f"{f.relative_to(root)}:{size}:".encode())
+        with open(f, "rb") as fh:
+            digest.update(fh.read(edge_bytes))
+            if size > edge_bytes:
+                fh.seek(max(edge_bytes, size - edge_bytes))
+                digest.update(fh.read(edge_bytes))
+    return digest.hexdigest()[:16]
+
+
 def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 

@@ -1,4 +1,6 @@
 """Dataset mistakes end in one DataError line (data/loading.py), in process: fast twins of test_cli_errors.py."""
+import json
+
 import pytest
 
 from data.loading import DataError, load_examples
@@ -75,3 +77,33 @@ def test_sft_and_distill_configs_record_the_gold_column_used(tmp_path):
 def test_start_up_says_which_set_is_evaluated(train, test, rows, expected):
     from data.loading import evaluation_set_line
     assert evaluation_set_line(train, test, "test", rows) == expected
+
+
+def test_data_columns_keeps_only_the_named_columns(tmp_path):
+    """OpenR1-style rows: data.columns=[source] keeps `source`, drops the heavy `generations`; an unknown name is
+    one line; null keeps everything (TRL's behaviour)."""
+    row = {"problem": "What is 2 + 2?", "answer": "4", "source": "amc", "generations": ["<think>" + "x" * 5000]}
+    path = tmp_path / "openr1.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    kw = dict(prompt_column="problem", answer_column="answer")
+    assert load_examples(str(path), keep_columns=["source"], **kw) == [
+        {"prompt": "What is 2 + 2?", "answer": "4", "source": "amc"}]
+    assert load_examples(str(path), keep_columns=[], **kw) == [{"prompt": "What is 2 + 2?", "answer": "4"}]
+    assert set(load_examples(str(path), **kw)[0]) == {"prompt", "answer", "source", "generations"}
+    with pytest.raises(DataError, match=r"^dataset .+openr1.jsonl \(train\) has no column 'nums' \(data.columns\); "
+                                        r"columns: answer, generations, problem, source$"):
+        load_examples(str(path), keep_columns=["nums"], **kw)
+
+
+def test_a_reward_needing_a_dropped_column_fails_at_start_up(tmp_path):
+    from rl.config.recipe import ConfigError
+    from rl.grpo import load_recipe_and_data
+    path = tmp_path / "cd.jsonl"
+    path.write_text(json.dumps({"prompt": "Use 3, 5 to make 8", "answer": "8", "nums": [3, 5], "target": 8}) + "\n")
+    args = ["recipes/tiny/r1_zero.yaml", f"data.train={path}", "data.test=null", "rewards={countdown: 1.0}"]
+    cfg, rows, _ = load_recipe_and_data(args)  # all columns kept: countdown has nums and target
+    assert rows[0]["nums"] == [3, 5]
+    with pytest.raises(ConfigError, match=r"^reward 'countdown' needs the column\(s\) 'nums', 'target', which the "
+                                          r"training data do not have \(columns kept: answer, prompt; data.columns "
+                                          r"selects them\)$"):
+        load_recipe_and_data([*args, "data.columns=[]"])

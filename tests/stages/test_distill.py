@@ -6,6 +6,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from rl.config.recipe import ConfigError
 from rl.distill import select_traces
@@ -211,3 +212,39 @@ def test_context_length_is_checked_before_the_teacher_loads(micro_model_dir, tmp
     import rl.distill as distill
     with pytest.raises(ConfigError, match=r"= 518 exceeds the 256 positions"):  # the micro model: 256 positions
         distill.main(argv(micro_model_dir, tmp_path / "long", "rollout.max_prompt_length=512"))
+
+
+def test_a_teacher_run_trained_further_is_another_teacher(micro_model_dir, tmp_path):
+    """teacher.name_or_path=runs/r1 resolves to its latest checkpoint: after r1 trains on (checkpoint-2 appears),
+    the same name is a different teacher, and resuming the traces made by checkpoint-1 is refused."""
+    import shutil
+
+    import rl.distill as distill
+    from rl.train.models import load_causal_lm
+    run = tmp_path / "r1"
+    shutil.copytree(micro_model_dir, run / "checkpoint-1")
+    (run / "checkpoint-1" / "trainer_state.json").write_text('{"step": 1}')
+    out = tmp_path / "d"
+    distill.main(argv(run, out, "num_prompts=4"))
+    model = load_causal_lm(str(run / "checkpoint-1"))
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # "trained on"
+    shutil.copytree(run / "checkpoint-1", run / "checkpoint-2")
+    model.save_pretrained(run / "checkpoint-2")
+    with pytest.raises(ConfigError, match=r"other settings \(teacher_path, teacher_weights\)"):
+        distill.main(argv(run, out, "num_prompts=4"))
+
+
+def test_weights_fingerprint_sees_a_changed_tensor_not_a_copy(micro_model_dir, tmp_path):
+    import shutil
+
+    from rl.train.models import weights_fingerprint
+    copy = tmp_path / "copy"
+    shutil.copytree(micro_model_dir, copy)
+    assert weights_fingerprint(str(copy)) == weights_fingerprint(str(micro_model_dir))  # a copy: same weights
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the last byte of the last tensor
+    weights.write_bytes(bytes(data))
+    assert weights_fingerprint(str(copy)) != weights_fingerprint(str(micro_model_dir))
+    assert weights_fingerprint("Qwen/Qwen2.5-Math-7B") == "Qwen/Qwen2.5-Math-7B"  # not a local dir: the name
