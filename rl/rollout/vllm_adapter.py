@@ -324,7 +324,8 @@ def reload_from_disk_rpc(weights_path: str) -> dict:
 
 def server_command(model: str, *, host: str = "0.0.0.0", port: int = 8000, dtype: str = "auto",
                    max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
-                   tensor_parallel_size: int = 1, nccl: bool | None = None, python: str = "python") -> list[str]:
+                   tensor_parallel_size: int = 1, data_parallel_size: int = 1, nccl: bool | None = None,
+                   python: str = "python") -> list[str]:
     """The command line of a rollout server (run it with VLLM_SERVER_DEV_MODE=1 in the environment).
 
     Same flags as `trl vllm-serve` (trl 1.16 just execs `vllm serve` with them) plus our worker extension. It uses the
@@ -334,6 +335,7 @@ def server_command(model: str, *, host: str = "0.0.0.0", port: int = 8000, dtype
     gpu = torch.cuda.is_available() if nccl is None else nccl
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host, "--port", str(port),
            "--dtype", dtype, "--tensor-parallel-size", str(tensor_parallel_size),
+           "--data-parallel-size", str(data_parallel_size),
            "--logprobs-mode", "processed_logprobs", "--max-logprobs", "-1",
            "--worker-extension-cls", WORKER_EXTENSION]
     if max_model_len is not None:

@@ -114,7 +114,7 @@ class ServerClient:
         try:
             r = self.session.request(method, url, timeout=self.timeout_s, **kw)
         except self.requests.Timeout as e:
-            raise VLLMServerError(f"vLLM server call {path} timed out after {self.timeout_s:.0f}s "
+            raise VLLMServerError(f"vLLM server call {path} timed out after {self.timeout_s:g}s "
                                   f"(server overloaded, dead, or a weight transfer stalled)") from e
         except self.requests.ConnectionError as e:
             raise VLLMServerError(f"vLLM server at {self.base_url} unreachable during {path}: the server died or "
@@ -175,7 +175,7 @@ class ServerClient:
             if progress.silent_s() > self.timeout_s:
                 unfinished = sum(r is None for r in results)
                 self._abort(live)
-                raise VLLMServerError(f"vLLM server at {self.base_url} sent nothing for {self.timeout_s:.0f}s while "
+                raise VLLMServerError(f"vLLM server at {self.base_url} sent nothing for {self.timeout_s:g}s while "
                                       f"generating ({unfinished} of {len(batches)} requests unfinished): the server "
                                       f"is stalled or dead (rollout.timeout_s is the longest silence allowed)")
         if errors:
@@ -327,7 +327,7 @@ class ServerClient:
         while t.is_alive():
             t.join(self.POLL_S)
             if t.is_alive() and progress.silent_s() > self.timeout_s:
-                raise VLLMServerError(f"{what} to {self.base_url} made no progress for {self.timeout_s:.0f}s (NCCL "
+                raise VLLMServerError(f"{what} to {self.base_url} made no progress for {self.timeout_s:g}s (NCCL "
                                       f"stalled or server died); the training process should be restarted")
         if "error" in box:
             raise box["error"]
