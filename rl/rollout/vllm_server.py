@@ -1,5 +1,6 @@
-"""The learner's client of a rollout server (`vllm serve` in dev mode, or `trl vllm-serve`): generation over HTTP and
-weight pushes (NCCL broadcast or safetensors on a shared disk). Used by `VLLMEngine(mode="server")` (rl/rollout/vllm.py).
+"""The learner's client of a rollout server (`vllm serve` in dev mode, or `trl vllm-serve`): generation over HTTP
+and weight pushes (NCCL broadcast or safetensors on a shared disk). Used by `VLLMEngine(mode="server")`
+(rl/rollout/vllm.py).
 
 Two rules shape this module:
 
@@ -14,12 +15,12 @@ Two rules shape this module:
   `/update_weights` request announcing every (name, dtype, shape), then the tensors streamed through one packed
   broadcast (vLLM's `packed_nccl_broadcast_producer`: a few fixed-size buffers, so bounded memory), all between one
   `/start_weight_update` and one `/finish_weight_update`. The announcement needs the metadata before the first tensor,
-  and the learner's tensors come from a gathering generator that can be walked only once per push, so the first push
-  records the metadata as it goes, sending in chunks of at most `push_chunk_bytes` (a 1.5B bf16 model in 1 GiB chunks:
-  3 calls instead of one per tensor, ~338), and every later push is one call with the recorded metadata (TRL walks the
-  parameters an extra time instead, which is one more full gather under ZeRO-3). A later push whose tensors differ
-  from the recorded ones fails with one line naming the tensor. The disk push writes one safetensors file and makes
-  one reload RPC.
+  and the learner's tensors come from a gathering generator that can be walked only once per push, so the first
+  push records the metadata as it goes, sending in chunks of at most `push_chunk_bytes` (a 1.5B model's float32
+  master weights in 1 GiB chunks: 6 calls instead of one per tensor, ~338), and every later push is one call with the
+  recorded metadata (TRL walks the parameters an extra time instead, which is one more full gather under ZeRO-3).
+  A later push whose tensors differ from the recorded ones fails with one line naming the tensor. The disk push
+  writes one safetensors file and makes one reload RPC.
 """
 from __future__ import annotations
 
@@ -250,7 +251,7 @@ class ServerClient:
         from safetensors.torch import save_file
 
         tensors = dict(va.iter_state_for_disk(weights))
-        d = os.path.join(self.shared_dir, f"push_{time.time_ns()}")  # a fresh directory per push (atomic for the server)
+        d = os.path.join(self.shared_dir, f"push_{time.time_ns()}")  # a fresh directory per push (atomic for it)
         os.makedirs(d)
         save_file(tensors, os.path.join(d, "model.safetensors"))
         try:
