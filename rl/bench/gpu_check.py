@@ -17,8 +17,11 @@ in a worker process, one batch ahead). Per run it prints:
 * the engine/learner logprob gap: `rollout/logprob_diff_mean` / `_max` (|learner - vLLM| on the sampled tokens;
   a wrong or late weight push shows up here first; bf16 engines differ from the learner's bf16 autocast by ~1e-2).
 
-It fails loudly (exit 1, the run's last log lines and one line saying what failed) on a launch that exits non-zero,
-a missing step, or a non-finite loss, gap or timing. The rewards of a random model's text are all equal, so the
+It fails loudly (exit 1, the run's last log lines and one line saying what failed) on a launch that exits non-zero
+or runs past `--timeout-s`, a missing step, or a non-finite loss, gap or timing. Each run ends with the entry point's
+final checkpoint (~25 GB at 1.5B: weights and AdamW state), deleted once its metrics are read (`--keep` keeps it).
+Device time, estimated (not measured): ~1 min to build the model, then per run ~1-2 min of start-up (model load,
+vLLM with CUDA graphs) plus the steps; `--tiny` on a GPU is a quick smoke test of the same path. The rewards of a random model's text are all equal, so the
 advantages and the gradient are 0: this checks that the machinery runs and how fast, not learning (the CPU tests
 cover learning).
 
@@ -34,6 +37,7 @@ import math
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,19 +109,28 @@ class GPUMemoryPeak:
 
 
 def launch(overrides: list[str], log: Path, timeout_s: float, device: str) -> float:
-    """Run rl/grpo.py; returns the peak memory in GiB (GPU used memory, or the largest child's RSS on CPU)."""
+    """Run rl/grpo.py; returns the peak memory in GiB (GPU used memory, or the largest child's RSS on CPU). A run
+    past `timeout_s` is killed with its whole process group (the rollout worker, vLLM's helpers) and fails."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     cmd = [sys.executable, "rl/grpo.py", "recipes/tiny/r1_zero.yaml", *overrides]
+
+    def run() -> int:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise RuntimeError(f"rl/grpo.py ran past --timeout-s {timeout_s:g} (log {log}); killed") from None
+
     with open(log, "w") as f:
         if device == "cuda":
             with GPUMemoryPeak() as mem:
-                code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                      timeout=timeout_s).returncode
+                code = run()
             peak = mem.peak_mib / 1024
         else:
-            code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                  timeout=timeout_s).returncode
+            code = run()
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2  # KiB -> GiB
     if code != 0:
         tail = "\n".join(log.read_text().splitlines()[-40:])
@@ -147,11 +160,17 @@ def check(args) -> list[dict]:
         t0 = time.time()
         peak = launch(overrides, work / f"run_async{async_steps}.log", args.timeout_s, args.device)
         figures = summarize(read_metrics(out), args.batch_size, args.steps)
+        if not args.keep:  # the final checkpoint (at 1.5B: ~25 GB of weights and optimizer state) is not needed
+            for d in out.iterdir():
+                if d.is_dir():
+                    shutil.rmtree(d, ignore_errors=True)
         results.append({"run": name, "device": args.device, "model": model_dir, "peak_mem_gib": peak,
                         "wall_s": time.time() - t0, **figures})
         print(format_row(results[-1]), flush=True)
     if not args.keep and not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
+    else:
+        print(f"[gpu-check] runs and logs: {work}", flush=True)
     return results
 
 
@@ -174,7 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--completion-length", type=int, default=None, help="default 4096; tiny 16")
     p.add_argument("--timeout-s", type=float, default=1800.0, help="per run")
     p.add_argument("--work-dir", default=None, help="where the runs go (kept); default a temporary directory")
-    p.add_argument("--keep", action="store_true", help="keep the temporary directory (runs and logs)")
+    p.add_argument("--keep", action="store_true", help="keep the runs' checkpoints and the temporary directory")
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args(argv)
     args.batch_size = args.batch_size or (8 if args.tiny else 32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 
@@ -66,3 +67,12 @@ def test_no_gpu_fails_loudly(capsys):
         pytest.skip("a GPU is here")
     assert main(["--steps", "1"]) == 1
     assert "FAILED: no CUDA GPU here" in capsys.readouterr().err
+
+
+def test_a_run_past_its_timeout_is_killed_and_fails(tmp_path):
+    from rl.bench.gpu_check import launch
+
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="ran past --timeout-s 1"):
+        launch([f"output_dir={tmp_path / 'run'}"], tmp_path / "run.log", 1.0, "cpu")
+    assert time.monotonic() - t0 < 10
