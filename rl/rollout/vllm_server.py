@@ -138,6 +138,8 @@ class ServerClient:
     def generate(self, prompts, fields_per_prompt, n):
         """One streamed request for all prompts when their fields agree (no seed); else one per prompt, at most
         `max_concurrent_requests` in flight. Returns one list of n RawCompletions per prompt, in order."""
+        if not prompts:
+            return []
         if all(f == fields_per_prompt[0] for f in fields_per_prompt):
             batches = [(list(range(len(prompts))), fields_per_prompt[0])]
         else:
@@ -205,7 +207,9 @@ class ServerClient:
             raise VLLMServerError(f"vLLM server at {self.base_url} unreachable during {path}: the server died or "
                                   f"the network is down") from e
         finally:
-            live.pop(k, None)
+            r = live.pop(k, None)
+            if r is not None:
+                r.close()  # after [DONE]: the rest of the chunked body (its terminator) is not read
         if len(choices) != len(idx) * n:
             raise VLLMServerError(f"vLLM server returned {len(choices)} choices, expected {len(idx) * n}")
         choices = sorted(choices, key=lambda c: c["index"])  # index = prompt_index * n + j
