@@ -6,7 +6,7 @@ VLLM_STAMP := $(VENV)/.vllm-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-vllm setup-sandbox test test-matrix test-fast demo r1-zero bench clean
+.PHONY: setup setup-vllm setup-sandbox test test-matrix test-fast demo r1-zero bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,13 @@ bench: setup
 	$(PY) -m rl.bench.memory --json runs/bench/memory.json
 	$(PY) -m rl.bench.lora --json runs/bench/lora.json
 	$(PY) -m rl.bench.lora --interleave 4 --json runs/bench/lora_timing.json
+
+# One GPU, nothing downloaded: a random-init model of Qwen2.5-1.5B's shape through rl/grpo.py with vLLM colocated,
+# sleep mode, bf16 and 4k-token completions, then the same with async_steps=1; prints s/step, generated tokens/s,
+# peak GPU memory and the engine/learner logprob gap, exit 1 on any error (rl/bench/gpu_check.py; never yet run on a
+# GPU). GPU_CHECK_ARGS='--steps 5' etc.; `python -m rl.bench.gpu_check --device cpu --tiny` is its CPU dry run.
+gpu-check: setup setup-vllm
+	$(PY) -m rl.bench.gpu_check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .cache

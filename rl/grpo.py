@@ -281,6 +281,7 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
         episodes, metrics = collect_episodes(run.engine, run.scorer, run.sampler, run.encoder,
                                              run.sampling_params(step), cfg.prompts_per_step,
                                              cfg.algorithm.dynamic_sampling, cfg.algorithm.max_sampling_rounds)
+        run.engine.release_memory(weights_follow=True)  # vLLM sleep mode: the GPU is the learner's until the push
     rewards = torch.tensor([e.reward_total for e in episodes])  # [N], the task's rewards (logged)
     ref_logprobs = None
     if cfg.algorithm.kl_in_reward:  # PPO-style: the KL to the reference is a penalty on each completion's reward

@@ -1,6 +1,6 @@
 """Random-init Qwen2-shaped models for the benchmarks, built offline and cached by their settings.
 
-    python -m rl.bench.models                 # build (or find) every preset; prints path and parameter count
+    python -m rl.bench.models                 # build (or find) every CPU preset; prints path and parameter count
     python -m rl.bench.models qwen2-22m       # one preset
 
 Presets (`PRESETS`):
@@ -14,6 +14,9 @@ Presets (`PRESETS`):
   MLP 1,024, 32k positions: 40,864,000 parameters, 95% of them the (tied) embedding. For the learner memory benchmark,
   where the [tokens, vocab] logits dominate; it runs on random token ids (the tiny tokenizer is saved with it only
   because trl.GRPOTrainer needs a processing class).
+- `qwen2.5-1.5b`: Qwen2.5-1.5B's shape (hidden 1,536, 28 layers, 12 heads / 2 KV heads, MLP 8,960, vocab 151,936,
+  tied embeddings, rope_theta 1e6, 32k positions): 1,543,714,304 parameters, random weights, the tiny tokenizer. For
+  the GPU check (rl/bench/gpu_check.py), where nothing can be downloaded; 6.2 GB on disk (float32).
 
 Weights are drawn from `torch.manual_seed(spec.seed)` with transformers' default init, so a cache entry is a pure
 function of its `BenchSpec`; entries are written to a temporary directory and renamed into place (a half-built entry is
@@ -54,7 +57,12 @@ PRESETS: dict[str, BenchSpec] = {
     "qwen2-22m": BenchSpec(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=2, intermediate_size=1344),
     "vocab-152k": BenchSpec(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=1024,
                             vocab_size=151_936, max_positions=32_768),
+    "qwen2.5-1.5b": BenchSpec(hidden_size=1536, num_layers=28, num_heads=12, num_kv_heads=2, intermediate_size=8960,
+                              vocab_size=151_936, max_positions=32_768),
 }
+
+
+GPU_ONLY = {"qwen2.5-1.5b"}  # built only when named (6.2 GB; the GPU check builds it itself)
 
 
 def expected_num_params(spec: BenchSpec, vocab_size: int) -> int:
@@ -123,7 +131,7 @@ def describe(path: Path) -> dict:
 
 
 if __name__ == "__main__":
-    for preset in sys.argv[1:] or list(PRESETS):
+    for preset in sys.argv[1:] or [p for p in PRESETS if p not in GPU_ONLY]:
         path = build_bench_model(preset)
         info = describe(path)
         print(f"{preset}: {path} ({info['num_params']:,} parameters, vocab {info['vocab_size']:,})")

@@ -1,6 +1,7 @@
 """Rollouts: engines behind one interface, and everything that turns prompts into scored episodes.
 
-base.py (the RolloutEngine protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM: the only vllm import),
+base.py (the RolloutEngine protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM: the only vllm import)
++ vllm_server.py (the client of a rollout server),
 worker.py (an engine in its own process), collect.py (prompt sampling, generation, scoring, dynamic sampling),
 async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out evaluation),
 bench.py (engine throughput). `make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).

@@ -69,6 +69,9 @@ class HFEngine:
     def update_weights(self, model: torch.nn.Module, weights=None) -> None:
         self.model = model  # shared tensors: nothing to copy, and `weights` is left unstarted
 
+    def release_memory(self, weights_follow: bool = True) -> None:
+        pass  # the learner's own model: no memory of the engine's to give back
+
     def close(self) -> None:
         pass
 

@@ -4,10 +4,12 @@
     engine = VLLMEngine(model_path, tokenizer, mode="server",
                         server_url="http://vllm-node:8000")                      # server (see docs/vllm.md)
     groups = engine.generate(prompt_ids, SamplingParams(n=8, temperature=1.0, max_tokens=256))
+    engine.release_memory()                                                      # sleep mode: before training
     engine.update_weights(unwrapped_model)                                       # after every optimizer step
 
 Every vLLM call goes through rl/rollout/vllm_adapter.py (the only module that knows vLLM's API and internals);
-vLLM is imported lazily, so this module imports on machines without it.
+vLLM is imported lazily, so this module imports on machines without it. The server client (HTTP, streamed
+completions, batched NCCL pushes, progress deadlines) is rl/rollout/vllm_server.py.
 
 Weight pushes stream (name, tensor) pairs: the learner's `full_named_parameters()` (rl/train/distributed.py
 `iter_full_params`: one module at a time under DeepSpeed ZeRO-3 and FSDP, never the whole model gathered at once), or,
@@ -16,9 +18,6 @@ for a plain model, its own parameters. Under ZeRO-3/FSDP the gather is collectiv
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -28,7 +27,10 @@ import torch
 
 from rl.train.distributed import iter_full_params
 from rl.rollout import vllm_adapter as va
+from rl.rollout.vllm_server import ServerClient, VLLMServerError
 from rl.core.episode import Completion, SamplingParams
+
+__all__ = ["VLLMEngine", "VLLMServerError", "empty_learner_cache"]
 
 Mode = Literal["colocate", "server"]
 
@@ -45,13 +47,25 @@ class VLLMEngine:
     of vLLM's per-request generator path. Server mode always seeds per request: the server admits the requests of a
     call asynchronously (and may serve several learner processes), so a per-call reseed would not reproduce.
 
-    Colocate: `gpu_memory_utilization` is the fraction of the GPU vLLM may take (weights + KV cache); with
-    `enable_sleep_mode=True` (GPU only) the engine sleeps (weights to host memory, KV cache freed) between `generate`
-    calls, i.e. while the learner trains, and wakes up at the next `generate`. On CPU the KV cache is sized by
-    VLLM_CPU_KVCACHE_SPACE (GiB, default 1 here).
+    Colocate: `gpu_memory_utilization` is the fraction of the GPU vLLM may take (weights + KV cache). On CPU the KV
+    cache is sized by VLLM_CPU_KVCACHE_SPACE (GiB, default 1 here).
 
-    Server: `server_url` of a `vllm serve` (or `trl vllm-serve`) process started as in docs/vllm.md. Every HTTP call
-    has a `timeout_s` deadline; a dead server or a stalled NCCL transfer raises `VLLMServerError` instead of hanging.
+    Sleep mode (`enable_sleep_mode=True`, GPU only) gives the GPU to the learner while it trains, one cycle per step:
+
+        release_memory()   sleep(level=2): weights and KV cache freed  (level 1 with weights_follow=False)
+        ... the learner trains ...
+        update_weights()   empty_cache(), wake_up(["weights"]), load    (the KV cache stays asleep during the push)
+        generate()         empty_cache(), wake_up(["kv_cache"]), generate, generate, ... (dynamic sampling, eval)
+
+    Level 2 keeps no host copy of the weights because the push rewrites them all anyway; level 1 (weights to host
+    memory) is for a caller that generates again without pushing. `empty_cache()` first returns the learner's cached
+    but unused blocks (activations, gradients, gathered parameters) to the driver: vLLM maps its sleeping memory back
+    with its own allocator, which cannot use memory PyTorch's caching allocator still holds. `generate` never sleeps
+    by itself (the trainer calls `release_memory` once before training), so the rounds of one step share one wake-up.
+
+    Server: `server_url` of a `vllm serve` (or `trl vllm-serve`) process started as in docs/vllm.md
+    (rl/rollout/vllm_server.py). `timeout_s` is the longest silence allowed (completions are streamed, so a long but
+    progressing generation never times out); a dead server or a stalled NCCL transfer raises `VLLMServerError`.
     `weight_transfer="nccl"` (GPU; the `trl vllm-serve` protocol, the server must run with
     `--weight-transfer-config '{"backend": "nccl"}'`) or `"disk"` (any platform: safetensors written to
     `shared_dir`, a directory the server can read, then a layer-wise reload RPC).
@@ -72,9 +86,10 @@ class VLLMEngine:
         self.enable_sleep_mode = enable_sleep_mode
         self.last_push_seconds: float | None = None
         self._warned_truncation = False
-        self._asleep = False
+        self._weights = "awake"  # awake | offloaded (level 1: valid in host memory) | discarded (level 2)
+        self._kv_awake = True
         self._llm = None
-        self._server: _ServerClient | None = None
+        self._server: ServerClient | None = None
         if mode == "colocate":
             self._llm = va.make_llm(model_path, tokenizer_path=model_path, dtype=dtype, seed=seed,
                                     gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
@@ -82,7 +97,7 @@ class VLLMEngine:
         elif mode == "server":
             if not server_url:
                 raise ValueError("mode='server' needs server_url (e.g. http://vllm-node:8000)")
-            self._server = _ServerClient(server_url, timeout_s=self.timeout_s, weight_transfer=weight_transfer,
+            self._server = ServerClient(server_url, timeout_s=self.timeout_s, weight_transfer=weight_transfer,
                                          shared_dir=shared_dir)
         else:
             raise ValueError(f"unknown vLLM mode {mode!r} (colocate | server)")
@@ -102,11 +117,10 @@ class VLLMEngine:
         else:  # per_step: one reseed of the engine's generator for the whole call (the sampler's fast path)
             seeds = [None] * len(prompts)
         if self._llm is not None:
-            self._wake()
+            self._wake_for_generation()
             if self.seed_mode == "per_step" and params.seed is not None:
                 va.reseed_sampler(params.seed)
             raws = va.generate(self._llm, prompts, [va.sampling_params(seed=s, **common) for s in seeds])
-            self._sleep()
         else:
             raws = self._server.generate(prompts, [va.server_sampling_fields(seed=s, **common) for s in seeds],
                                          params.n)
@@ -129,9 +143,11 @@ class VLLMEngine:
         with torch.no_grad():
             weights = iter_full_params(model) if weights is None else weights
             if self._llm is not None:
-                self._wake()
+                if self._weights != "awake":  # only the weights: the KV cache is not needed for the push
+                    empty_learner_cache()
+                    va.wake_up(self._llm, ["weights"])
+                    self._weights = "awake"
                 va.reload_weights(self._llm, weights)
-                self._sleep()
             else:
                 self._server.push(weights)
         self.last_push_seconds = time.perf_counter() - t0
@@ -145,15 +161,25 @@ class VLLMEngine:
             self._server = None
 
     # --------------------------------------------------------------------------------------------------- sleeping
-    def _sleep(self):
-        if self.enable_sleep_mode and not self._asleep:
-            va.sleep(self._llm, level=1)
-            self._asleep = True
+    def release_memory(self, weights_follow: bool = True) -> None:
+        """Sleep mode: free the engine's GPU memory for the learner (no-op without sleep mode, or asleep already).
+        `weights_follow`: the caller pushes new weights before the next `generate` (GRPO does, every step), so the
+        weights are dropped (level 2) instead of copied to host memory (level 1)."""
+        if not self.enable_sleep_mode or self._llm is None or (self._weights != "awake" and not self._kv_awake):
+            return
+        level = 2 if weights_follow else 1
+        va.sleep(self._llm, level=level)
+        self._weights, self._kv_awake = ("discarded" if level == 2 else "offloaded"), False
 
-    def _wake(self):
-        if self._asleep:
-            va.wake_up(self._llm)
-            self._asleep = False
+    def _wake_for_generation(self):
+        if self._weights == "discarded":
+            raise RuntimeError("VLLMEngine: the weights were dropped by release_memory(weights_follow=True) and no "
+                               "update_weights came since; push weights first (or release with weights_follow=False)")
+        tags = (["weights"] if self._weights == "offloaded" else []) + ([] if self._kv_awake else ["kv_cache"])
+        if tags:
+            empty_learner_cache()
+            va.wake_up(self._llm, tags)
+            self._weights, self._kv_awake = "awake", True
 
     def __enter__(self):
         return self
@@ -162,179 +188,7 @@ class VLLMEngine:
         self.close()
 
 
-# ------------------------------------------------------------------------------------------------ server client
-
-class VLLMServerError(RuntimeError):
-    pass
-
-
-def _is_main_rank() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
-        or torch.distributed.get_rank() == 0
-
-
-class _ServerClient:
-    """HTTP client of `vllm serve` (dev mode). Health check at construction; a deadline on every call."""
-
-    def __init__(self, base_url: str, *, timeout_s: float, weight_transfer: str, shared_dir: str | None):
-        import requests
-
-        self.requests = requests
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self.session = requests.Session()
-        self._wait_healthy(timeout_s)
-        self.model = self._get("/v1/models")["data"][0]["id"]
-        if weight_transfer == "auto":
-            weight_transfer = "nccl" if torch.cuda.is_available() else "disk"
-        self.weight_transfer = weight_transfer
-        self.shared_dir = shared_dir
-        self._own_dir = None
-        self._nccl = None
-        if weight_transfer == "disk" and shared_dir is None:
-            self._own_dir = self.shared_dir = tempfile.mkdtemp(prefix="vllm_push_")  # same-host server only
-
-    # ------------------------------------------------------------------------------------------------- http
-    def _wait_healthy(self, total_s: float):
-        deadline = time.monotonic() + total_s
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                r = self.session.get(f"{self.base_url}/health", timeout=min(10.0, total_s))
-                if r.status_code == 200:
-                    return
-                last = f"HTTP {r.status_code}"
-            except self.requests.RequestException as e:
-                last = repr(e)
-            time.sleep(1.0)
-        raise VLLMServerError(f"vLLM server at {self.base_url} is not healthy after {total_s:.0f}s ({last}). Start "
-                              f"it as shown in docs/vllm.md, and check host/port/firewall.")
-
-    def _call(self, method: str, path: str, **kw):
-        url = f"{self.base_url}{path}"
-        try:
-            r = self.session.request(method, url, timeout=self.timeout_s, **kw)
-        except self.requests.Timeout as e:
-            raise VLLMServerError(f"vLLM server call {path} timed out after {self.timeout_s:.0f}s "
-                                  f"(server overloaded, dead, or a weight transfer stalled)") from e
-        except self.requests.ConnectionError as e:
-            raise VLLMServerError(f"vLLM server at {self.base_url} unreachable during {path}: the server died or "
-                                  f"the network is down") from e
-        if r.status_code != 200:
-            hint = " (is the server running with VLLM_SERVER_DEV_MODE=1?)" if r.status_code == 404 else ""
-            raise VLLMServerError(f"vLLM server {path}: HTTP {r.status_code}{hint}: {r.text[:500]}")
-        return r.json() if r.content else {}
-
-    def _get(self, path):
-        return self._call("GET", path)
-
-    def _post(self, path, body=None):
-        return self._call("POST", path, json=body if body is not None else {})
-
-    # --------------------------------------------------------------------------------------------- generate
-    def generate(self, prompts, fields_per_prompt, n):
-        # One request for all prompts when the fields agree (no seed); else one request per prompt, concurrently.
-        if all(f == fields_per_prompt[0] for f in fields_per_prompt):
-            batches = [(list(range(len(prompts))), fields_per_prompt[0])]
-        else:
-            batches = [([i], f) for i, f in enumerate(fields_per_prompt)]
-
-        def run(batch):
-            idx, fields = batch
-            choices = self._post("/v1/completions",
-                                 va.completions_payload(self.model, [prompts[i] for i in idx], fields))["choices"]
-            if len(choices) != len(idx) * n:
-                raise VLLMServerError(f"vLLM server returned {len(choices)} choices, expected {len(idx) * n}")
-            choices = sorted(choices, key=lambda c: c["index"])  # index = prompt_index * n + j
-            return [[va.parse_completion_choice(c) for c in choices[k * n:(k + 1) * n]] for k in range(len(idx))]
-
-        out: list = [None] * len(prompts)
-        if len(batches) == 1:
-            results = [run(batches[0])]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(max_workers=min(16, len(batches))) as pool:
-                results = list(pool.map(run, batches))
-        for (idx, _), res in zip(batches, results):
-            for i, group in zip(idx, res):
-                out[i] = group
-        return out
-
-    # ------------------------------------------------------------------------------------------------- push
-    def push(self, weights: Iterator[tuple[str, torch.Tensor]]):
-        if self.weight_transfer == "disk":
-            self._push_disk(weights)
-        elif self.weight_transfer == "nccl":
-            self._push_nccl(weights)
-        else:
-            raise ValueError(f"unknown weight_transfer {self.weight_transfer!r}")
-
-    def _push_disk(self, weights):
-        from safetensors.torch import save_file
-
-        if not _is_main_rank():
-            for _ in weights:  # take part in the collective gathers only
-                pass
-            return
-        tensors = dict(va.iter_state_for_disk(weights))
-        # a fresh directory per push (atomic from the server's point of view)
-        d = os.path.join(self.shared_dir, f"push_{time.time_ns()}")
-        os.makedirs(d)
-        save_file(tensors, os.path.join(d, "model.safetensors"))
-        try:
-            self._post("/collective_rpc", va.reload_from_disk_rpc(d))
-            self._post("/reset_prefix_cache")
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-
-    def _push_nccl(self, weights):
-        if not _is_main_rank():
-            for _ in weights:
-                pass
-            return
-        from concurrent.futures import ThreadPoolExecutor
-        from concurrent.futures import TimeoutError as FutTimeout
-
-        if self._nccl is None:
-            self._nccl = va.nccl_client(self.base_url, self.timeout_s)
-            self._run_with_deadline(lambda: self._nccl.init_communicator(device=torch.cuda.current_device()),
-                                    "NCCL weight-transfer init")
-        # trl's protocol announces (name, dtype, shape) first: gather once for metadata would double the gathers, so
-        # the tensors are materialised one module at a time and sent in chunks of one module.
-        pool = ThreadPoolExecutor(max_workers=1)
-        try:
-            def send_all():
-                with self._nccl.weight_update():
-                    for name, t in weights:
-                        self._nccl.update_named_param(name, t)
-            fut = pool.submit(send_all)
-            try:
-                fut.result(timeout=self.timeout_s)
-            except FutTimeout as e:
-                raise VLLMServerError(f"NCCL weight push to {self.base_url} did not finish in {self.timeout_s:.0f}s "
-                                      f"(NCCL stalled or server died); the training process should be restarted") from e
-            self._post("/reset_prefix_cache")
-        finally:
-            pool.shutdown(wait=False)
-
-    def _run_with_deadline(self, fn, what):
-        from concurrent.futures import ThreadPoolExecutor
-        from concurrent.futures import TimeoutError as FutTimeout
-
-        pool = ThreadPoolExecutor(max_workers=1)
-        try:
-            return pool.submit(fn).result(timeout=self.timeout_s)
-        except FutTimeout as e:
-            raise VLLMServerError(f"{what} with {self.base_url} did not finish in {self.timeout_s:.0f}s") from e
-        finally:
-            pool.shutdown(wait=False)
-
-    def close(self):
-        if self._nccl is not None:
-            try:
-                self._nccl.close_communicator()
-            except Exception:
-                pass
-        self.session.close()
-        if self._own_dir:
-            shutil.rmtree(self._own_dir, ignore_errors=True)
+def empty_learner_cache() -> None:
+    """Return the PyTorch caching allocator's unused blocks to the driver (before vLLM maps sleeping memory back)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

