@@ -136,6 +136,9 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                     else:  # the engine copies them into its own weights (layer-wise reload)
                         engine.update_weights(None, iter(staging.items()))
                 results.put(("weights", version))
+            elif kind == "state":  # the transformers engine's weights, as the engine holds them (tests, debugging)
+                results.put(("state", {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
+                             if model is not None else None))
             elif kind == "generate":
                 _, job, prompts, params = cmd
                 t0 = time.perf_counter()
@@ -224,6 +227,16 @@ class RolloutWorker:
         self.last_push = {"chunks": writer.chunks, "peak_bytes": writer.peak, "bytes": writer.bytes}
         self._commands.put(("weights", version, len(names)))
         self._pushed_version = version
+
+    def engine_weights(self) -> dict[str, torch.Tensor] | None:
+        """The transformers engine's parameters as the worker holds them, after the commands queued before (None
+        for vLLM). For tests and debugging: the whole model crosses the queue."""
+        self._commands.put(("state",))
+        while True:
+            message = self._receive("sending its weights", self.timeout_s)
+            if message[0] == "state":
+                return message[1]
+            self._handle(message)
 
     def _wait_for_version(self, version: int) -> None:
         while self._acked_version < version:
