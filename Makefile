@@ -35,7 +35,8 @@ test: setup setup-vllm setup-sandbox
 	$(PY) -m pytest -q --durations=12 tests -m "not matrix"
 
 # The rest of the launch matrix (tests/e2e/test_launch_matrix.py): every {DDP, ZeRO-2, ZeRO-3, FSDP2} x {fp32, bf16}
-# cell launched with accelerate on 2 CPU processes, and bf16 == fp32 per strategy. make test runs two of its cells.
+# cell launched with accelerate on 2 CPU processes, async cells (DDP, ZeRO-3), and bf16 == fp32 per strategy. make test
+# runs three of its cells.
 test-matrix: setup
 	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py -m matrix
 

@@ -4,6 +4,7 @@ and a real worker that ends up with exactly the learner's weights while no chunk
 import pytest
 import torch
 
+from rl.core.episode import SamplingParams
 from rl.rollout.weight_stream import BucketWriter, WeightBucket, copy_chunk
 from rl.rollout.worker import EngineSpec, RolloutWorker
 from rl.train.models import load_causal_lm
@@ -93,5 +94,21 @@ def test_worker_receives_exactly_the_learners_weights_through_a_small_bucket(mic
         after = worker.engine_weights()
         assert worker._acked_version == 2
         assert all(torch.equal(after[n], p.detach().to(getattr(torch, dtype))) for n, p in second.named_parameters())
+    finally:
+        worker.close()
+
+
+def test_a_worker_that_does_not_push_only_advances_its_version(micro_model_dir):
+    """Server mode on ranks > 0 (`pushes=False`): the learner still consumes the weights (collective gathers under
+    ZeRO-3/FSDP2), nothing reaches the engine, the worker reports the new version (rank 0's worker pushes)."""
+    worker = RolloutWorker(EngineSpec(engine="hf", model_path=str(micro_model_dir), pushes=False), timeout_s=120)
+    try:
+        before = worker.engine_weights()
+        consumed = []
+        worker.push_weights(1, ((n, consumed.append(n) or p) for n, p in perturbed(micro_model_dir).named_parameters()))
+        groups, version, _ = worker.result(worker.submit([[5, 6]], SamplingParams(n=1, max_tokens=2, seed=0)))
+        assert version == 1 and len(consumed) == len(before)
+        assert worker._bucket is None and worker.last_push == {}  # no shared memory at all
+        assert all(torch.equal(before[n], t) for n, t in worker.engine_weights().items())
     finally:
         worker.close()
