@@ -184,7 +184,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         from rl.rollout.worker import start_rollout_worker
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len,
                                       rank=rank, local_rank=accelerator.local_process_index,
-                                      local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+                                      local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
               f"{cfg.model.dtype}, {r.async_steps} step(s) ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)

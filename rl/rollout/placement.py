@@ -21,8 +21,9 @@ environment: an engine must not mistake itself for one rank of the learner's pro
 
 Server mode (`rollout.vllm_mode = server`): the engine is the server's, the worker only sends HTTP requests; the
 weights are pushed to the server by one designated worker (global rank 0's: `pushes`), the others skip the push, so
-one NCCL communicator is opened on one port instead of one per rank on the same port. `dedicated` has no meaning
-there (the server owns its GPUs) and is refused.
+one NCCL communicator is opened on one port instead of one per rank on the same port; the workers meet at a gate
+around each push so that every rank's batches come from one version (rl/rollout/version_gate.py). `dedicated` has
+no meaning there (the server owns its GPUs) and is refused.
 """
 from __future__ import annotations
 

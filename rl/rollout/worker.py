@@ -59,6 +59,8 @@ class EngineSpec:
     device: str = "cpu"  # the engine's device inside the worker (cuda:0 = the one GPU its CUDA_VISIBLE_DEVICES names)
     pushes: bool = True  # False: server mode on a rank other than 0 (that rank's worker pushes to the server)
     bucket_bytes: int = 32 * 2 ** 20  # shared-memory bucket of a push (rollout.push_bucket_mb)
+    # (host, port, workers, timeout_s) of the push gate: server mode with several ranks (rl/rollout/version_gate.py)
+    gate: tuple | None = None
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # extra VLLMEngine arguments
 
 
@@ -98,6 +100,21 @@ def _receive_chunks(chunks, results, staging: dict, device: str) -> None:
             bucket.close()
 
 
+def _apply(engine, model, staging: dict, count: int, version: int) -> None:
+    """The staged weights into the engine (`count` tensors were sent; 0: nothing to apply on this rank)."""
+    if not count:
+        return
+    if len(staging) != count:  # every chunk of this version was acknowledged before the command was sent
+        raise RuntimeError(f"weights version {version}: {len(staging)} tensors staged, {count} sent")
+    if model is not None:  # transformers engine: copy into its own model
+        with torch.no_grad():
+            params = dict(model.named_parameters())
+            for name, tensor in staging.items():
+                params[name].copy_(tensor)
+    else:  # the engine copies them into its own weights (layer-wise reload)
+        engine.update_weights(None, iter(staging.items()))
+
+
 def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None:
     """The worker process: build the engine, then execute commands in order until "stop" or the parent is gone."""
     try:
@@ -109,6 +126,11 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
         receiver = threading.Thread(target=_receive_chunks, args=(chunks, results, staging, spec.device),
                                     daemon=True, name="weight-receiver")
         receiver.start()
+        gate = None
+        if spec.gate is not None:
+            from rl.rollout.version_gate import VersionGate
+            host, port, workers, timeout_s = spec.gate
+            gate = VersionGate(host, port, workers, leader=spec.pushes, timeout_s=timeout_s, parent_pid=parent_pid)
         results.put(("ready", os.getpid()))
         while True:
             try:
@@ -125,16 +147,10 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                 return
             if kind == "weights":
                 _, version, count = cmd
-                if count:  # every chunk of this version was acknowledged before the command was sent
-                    if len(staging) != count:
-                        raise RuntimeError(f"weights version {version}: {len(staging)} tensors staged, {count} sent")
-                    if model is not None:  # transformers engine: copy into its own model
-                        with torch.no_grad():
-                            params = dict(model.named_parameters())
-                            for name, tensor in staging.items():
-                                params[name].copy_(tensor)
-                    else:  # the engine copies them into its own weights (layer-wise reload)
-                        engine.update_weights(None, iter(staging.items()))
+                if gate is not None:  # server mode, several ranks: every worker at this point, rank 0's pushes
+                    gate.cross(version, lambda: _apply(engine, model, staging, count, version))
+                else:
+                    _apply(engine, model, staging, count, version)
                 results.put(("weights", version))
             elif kind == "state":  # the transformers engine's weights, as the engine holds them (tests, debugging)
                 results.put(("state", {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
@@ -173,6 +189,7 @@ class RolloutWorker:
         ctx = torch.multiprocessing.get_context("spawn")
         self.spec = spec
         self.timeout_s = timeout_s
+        self.placement = self.gate_store = None  # set by start_rollout_worker
         self._commands, self._chunks, self._results = ctx.Queue(), ctx.Queue(), ctx.Queue()
         self._process = ctx.Process(target=_worker_main, args=(asdict(spec), self._commands, self._chunks,
                                                                self._results, os.getpid()),
@@ -298,11 +315,13 @@ class RolloutWorker:
 
 
 def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, rank: int = 0, local_rank: int = 0,
-                         local_world: int = 1) -> RolloutWorker:
+                         local_world: int = 1, world: int = 1) -> RolloutWorker:
     """The asynchronous mode's engine for one learner process: a RolloutWorker on the device the placement gives
     (rl/rollout/placement.py), its engine's weights in the recipe's dtype (`model.dtype`), after checking /dev/shm
-    has room for the push buckets of every worker on the node. On CPU the cores are split between the worker
-    (rollout.worker_threads, default half of this process's share) and the learner."""
+    has room for the push buckets of every worker on the node. Server mode with several ranks: the workers meet at
+    a push gate hosted by rank 0 (rl/rollout/version_gate.py; collective: every rank calls this at the same point).
+    On CPU the cores are split between the worker (rollout.worker_threads, default half of this process's share)
+    and the learner."""
     import shutil
 
     from rl.rollout.placement import check_shared_memory, place_worker, worker_env
@@ -310,6 +329,14 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, ra
     server = r.engine == "vllm" and r.vllm_mode == "server"
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     where = place_worker(local_rank, local_world, gpus, r.worker_devices, rank=rank, server=server)
+    gate, gate_store = None, None
+    if server and world > 1:  # before any check that could fail on one rank only
+        from rl.rollout.version_gate import host_gate, share_address
+        address = None
+        if rank == 0:
+            gate_store, address = host_gate(os.environ.get("MASTER_ADDR", "127.0.0.1"))
+        host, port = share_address(address, rank)
+        gate = (host, port, world, float(r.timeout_s))
     bucket = r.push_bucket_mb * 2 ** 20
     if where.pushes and os.path.isdir("/dev/shm"):
         check_shared_memory(bucket, local_world, shutil.disk_usage("/dev/shm").free)
@@ -323,7 +350,8 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, ra
         timeout_s=r.timeout_s, seed_mode=r.seed_mode)
     spec = EngineSpec(engine=r.engine, model_path=model_path, dtype=cfg.model.dtype, seed=seed,
                       max_model_len=max_model_len, threads=threads, engine_kwargs=extra,
-                      device="cpu" if where.gpu_index is None else "cuda:0", pushes=where.pushes, bucket_bytes=bucket)
+                      device="cpu" if where.gpu_index is None else "cuda:0", pushes=where.pushes, bucket_bytes=bucket,
+                      gate=gate)
     worker = RolloutWorker(spec, timeout_s=r.timeout_s, env=worker_env(where, dict(os.environ)))
-    worker.placement = where
+    worker.placement, worker.gate_store = where, gate_store  # rank 0 hosts the gate's store while the run lasts
     return worker
