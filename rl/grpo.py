@@ -187,7 +187,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
                                       local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
-              f"{cfg.model.dtype}, {r.async_steps} step(s) ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
+              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
     else:
         # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
         lockstep = r.engine == "hf" and shards_parameters(accelerator)

@@ -52,8 +52,7 @@ OVERRIDES = ["train.max_steps=2", "train.batch_size=16", "rollout.group_size=4",
              "rollout.max_completion_length=16", "data.num_train=64", "data.num_test=8", "data.max_eval_samples=8",
              "logging.save_every=0", "logging.progress_bar=false"]
 
-ASYNC_CELLS = [pytest.param("ddp", "float32", marks=pytest.mark.matrix, id="ddp-float32-async1"),
-               pytest.param("zero3", "float32", marks=pytest.mark.matrix, id="zero3-float32-async1"),
+ASYNC_CELLS = [*(pytest.param(s, "float32", marks=pytest.mark.matrix, id=f"{s}-float32-async1") for s in STRATEGIES),
                pytest.param("zero3", "bfloat16", id="zero3-bfloat16-async1")]
 ASYNC_OVERRIDES = ["rollout.async_steps=1", "rollout.worker_threads=1", "train.max_steps=3"]
 

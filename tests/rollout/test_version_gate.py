@@ -48,3 +48,33 @@ def test_a_missing_worker_ends_the_wait_with_one_line():
                                            r"stuck$"):
         leader.cross(3, lambda: pytest.fail("pushed without the other worker"))
     assert time.monotonic() - t0 < 5
+
+
+def _gate_rank(rank, init_file, results):
+    import torch.distributed as dist
+
+    from rl.rollout.version_gate import share_address
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    store, address = host_gate("127.0.0.1") if rank == 0 else (None, None)
+    host, port = share_address(address, rank)
+    gate = VersionGate(host, port, workers=2, leader=rank == 0, timeout_s=30, parent_pid=os.getppid())
+    pushed = []
+    gate.cross(1, lambda: pushed.append(time.monotonic()))
+    results.put((rank, port, pushed))
+    dist.barrier()  # rank 0's store outlives rank 1's last read
+    dist.destroy_process_group()
+
+
+def test_the_gate_address_reaches_every_rank_of_the_process_group(tmp_path):
+    """As start_rollout_worker does it on 2 gloo processes: rank 0 hosts, broadcasts (host, port); both cross."""
+    ctx = torch.multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_gate_rank, args=(r, str(tmp_path / "init"), results)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    got = sorted(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert got[0][1] == got[1][1]  # the same port on both ranks
+    assert len(got[0][2]) == 1 and got[1][2] == []  # rank 0's worker pushed, once; rank 1's did not
