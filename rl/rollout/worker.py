@@ -338,8 +338,8 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, ra
         host, port = share_address(address, rank)
         gate = (host, port, world, float(r.timeout_s))
     bucket = r.push_bucket_mb * 2 ** 20
-    if where.pushes and os.path.isdir("/dev/shm"):
-        check_shared_memory(bucket, local_world, shutil.disk_usage("/dev/shm").free)
+    if where.pushes and os.path.isdir("/dev/shm"):  # server mode: rank 0's worker is the only one with a bucket
+        check_shared_memory(bucket, 1 if server else local_world, shutil.disk_usage("/dev/shm").free)
     threads = 1
     if gpus == 0:
         cores = max(1, (os.cpu_count() or 2) // local_world)  # this process's share of the node's cores

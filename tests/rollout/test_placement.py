@@ -106,18 +106,36 @@ def test_shared_memory_too_small_is_one_line_naming_size_and_shm_size():
         check_shared_memory(128 * MiB, 8, 512 * MiB)
 
 
-def test_start_rollout_worker_checks_dev_shm_before_spawning(monkeypatch):
-    """The check runs before any process starts, with this node's worker count (LOCAL_WORLD_SIZE)."""
+class Spawned(Exception):
+    pass
+
+
+def _spawn(*args, **kwargs):
+    raise Spawned
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ([], "rollout.push_bucket_mb=32 x 4 rollout worker(s) need 128 MiB of shared memory, /dev/shm has 64 MiB free"),
+    (["rollout.push_bucket_mb=16"], None),  # 4 x 16 MiB fit in 64 MiB
+    (["rollout.engine=vllm", "rollout.vllm_mode=server"], None),  # one bucket per node: rank 0's worker only
+])
+def test_start_rollout_worker_checks_dev_shm_before_spawning(monkeypatch, overrides, expected):
+    """The check runs before any process starts, for the buckets of this node's workers (4 local ranks here)."""
     import collections
     import shutil
 
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import load_config
     from rl.rollout import worker as worker_module
-    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["rollout.async_steps=1"])
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["rollout.async_steps=1", *overrides])
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(64 * MiB, 0, 64 * MiB))
-    monkeypatch.setattr(worker_module, "RolloutWorker", lambda *a, **k: pytest.fail("spawned before the check"))
-    with pytest.raises(PlacementError, match=r"^rollout.push_bucket_mb=32 x 4 rollout worker\(s\) need 128 MiB"):
-        worker_module.start_rollout_worker(cfg, "unused", seed=0, max_model_len=64, rank=1, local_rank=1,
-                                           local_world=4)
+    monkeypatch.setattr(worker_module, "RolloutWorker", _spawn)
+    start = dict(seed=0, max_model_len=64, rank=0, local_rank=0, local_world=4)
+    if expected is None:
+        with pytest.raises(Spawned):
+            worker_module.start_rollout_worker(cfg, "unused", **start)
+    else:
+        with pytest.raises(PlacementError) as e:
+            worker_module.start_rollout_worker(cfg, "unused", **start)
+        assert str(e.value).startswith(expected)
