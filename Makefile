@@ -35,9 +35,9 @@ test: setup setup-vllm setup-sandbox
 	$(PY) -m pytest -q --durations=12 tests -m "not matrix"
 
 # The rest of the launch matrix (tests/e2e/test_launch_matrix.py): every {DDP, ZeRO-2, ZeRO-3, FSDP2} x {fp32, bf16}
-# cell launched with accelerate on 2 CPU processes, and bf16 == fp32 per strategy. make test runs two of its cells.
-# Also the vLLM-colocated cells (test_launch_matrix_vllm.py) and the real distillation chain's shape
-# (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT).
+# cell launched with accelerate on 2 CPU processes, async cells (every strategy), and bf16 == fp32 per strategy. make
+# test runs three of its cells. Also the vLLM-colocated cells (test_launch_matrix_vllm.py) and the real distillation
+# chain's shape (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT).
 test-matrix: setup
 	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_real_chain.py -m matrix
 

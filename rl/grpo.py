@@ -30,25 +30,6 @@ from typing import Any, Callable
 import torch
 
 
-def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int):
-    """The asynchronous mode's engine: a RolloutWorker process holding its own engine and weights. On CPU the cores
-    are split between it (rollout.worker_threads, default half) and the learner."""
-    import os
-
-    from rl.rollout.worker import EngineSpec, RolloutWorker
-    r = cfg.rollout
-    cores = os.cpu_count() or 2
-    threads = r.worker_threads or max(1, cores // 2)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(max(1, cores - threads))
-    extra = {} if r.engine == "hf" else dict(
-        gpu_memory_utilization=r.vllm_gpu_memory_utilization, mode=r.vllm_mode, server_url=r.vllm_server_url,
-        timeout_s=r.timeout_s, seed_mode=r.seed_mode)
-    spec = EngineSpec(engine=r.engine, model_path=model_path, dtype="float32" if r.engine == "hf" else cfg.model.dtype,
-                      seed=seed, max_model_len=max_model_len, threads=threads, engine_kwargs=extra)
-    return RolloutWorker(spec, timeout_s=r.timeout_s)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # 1-2. The recipe and the data, checked before anything heavy.
 
@@ -222,10 +203,15 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     learner = Learner(cfg, accelerator, model, ref_model)
     max_model_len = r.max_prompt_length + r.max_completion_length
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/async_rollouts.py)
-        engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len)
+        import os
+
+        from rl.rollout.worker import start_rollout_worker
+        engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len,
+                                      rank=rank, local_rank=accelerator.local_process_index,
+                                      local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
         lockstep = False
-        print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} ({r.engine} engine, {r.async_steps} step(s) "
-              f"ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
+        print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
+              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
     else:
         # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
         lockstep = r.engine == "hf" and shards_parameters(accelerator)

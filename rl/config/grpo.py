@@ -97,6 +97,9 @@ class RolloutConfig:
     seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
     async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/rollout/async_rollouts.py)
     worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
+    # async: each rank's worker on its learner's GPU (shared) or on a GPU of its own (dedicated: 2x the GPUs)
+    worker_devices: str = "shared"  # shared | dedicated   (rl/rollout/placement.py)
+    push_bucket_mb: int = 32  # async: the shared-memory bucket weights stream through (per rank, in /dev/shm)
     group_size: int = 8  # G completions per prompt
     max_prompt_length: int = 512
     max_completion_length: int = 64
@@ -233,6 +236,7 @@ class GRPOConfig:
         choose("rollout.engine", r.engine, ["hf", "vllm"])
         choose("rollout.vllm_mode", r.vllm_mode, ["colocate", "server"])
         choose("rollout.seed_mode", r.seed_mode, ["per_step", "per_request"])
+        choose("rollout.worker_devices", r.worker_devices, ["shared", "dedicated"])
         t.check_schedule()
         choose("logging.report_to", self.logging.report_to, ["none", "tensorboard", "wandb", "trackio"])
         choose("model.dtype", self.model.dtype, ["float32", "bfloat16", "float16"])
@@ -254,6 +258,8 @@ class GRPOConfig:
                            ("train.logprob_chunk_elements", t.logprob_chunk_elements)):
             if value < 1:
                 raise ConfigError(f"{key}={value} must be at least 1")
+        if r.push_bucket_mb < 1:
+            raise ConfigError(f"rollout.push_bucket_mb={r.push_bucket_mb} must be at least 1")
         if r.async_steps < 0 or r.worker_threads < 0:
             raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
         if r.async_steps > 0:

@@ -2,7 +2,8 @@
 
 base.py (the RolloutEngine protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM: the only vllm import)
 + vllm_server.py (the client of a rollout server),
-worker.py (an engine in its own process), collect.py (prompt sampling, generation, scoring, dynamic sampling),
+worker.py (an engine in its own process; placement.py where it runs, weight_stream.py the bucketed weight push,
+version_gate.py the push gate of server mode with several ranks), collect.py (prompt sampling, generation, scoring, dynamic sampling),
 async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out evaluation),
 bench.py (engine throughput). `make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).
 

@@ -10,7 +10,10 @@ Timeline for k = 1 (G = generate, T = train, P = push weights; versions count op
 At the top of step s the batches of steps s..s+k are submitted (in order, prompts drawn now), then step s's batch is
 awaited. Because the worker executes commands in order, batch s+k is generated after the push of version s-1, and
 is trained on at step s+k with version s+k-1: staleness = (learner version) - (generating version) <= k, logged per
-step as `rollout/staleness_mean` and `_max`. Steps 1..k see less (nothing to be stale against yet).
+step as `rollout/staleness_mean` and `_max`, and the generating version as `rollout/version_mean` and `_max`. Steps
+1..k see less (nothing to be stale against yet). For k = 1: versions 0, 0, 1, 2, ... (max(0, s - 2)), staleness
+0, 1, 1, ... Across processes `_mean` is averaged and `_max` max-reduced, so mean == max says every rank had that
+value (each rank has its own worker, rl/rollout/placement.py).
 
 Off-policy correction: the engine's sampling logprobs are the behaviour policy. The learner weighs each token's loss
 by min(exp(learner - behaviour), tis_cap) (truncated importance sampling, rl/core/importance.py; the recipe
@@ -64,7 +67,9 @@ class AsyncRollouts:
         return episodes, {**scorer_metrics, "time/generate_s": generate_s, "time/rollout_wait_s": waited,
                           "time/score_s": time.time() - t1,
                           "rollout/staleness_mean": sum(staleness) / len(staleness),
-                          "rollout/staleness_max": float(max(staleness))}
+                          "rollout/staleness_max": float(max(staleness)),
+                          "rollout/version_mean": sum(e.policy_version for e in episodes) / len(episodes),
+                          "rollout/version_max": float(max(e.policy_version for e in episodes))}
 
     def push(self, weights, version: int) -> None:
         """The learner's weights after `version` optimizer steps (= the step just trained, or the resumed step),
