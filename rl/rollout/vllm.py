@@ -54,14 +54,21 @@ class VLLMEngine:
     has a `timeout_s` deadline; a dead server or a stalled NCCL transfer raises `VLLMServerError` instead of hanging.
     `weight_transfer="nccl"` (GPU; the `trl vllm-serve` protocol, the server must run with
     `--weight-transfer-config '{"backend": "nccl"}'`) or `"disk"` (any platform: safetensors written to
-    `shared_dir`, a directory the server can read, then a layer-wise reload RPC).
+    `shared_dir`, a directory the server can read, then a layer-wise reload RPC). Requests: one per prompt when the
+    prompts carry their own seeds (always, in server mode, with a seed), up to `max_in_flight` of them outstanding at
+    once (rl/rollout/in_flight.py): the server batches only what it holds, so keep hundreds in flight (each request
+    is n sequences).
+
+    Tensor parallelism (colocate): pass `tensor_parallel_size=k` (through `**vllm_kwargs` to `vllm.LLM`) to shard a
+    teacher too big for one GPU; a server sets it on its own command line (`server_command(tensor_parallel_size=)`).
     """
 
     def __init__(self, model_path: str, tokenizer, *, dtype: str = "float32", seed: int = 0,
                  gpu_memory_utilization: float = 0.3, max_model_len: int = 1024, enable_sleep_mode: bool = False,
                  mode: Mode = "colocate", server_url: str | None = None, timeout_s: float = 600.0,
                  weight_transfer: Literal["auto", "nccl", "disk"] = "auto", shared_dir: str | None = None,
-                 seed_mode: Literal["per_step", "per_request"] = "per_step", **vllm_kwargs):
+                 seed_mode: Literal["per_step", "per_request"] = "per_step", max_in_flight: int = 256,
+                 **vllm_kwargs):
         if seed_mode not in ("per_step", "per_request"):
             raise ValueError(f"unknown seed_mode {seed_mode!r} (per_step | per_request)")
         self.seed_mode = seed_mode
@@ -83,7 +90,7 @@ class VLLMEngine:
             if not server_url:
                 raise ValueError("mode='server' needs server_url (e.g. http://vllm-node:8000)")
             self._server = _ServerClient(server_url, timeout_s=self.timeout_s, weight_transfer=weight_transfer,
-                                         shared_dir=shared_dir)
+                                         shared_dir=shared_dir, max_in_flight=max_in_flight)
         else:
             raise ValueError(f"unknown vLLM mode {mode!r} (colocate | server)")
 
@@ -174,15 +181,24 @@ def _is_main_rank() -> bool:
 
 
 class _ServerClient:
-    """HTTP client of `vllm serve` (dev mode). Health check at construction; a deadline on every call."""
+    """HTTP client of `vllm serve` (dev mode). Health check at construction; a deadline on every call; up to
+    `max_in_flight` generation requests outstanding (the connection pool is sized to match, so every one keeps its
+    connection)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float, weight_transfer: str, shared_dir: str | None):
+    def __init__(self, base_url: str, *, timeout_s: float, weight_transfer: str, shared_dir: str | None,
+                 max_in_flight: int = 256):
         import requests
 
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight={max_in_flight} must be at least 1")
         self.requests = requests
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.max_in_flight = max_in_flight
         self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._wait_healthy(timeout_s)
         self.model = self._get("/v1/models")["data"][0]["id"]
         if weight_transfer == "auto":
@@ -248,13 +264,10 @@ class _ServerClient:
             choices = sorted(choices, key=lambda c: c["index"])  # index = prompt_index * n + j
             return [[va.parse_completion_choice(c) for c in choices[k * n:(k + 1) * n]] for k in range(len(idx))]
 
+        from rl.rollout.in_flight import map_in_flight
+
         out: list = [None] * len(prompts)
-        if len(batches) == 1:
-            results = [run(batches[0])]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(max_workers=min(16, len(batches))) as pool:
-                results = list(pool.map(run, batches))
+        results = map_in_flight(run, batches, self.max_in_flight)  # in batch order, whatever order they finish in
         for (idx, _), res in zip(batches, results):
             for i, group in zip(idx, res):
                 out[i] = group
