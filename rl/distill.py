@@ -153,9 +153,33 @@ def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[
     return rows, drops
 
 
-def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Path, teacher_path: str) -> dict:
-    """Chunks of prompts -> parts/chunk-NNNNN.jsonl (skipping finished ones) -> stats."""
+def score_and_write(cfg, scorer, k: int, start: int, chunk: list[dict], groups, seed: int, part: Path,
+                    teacher_path: str) -> None:
+    """Score one generated chunk, filter it, write its part file (chunk 0 keeping nothing raises NothingKept)."""
     from rl.rollout.collect import reward_columns
+
+    n = cfg.rollout.group_size
+    flat_ex = [ex for ex in chunk for _ in range(n)]
+    flat = [c for g in groups for c in g]
+    result = scorer.score([c.text for c in flat], reward_columns(flat_ex, [len(c.completion_ids) for c in flat]))
+    rows, drops = chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path)
+    if k == 0 and not rows:  # stop before hours of generation that would all be thrown away
+        raise NothingKept(first_chunk_message(cfg, len(flat), result.per_reward, drops))
+    write_chunk(part, rows, drops)
+
+
+def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Path, teacher_path: str) -> dict:
+    """Chunks of prompts -> parts/chunk-NNNNN.jsonl (skipping finished ones) -> stats.
+
+    Scoring overlaps generation: chunk k is scored and written by a background thread (the scorer's worker
+    processes do the parsing) while the engine generates chunk k+1, so the GPU does not wait for the rewards.
+    Chunk 0 is scored before chunk 1 starts, so a zero keep rate stops the run after one chunk. Parts are still
+    written one at a time in chunk order, so resume is unchanged: a stop loses at most the chunk being scored.
+    The overlap needs every reward that could run long to run in the scorer's worker processes (their deadlines are
+    enforced there): per-item deadlines inside this process are SIGALRM timers, main thread only. With a reward
+    scored in-process that is not `cheap` (a batched reward, or no workers), chunks are scored in turn as before."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from rl.core.episode import SamplingParams
 
     parts = out / "parts"
@@ -166,26 +190,29 @@ def generate_traces(cfg, engine, encoder, scorer, examples: list[dict], out: Pat
     if cfg.progress_bar:
         from tqdm.auto import tqdm
         progress = tqdm(total=len(examples), desc="distill", unit="prompt", dynamic_ncols=True)
-    done = 0
-    for k, start in enumerate(starts):
-        part = parts / f"chunk-{k:05d}.jsonl"
-        chunk = examples[start:start + cs]
-        if not part.is_file():
-            seed = cfg.seed * 1_000_003 + k
-            params = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
-                                    max_tokens=r.max_completion_length, seed=seed)
-            groups = engine.generate([encoder(start + i, ex) for i, ex in enumerate(chunk)], params)
-            flat_ex = [ex for ex in chunk for _ in range(r.group_size)]
-            flat = [c for g in groups for c in g]
-            result = scorer.score([c.text for c in flat],
-                                  reward_columns(flat_ex, [len(c.completion_ids) for c in flat]))
-            rows, drops = chunk_rows(cfg, start, chunk, groups, result.per_reward, seed, teacher_path)
-            if k == 0 and not rows:  # stop before hours of generation that would all be thrown away
-                raise NothingKept(first_chunk_message(cfg, len(flat), result.per_reward, drops))
-            write_chunk(part, rows, drops)
-        done += 1
-        if progress is not None:
-            progress.update(len(chunk))
+    done, scoring = 0, None  # scoring: the Future of the previous chunk's score_and_write
+    overlap = all(scorer.rewards[n].cheap or n in scorer.worker_names for n in scorer.names)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="distill-score") as pool:
+        for k, start in enumerate(starts):
+            part = parts / f"chunk-{k:05d}.jsonl"
+            chunk = examples[start:start + cs]
+            if not part.is_file():
+                seed = cfg.seed * 1_000_003 + k
+                params = SamplingParams(n=r.group_size, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k,
+                                        max_tokens=r.max_completion_length, seed=seed)
+                groups = engine.generate([encoder(start + i, ex) for i, ex in enumerate(chunk)], params)
+                if scoring is not None:
+                    scoring.result()  # the previous chunk is written (or its error raised) before this one is queued
+                job = (cfg, scorer, k, start, chunk, groups, seed, part, teacher_path)
+                if k == 0 or not overlap:
+                    score_and_write(*job)
+                else:
+                    scoring = pool.submit(score_and_write, *job)
+            done += 1
+            if progress is not None:
+                progress.update(len(chunk))
+        if scoring is not None:
+            scoring.result()
     if progress is not None:
         progress.close()
     return {"chunks": done}

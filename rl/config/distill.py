@@ -3,7 +3,9 @@
     python rl/distill.py recipes/tiny/distill.yaml teacher.name_or_path=runs/tiny_r1 rollout.group_size=8
 
 Sections reused from GRPO: `teacher` is a ModelConfig, `data` a DataConfig (the prompts: `data.train`), `rollout` a
-RolloutConfig (engine hf | vllm, group_size = traces per prompt, temperature, top_p, max_completion_length).
+RolloutConfig (engine hf | vllm, group_size = traces per prompt, temperature, top_p, max_completion_length;
+at scale: `tensor_parallel_size` shards a colocated vLLM teacher over GPUs, `vllm_max_in_flight` is how many
+requests a server-mode client keeps outstanding).
 """
 from __future__ import annotations
 
@@ -80,6 +82,7 @@ class DistillConfig:
                 raise ConfigError(f"{key}={value} must be at least 1")
         if self.num_prompts is not None and self.num_prompts < 1:
             raise ConfigError(f"num_prompts={self.num_prompts} must be at least 1 (or null for all)")
+        self.rollout.check_parallel("distillation", tensor_parallel_ok=True)
         if self.rollout.temperature <= 0:
             raise ConfigError(f"rollout.temperature={self.rollout.temperature} must be > 0")
         f = self.filter

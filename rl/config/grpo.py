@@ -106,6 +106,27 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    # vLLM colocated: GPUs one engine shards the model over (vllm.LLM's tensor_parallel_size). Distillation only (a
+    # 32B teacher on 2-4 GPUs, 70B on 8); GRPO's weight push needs 1. A server sets its own (--tensor-parallel-size).
+    tensor_parallel_size: int = 1
+    # vLLM server mode: generation requests (one per prompt, n sequences each) kept outstanding at once
+    vllm_max_in_flight: int = 256
+
+    def check_parallel(self, stage: str, tensor_parallel_ok: bool) -> None:
+        """One-line ConfigError for parallel settings the stage cannot run: tensor_parallel_size applies to a
+        colocated vLLM engine only (a server is started with its own), and only where `tensor_parallel_ok`."""
+        if self.tensor_parallel_size < 1 or self.vllm_max_in_flight < 1:
+            raise ConfigError(f"rollout.tensor_parallel_size={self.tensor_parallel_size} / vllm_max_in_flight="
+                              f"{self.vllm_max_in_flight} must be at least 1")
+        if self.tensor_parallel_size > 1:
+            if not tensor_parallel_ok:
+                raise ConfigError(f"rollout.tensor_parallel_size={self.tensor_parallel_size}: {stage} pushes weights "
+                                  f"into a colocated engine in-process, which needs 1; use rollout.vllm_mode=server "
+                                  f"with a tensor-parallel server (docs/vllm.md)")
+            if self.engine != "vllm" or self.vllm_mode != "colocate":
+                raise ConfigError(f"rollout.tensor_parallel_size={self.tensor_parallel_size} applies to "
+                                  f"rollout.engine=vllm with vllm_mode=colocate (a server takes "
+                                  f"--tensor-parallel-size on its own command line)")
 
 
 @dataclass
@@ -260,6 +281,7 @@ class GRPOConfig:
                 raise ConfigError(f"{key}={value} must be at least 1")
         if r.push_bucket_mb < 1:
             raise ConfigError(f"rollout.push_bucket_mb={r.push_bucket_mb} must be at least 1")
+        r.check_parallel("GRPO", tensor_parallel_ok=False)
         if r.async_steps < 0 or r.worker_threads < 0:
             raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
         if r.async_steps > 0:

@@ -1,7 +1,7 @@
 """Rollouts: engines behind one interface, and everything that turns prompts into scored episodes.
 
 base.py (the RolloutEngine protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM: the only vllm import)
-+ vllm_server.py (the client of a rollout server),
++ vllm_server.py (the client of a rollout server: streamed requests, many in flight),
 worker.py (an engine in its own process; placement.py where it runs, weight_stream.py the bucketed weight push,
 version_gate.py the push gate of server mode with several ranks), collect.py (prompt sampling, generation, scoring, dynamic sampling),
 async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out evaluation),
@@ -26,5 +26,7 @@ def make_engine(rollout_cfg, model, tokenizer, model_path: str, seed: int = 0, m
                           gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
                           enable_sleep_mode=rollout_cfg.vllm_enable_sleep_mode, mode=rollout_cfg.vllm_mode,
                           server_url=rollout_cfg.vllm_server_url, timeout_s=rollout_cfg.timeout_s,
-                          seed_mode=rollout_cfg.seed_mode)
+                          seed_mode=rollout_cfg.seed_mode, max_in_flight=rollout_cfg.vllm_max_in_flight,
+                          **({"tensor_parallel_size": rollout_cfg.tensor_parallel_size}
+                             if rollout_cfg.tensor_parallel_size > 1 else {}))
     raise ValueError(f"unknown rollout engine {rollout_cfg.engine!r}; valid: hf, vllm")

@@ -68,14 +68,21 @@ class VLLMEngine:
     progressing generation never times out); a dead server or a stalled NCCL transfer raises `VLLMServerError`.
     `weight_transfer="nccl"` (GPU; the `trl vllm-serve` protocol, the server must run with
     `--weight-transfer-config '{"backend": "nccl"}'`) or `"disk"` (any platform: safetensors written to
-    `shared_dir`, a directory the server can read, then a layer-wise reload RPC).
+    `shared_dir`, a directory the server can read, then a layer-wise reload RPC). Requests: one per prompt when the
+    prompts carry their own seeds (always, in server mode, with a seed), up to `max_in_flight` of them outstanding at
+    once (rl/rollout/vllm_server.py): the server batches only what it holds, so keep hundreds in flight (each request
+    is n sequences).
+
+    Tensor parallelism (colocate): pass `tensor_parallel_size=k` (through `**vllm_kwargs` to `vllm.LLM`) to shard a
+    teacher too big for one GPU; a server sets it on its own command line (`server_command(tensor_parallel_size=)`).
     """
 
     def __init__(self, model_path: str, tokenizer, *, dtype: str = "float32", seed: int = 0,
                  gpu_memory_utilization: float = 0.3, max_model_len: int = 1024, enable_sleep_mode: bool = False,
                  mode: Mode = "colocate", server_url: str | None = None, timeout_s: float = 600.0,
                  weight_transfer: Literal["auto", "nccl", "disk"] = "auto", shared_dir: str | None = None,
-                 seed_mode: Literal["per_step", "per_request"] = "per_step", **vllm_kwargs):
+                 seed_mode: Literal["per_step", "per_request"] = "per_step", max_in_flight: int = 256,
+                 **vllm_kwargs):
         if seed_mode not in ("per_step", "per_request"):
             raise ValueError(f"unknown seed_mode {seed_mode!r} (per_step | per_request)")
         self.seed_mode = seed_mode
@@ -98,7 +105,7 @@ class VLLMEngine:
             if not server_url:
                 raise ValueError("mode='server' needs server_url (e.g. http://vllm-node:8000)")
             self._server = ServerClient(server_url, timeout_s=self.timeout_s, weight_transfer=weight_transfer,
-                                         shared_dir=shared_dir)
+                                         shared_dir=shared_dir, max_in_flight=max_in_flight)
         else:
             raise ValueError(f"unknown vLLM mode {mode!r} (colocate | server)")
 

@@ -70,16 +70,21 @@ class ServerClient:
     POLL_S = 0.05  # how often a waiting call looks at the progress clock
 
     def __init__(self, base_url: str, *, timeout_s: float, weight_transfer: str, shared_dir: str | None,
-                 push_chunk_bytes: int = 1 << 30, max_concurrent_requests: int = 16):
+                 push_chunk_bytes: int = 1 << 30, max_in_flight: int = 256):
         import requests
 
         self.requests = requests
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.push_chunk_bytes = push_chunk_bytes
-        self.max_concurrent_requests = max_concurrent_requests
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight={max_in_flight} must be at least 1")
+        self.max_in_flight = max_in_flight
         self.session = requests.Session()
-        self.session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=max_concurrent_requests))
+        # the pool sized to the requests in flight: every one keeps its connection (rollout.vllm_max_in_flight)
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
         self._wait_healthy(timeout_s)
         self.model = self._get("/v1/models")["data"][0]["id"]
         if weight_transfer == "auto":
@@ -137,7 +142,7 @@ class ServerClient:
     # --------------------------------------------------------------------------------------------- generate
     def generate(self, prompts, fields_per_prompt, n):
         """One streamed request for all prompts when their fields agree (no seed); else one per prompt, at most
-        `max_concurrent_requests` in flight. Returns one list of n RawCompletions per prompt, in order."""
+        `max_in_flight` in flight (open-r1 keeps ~1,000). Returns one list of n RawCompletions per prompt, in order."""
         if not prompts:
             return []
         if all(f == fields_per_prompt[0] for f in fields_per_prompt):
@@ -149,7 +154,7 @@ class ServerClient:
         errors: list[BaseException] = []
         todo = list(range(len(batches)))
         lock, done = threading.Lock(), threading.Event()
-        running = [min(self.max_concurrent_requests, len(batches))]
+        running = [min(self.max_in_flight, len(batches))]
 
         def worker():
             try:

@@ -30,6 +30,7 @@ def test_tiny_recipe_and_overrides():
     (["rewards={accuracy: 1.0, acuracy: 0.5}"], "acuracy"),
     (["train.max_steps=0"], "train.max_steps=0 must be at least 1"),
     (["justakey"], "not of the form key.path=value"),
+    (["rollout.engine=vllm", "rollout.tensor_parallel_size=2"], "GRPO pushes weights into a colocated engine"),
 ])
 def test_bad_recipes_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as err:

