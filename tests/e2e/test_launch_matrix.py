@@ -53,7 +53,9 @@ OVERRIDES = ["train.max_steps=2", "train.batch_size=16", "rollout.group_size=4",
              "logging.save_every=0", "logging.progress_bar=false"]
 
 ASYNC_CELLS = [*(pytest.param(s, "float32", marks=pytest.mark.matrix, id=f"{s}-float32-async1") for s in STRATEGIES),
-               pytest.param("zero3", "bfloat16", id="zero3-bfloat16-async1")]
+               pytest.param("zero3", "bfloat16", id="zero3-bfloat16-async1"),
+               *(pytest.param(s, "bfloat16", marks=pytest.mark.matrix, id=f"{s}-bfloat16-async1")
+                 for s in ("ddp", "zero2", "fsdp2"))]
 ASYNC_OVERRIDES = ["rollout.async_steps=1", "rollout.worker_threads=1", "train.max_steps=3"]
 
 _cells: dict = {}
