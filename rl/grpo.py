@@ -33,22 +33,6 @@ import torch
 # ---------------------------------------------------------------------------------------------------------------------
 # 1-2. The recipe and the data, checked before anything heavy.
 
-def check_reward_columns(spec: dict, example: dict) -> None:
-    """One-line ConfigError at start-up when a reward needs a column the data (after data.columns) do not have,
-    instead of a ValueError at the first step, after the models loaded."""
-    from rewards import get_reward
-    from rewards.scorer import missing_columns
-    from rl.config.recipe import ConfigError
-
-    available = {**example, "prompts": None, "completion_length": None}
-    for name, value in spec.items():
-        params = {k: v for k, v in value.items() if k != "weight"} if isinstance(value, dict) else {}
-        missing = missing_columns(get_reward(name, **params).requires, available)
-        if missing:
-            raise ConfigError(f"reward {name!r} needs the column(s) {', '.join(missing)}, which the training data do "
-                              f"not have (columns kept: {', '.join(sorted(example))}; data.columns selects them)")
-
-
 def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
     """The recipe, fully checked (keys, types, registries, rewards), and its canonical {prompt, answer} rows; a
     missing column or a model path that does not exist fails here, before any model is loaded or any file written.
@@ -64,6 +48,7 @@ def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
                    num_test=d.num_test, seed=d.seed, keep_columns=d.columns)
     train_rows, gold = load_examples_and_gold(d.train, d.train_split, **data_kw)
     test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
+    from rl.config.grpo import check_reward_columns
     check_reward_columns(cfg.rewards, train_rows[0])
     check_model_source(cfg.model.name_or_path)
     d.answer_column = gold  # config.yaml records the column read (`solution` when the data had no `answer`)

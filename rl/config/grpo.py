@@ -312,3 +312,18 @@ class GRPOConfig:
             validate_reward_spec(self.rewards)
         except ValueError as e:
             raise ConfigError(f"rewards: {e}") from None
+
+
+def check_reward_columns(spec: dict, example: dict) -> None:
+    """One-line ConfigError at start-up when a reward needs a column the data (after data.columns) do not have,
+    instead of a ValueError at the first step, after the models loaded."""
+    from rewards import get_reward
+    from rewards.scorer import missing_columns
+
+    available = {**example, "prompts": None, "completion_length": None}
+    for name, value in spec.items():
+        params = {k: v for k, v in value.items() if k != "weight"} if isinstance(value, dict) else {}
+        missing = missing_columns(get_reward(name, **params).requires, available)
+        if missing:
+            raise ConfigError(f"reward {name!r} needs the column(s) {', '.join(missing)}, which the training data do "
+                              f"not have (columns kept: {', '.join(sorted(example))}; data.columns selects them)")
