@@ -2,6 +2,7 @@
 
 Sources (the recipe's `data.train` / `data.test`):
     procedural:arithmetic          the offline task of data/tasks.py (train/test splits, disjoint)
+    procedural:code                function-writing problems with hidden asserts (data/code_tasks.py; `test_list`)
     path/to/file.jsonl|json|parquet|csv  a local file (loaded with `datasets`)
     org/name                       a hub dataset (needs network; CI never uses one)
 
@@ -77,9 +78,14 @@ def read_dataset(source: str, split: str):
 
 
 def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int) -> list[dict[str, Any]]:
-    if name != "arithmetic":
-        raise DataError(f"unknown procedural task {name!r}; valid: arithmetic")
-    train, test = arithmetic_dataset(num_train, num_test, seed=seed)
+    from data.code_tasks import code_dataset
+    tasks = {"arithmetic": arithmetic_dataset, "code": code_dataset}
+    if name not in tasks:
+        raise DataError(f"unknown procedural task {name!r}; valid: {', '.join(tasks)}")
+    try:
+        train, test = tasks[name](num_train, num_test, seed=seed)
+    except ValueError as e:  # too many problems asked for
+        raise DataError(f"procedural:{name}: {e} (data.num_train + data.num_test)") from None
     if split not in ("train", "test"):
         raise DataError(f"procedural:{name} has splits train and test, not {split!r}")
     return train if split == "train" else test

@@ -187,3 +187,38 @@ def get_reward(name: str, **params: Any) -> Reward:
     entry = resolve(name)
     display = name if name in _REGISTRY else name.rpartition(":")[2].rpartition(".")[2]
     return Reward(entry, params, display)
+
+
+EVAL_SLOTS = ("accuracy", "format")  # what a held-out evaluation reports: eval/accuracy, eval/format
+
+
+def eval_rewards(spec: dict[str, Any]) -> dict[str, Reward]:
+    """The rewards that judge held-out evaluations, from a recipe's `eval_rewards:` mapping slot -> parameters.
+
+    A slot is judged by the reward of its own name, or by the one named in `reward:` (the code world's eval/accuracy
+    is the `code` reward's pass rate):
+
+    >>> sorted(eval_rewards({"accuracy": {}, "format": None}))
+    ['accuracy', 'format']
+    >>> eval_rewards({"accuracy": {"reward": "code", "sandbox": "none"}})["accuracy"].name
+    'code'
+    >>> eval_rewards({"speed": {}})
+    Traceback (most recent call last):
+    ValueError: eval_rewards: unknown slot 'speed'; valid: accuracy, format
+
+    Both slots are always present (an omitted one gets its own reward with defaults). ValueError, one line, for an
+    unknown slot, an unknown reward or parameter."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"eval_rewards: expected a mapping of {', '.join(EVAL_SLOTS)} to parameters, got {spec!r}")
+    out = {}
+    for slot in spec:
+        if slot not in EVAL_SLOTS:
+            raise ValueError(f"eval_rewards: unknown slot {slot!r}; valid: {', '.join(EVAL_SLOTS)}")
+    for slot in EVAL_SLOTS:
+        params = dict(spec.get(slot) or {})
+        name = params.pop("reward", slot)
+        try:
+            out[slot] = get_reward(name, **params)
+        except ValueError as e:
+            raise ValueError(f"eval_rewards.{slot}: {e}") from None
+    return out

@@ -142,7 +142,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     learner and rollout engine, then resume from the latest checkpoint when `resume` says so."""
     from accelerate.utils import set_seed
 
-    from rewards import RewardScorer, get_reward
+    from rewards import RewardScorer
+    from rewards.registry import eval_rewards as make_eval_rewards
     from rl.config.recipe import dump_yaml
     from rl.core.advantages import get_advantage_fn
     from rl.rollout import make_engine
@@ -172,7 +173,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     sc = cfg.scoring
     scorer = RewardScorer(cfg.rewards, num_workers=sc.workers, timeout_s=sc.timeout_s,
                           max_error_frac=sc.max_error_frac, error_window=sc.error_window)
-    eval_rewards = {"accuracy": get_reward("accuracy"), "format": get_reward("format")}
+    eval_rewards = make_eval_rewards(cfg.eval_rewards)  # eval/accuracy, eval/format (recipe: eval_rewards)
 
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.
     with accelerator.main_process_first():  # a tiny model is built once, by rank 0, then read by the others

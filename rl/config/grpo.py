@@ -232,6 +232,9 @@ class GRPOConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.5})
+    # What judges the held-out evaluation (eval/accuracy, eval/format): slot -> the parameters of the reward of that
+    # name, or `reward: NAME` to judge it with another one (the code world: accuracy: {reward: code}).
+    eval_rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": {}, "format": {}})
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -250,6 +253,7 @@ class GRPOConfig:
                 raise ConfigError(f"{key}={value!r} is not one of: {', '.join(map(str, valid))}")
 
         r, a, t = self.rollout, self.algorithm, self.train
+        check_eval_rewards(self.eval_rewards)
         choose("algorithm.advantage", a.advantage, list(ADVANTAGE_ESTIMATORS))
         choose("algorithm.loss", a.loss, list(AGGREGATIONS))
         choose("algorithm.policy_loss", a.policy_loss, list(SURROGATES))
@@ -312,6 +316,24 @@ class GRPOConfig:
             validate_reward_spec(self.rewards)
         except ValueError as e:
             raise ConfigError(f"rewards: {e}") from None
+
+
+def check_eval_rewards(spec: Any) -> None:
+    """eval_rewards: known slots, registered rewards (built later, in set_up: the code reward starts a sandbox)."""
+    from rewards.registry import EVAL_SLOTS, resolve
+
+    if not isinstance(spec, dict):
+        raise ConfigError(f"eval_rewards: expected a mapping of {', '.join(EVAL_SLOTS)} to parameters, got {spec!r}")
+    for slot, params in spec.items():
+        if slot not in EVAL_SLOTS:
+            raise ConfigError(f"eval_rewards: unknown slot {slot!r}; valid: {', '.join(EVAL_SLOTS)}")
+        if params is not None and not isinstance(params, dict):
+            raise ConfigError(f"eval_rewards.{slot}: expected a mapping of parameters (or {{reward: NAME}}), "
+                              f"got {params!r}")
+        try:
+            resolve((params or {}).get("reward", slot))
+        except ValueError as e:
+            raise ConfigError(f"eval_rewards.{slot}: {e}") from None
 
 
 def check_reward_columns(spec: dict, example: dict) -> None:

@@ -50,14 +50,21 @@ class TinySpec:
     learning_rate: float = 2e-3
     seed: int = 0
     pretrain: bool = True  # False: a randomly initialised model (tests, students before distillation)
+    world: str = "arithmetic"  # arithmetic (data/tasks.py, rl/tiny/corpus.py) | code (data/code_tasks.py, code_corpus.py)
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        fields = asdict(self)
+        if fields["world"] == "arithmetic":  # the field came later: arithmetic keys (and caches) stay as they were
+            del fields["world"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # The student of the miniature pipeline: smaller than TinySpec() (~0.37M vs 0.55M parameters), same corpus settings,
 # hence the same tokenizer (distillation needs it). head_dim 32: vLLM's CPU attention needs it.
 TINY_STUDENT = dict(hidden_size=96, num_layers=3, num_heads=3, intermediate_size=192)
+# The code world's base (`tiny-code`): the base's sizes, pretrained on rl/tiny/code_corpus.py; one writer in four is
+# careful. Its documents are longer than arithmetic ones and fewer distinct problems exist, so fewer steps suffice.
+TINY_CODE = dict(world="code", p_careful=0.25, num_docs=20_000, steps=800)
 
 
 def default_cache_dir() -> Path:
@@ -158,15 +165,27 @@ def build_tiny_model(spec: TinySpec = TinySpec(), cache_dir: Path | None = None,
     if spec.pretrain:
         print(f"[tiny base] building {out.name} once (cached in {cache}): {spec.steps} pretraining steps, about "
               f"4-5 min on 2 quiet cores, 20 min or more on a busy machine", flush=True)
-    train, _ = arithmetic_dataset(num_train=2000, num_test=0, seed=spec.seed + 1)
-    # The corpus covers the arithmetic world broadly (its own question draw, not the RL test set).
-    corpus = base_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)
+    corpus = world_corpus(spec)
     tokenizer = build_tokenizer([p + c for p, c in corpus], spec.vocab_size)
     model = build_model(tokenizer, spec)
     losses = pretrain(model, tokenizer, corpus, spec) if spec.pretrain else []
     return publish_model_dir(out, model, tokenizer, "tiny_spec.json",
                              {"spec": asdict(spec), "pretrain_losses": losses, "build_s": round(time.time() - t0, 1),
                               "threads": torch_threads}, force)
+
+
+def world_corpus(spec: TinySpec) -> list[tuple[str, str]]:
+    """The pretraining documents of `spec.world`. The corpus covers the world broadly: its own question draw (seed + 1),
+    not the RL splits, so some RL test questions appear in it, mostly with wrong solutions (as in real pretraining)."""
+    if spec.world == "arithmetic":
+        train, _ = arithmetic_dataset(num_train=2000, num_test=0, seed=spec.seed + 1)
+        return base_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)
+    if spec.world == "code":
+        from data.code_tasks import code_dataset
+        from rl.tiny.code_corpus import code_corpus
+        train, _ = code_dataset(num_train=400, num_test=0, seed=spec.seed + 1)
+        return code_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)
+    raise ValueError(f"tiny model: unknown world {spec.world!r}; valid: arithmetic, code")
 
 
 def publish_model_dir(out: Path, model, tokenizer, record_file: str, record: dict, force: bool = False) -> Path:

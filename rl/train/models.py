@@ -9,7 +9,7 @@ import torch
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-TINY_NAMES = ("tiny", "tiny-init", "tiny-student", "tiny-student-init")
+TINY_NAMES = ("tiny", "tiny-init", "tiny-student", "tiny-student-init", "tiny-code")
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -17,12 +17,14 @@ def resolve_model_path(name_or_path: str) -> str:
 
     - `tiny` / `tiny-init`: the tiny base model (pretrained / untrained), built on first use and cached;
     - `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
+    - `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy);
     - a run directory: its `model/` if SFT wrote one, else its latest checkpoint;
     - anything else (a model dir, a hub id) as it is.
     """
     if name_or_path in TINY_NAMES:
-        from rl.tiny.build import TINY_STUDENT, TinySpec, build_tiny_model
-        sizes = TINY_STUDENT if name_or_path.startswith("tiny-student") else {}
+        from rl.tiny.build import TINY_CODE, TINY_STUDENT, TinySpec, build_tiny_model
+        sizes = (TINY_STUDENT if name_or_path.startswith("tiny-student") else
+                 TINY_CODE if name_or_path == "tiny-code" else {})
         return str(build_tiny_model(TinySpec(**sizes, pretrain=not name_or_path.endswith("-init"))))
     path = Path(name_or_path)
     if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():

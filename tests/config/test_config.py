@@ -31,6 +31,9 @@ def test_tiny_recipe_and_overrides():
     (["train.max_steps=0"], "train.max_steps=0 must be at least 1"),
     (["justakey"], "not of the form key.path=value"),
     (["rollout.engine=vllm", "rollout.tensor_parallel_size=2"], "GRPO pushes weights into a colocated engine"),
+    (["eval_rewards={speed: {}}"], "eval_rewards: unknown slot 'speed'; valid: accuracy, format"),
+    (["eval_rewards={accuracy: {reward: cod}}"], "eval_rewards.accuracy: unknown reward 'cod'"),
+    (["eval_rewards={accuracy: code}"], "eval_rewards.accuracy: expected a mapping of parameters"),
 ])
 def test_bad_recipes_are_one_line_errors(override, message):
     with pytest.raises(ConfigError) as err:
@@ -38,6 +41,12 @@ def test_bad_recipes_are_one_line_errors(override, message):
     text = str(err.value)
     assert message in text
     assert "\n" not in text
+
+
+def test_eval_rewards_judge_the_code_world_with_the_code_reward():
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero_code.yaml", [])
+    assert cfg.eval_rewards == {"accuracy": {"reward": "code"}, "format": {}}
+    assert load_config(GRPOConfig, TINY, []).eval_rewards == {"accuracy": {}, "format": {}}  # the default
 
 
 def test_unknown_reward_lists_valid_names():
