@@ -21,8 +21,8 @@ is what GRPO with the sandboxed `code` reward turns into a policy.
     ['answer', 'family', 'prompt', 'test_list']
     >>> program("sum_to", (3,), careful=True), program("sum_to", (3,), careful=False)
     ('def f(n): return sum(range(3, n + 1))', 'def f(n): return sum(range(3, n))')
-    >>> hidden_tests("plus_times", (3, 4), random.Random(0))[0]   # (12 + 3) * 4 = 60; the buggy 12 + 3 * 4 = 24
-    'assert f(12) == 60'
+    >>> hidden_tests("plus_times", (3, 4), random.Random(0))[0]   # (13 + 3) * 4 = 64; the buggy 13 + 3 * 4 = 25
+    'assert f(13) == 64'
 
 Train and test splits are disjoint by question text, and each split is a pure function of its seed.
 """
@@ -59,7 +59,7 @@ ARG = {"sum_to": "n", "count_above": "xs", "slice_incl": "xs", "between": "n", "
 def _constants(family: str, rng: random.Random) -> tuple[int, ...]:
     if family == "slice_incl":
         a = rng.randint(0, 9)
-        return a, a + rng.randint(1, 9)
+        return a, a + rng.randint(1, 5)
     if family == "between":
         a = rng.randint(0, 20)
         return a, a + rng.randint(2, 20)
@@ -82,6 +82,28 @@ def program(family: str, consts: tuple[int, ...], careful: bool) -> str:
 
 def thought(family: str, consts: tuple[int, ...], careful: bool) -> str:
     return FAMILIES[family][3 if careful else 4].format(*consts)
+
+
+def check_input(family: str, consts: tuple[int, ...]):
+    """One input on the boundary, where the careless version goes wrong (what a writer who checks tries)."""
+    c = consts
+    inputs = {"sum_to": lambda: c[0] + 2, "count_above": lambda: [c[0], c[0] + 1],
+              "slice_incl": lambda: list(range(c[1] + 2)), "between": lambda: c[1], "plus_times": lambda: 2,
+              "multiples": lambda: 2 * c[0]}
+    return inputs[family]()
+
+
+def check_step(family: str, consts: tuple[int, ...]) -> str:
+    """A writer checking the careless version by hand on `check_input` and finding it wrong:
+
+    >>> check_step("sum_to", (3,))
+    'wait, check f(5): that gives 7, but it should be 12. redo:'
+    """
+    x = check_input(family, consts)
+    scope: dict = {}
+    exec(program(family, consts, careful=False), scope)  # noqa: S102 (our own one-liner)
+    shown = f"list(range({len(x)}))" if family == "slice_incl" else repr(x)
+    return f"wait, check f({shown}): that gives {scope['f'](x)!r}, but it should be {_reference(family, consts)(x)!r}. redo:"
 
 
 def _reference(family: str, consts: tuple[int, ...]) -> Callable:

@@ -6,11 +6,28 @@ pass@k = 1 - C(n - c, k) / C(n, k). Example: n = 4, c = 1, k = 2 -> 1 - C(3,2)/C
 Worked example for one problem, k = 4 samples with extracted answers [23, 35, 23, None], gold 23:
     correct = [1, 0, 1, 0]  -> pass@1 = 2/4 = 0.5, pass@4 = 1 (some sample correct), maj@4 = 1 (23 wins 2 votes to 1)
 The reported values are the means over problems.
+
+`check_redo_frac` is the share of completions that stop to check and redo their work (R1-Zero's "aha moment", R1
+paper Table 3: "Wait, wait. Wait. That's an aha moment I can flag here."), by marker words:
+    ["3+4=7, 7*5=35", "3+4=7. Wait, * first: 4*5=20, 3+20=23", "let me recheck: 23"] -> 2/3 (the 2nd and 3rd)
 """
 from __future__ import annotations
 
+import re
 from math import comb
 from typing import Callable
+
+CHECK_REDO = re.compile(r"\b(?:wait|re-?check|double-check|let me (?:check|verify|recompute))\b", re.IGNORECASE)
+
+
+def check_redo_frac(texts: list[str]) -> float:
+    """Fraction of `texts` with a check-and-redo marker (`CHECK_REDO`: wait, recheck, double-check, let me check /
+    verify / recompute; whole words, any case). 0.0 for no texts.
+
+    >>> check_redo_frac(["3+4=7, 7*5=35", "3+4=7. Wait, * first: 4*5=20, 3+20=23", "let me recheck: 23", "awaited"])
+    0.5
+    """
+    return sum(bool(CHECK_REDO.search(t)) for t in texts) / len(texts) if texts else 0.0
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -55,9 +72,10 @@ def majority_correct(answers: list[str | None], correct: list[float | None],
 
 def sampled_metrics(correct: list[list[float]], answers: list[list[str | None]], formats: list[list[float]],
                     lengths: list[list[int]], truncated: list[list[bool]], k: int,
-                    same: Callable[[str, str], bool] | None = None) -> dict[str, float]:
+                    same: Callable[[str, str], bool] | None = None, texts: list[list[str]] | None = None
+                    ) -> dict[str, float]:
     """Per-problem lists of n >= k samples -> mean pass@1, unbiased pass@k, maj@k (first k samples, votes by
-    `same`), format rate, mean completion length, truncated fraction."""
+    `same`), format rate, mean completion length, truncated fraction, and with `texts` the check/redo share."""
     m = len(correct)
     n_samples = sum(len(c) for c in correct)
     out = {
@@ -68,4 +86,6 @@ def sampled_metrics(correct: list[list[float]], answers: list[list[str | None]],
         "completion_len": sum(map(sum, lengths)) / n_samples,
         "truncated_frac": sum(map(sum, truncated)) / n_samples,
     }
+    if texts is not None:
+        out["check_redo_frac"] = check_redo_frac([t for group in texts for t in group])
     return out

@@ -3,6 +3,7 @@
     eval/accuracy  fraction of greedy completions whose answer math-verifies against the gold
     eval/format    fraction in strict R1 format (<think>...</think> <answer>...</answer>)
     eval/completion_len  mean completion length in tokens
+    eval/check_redo_frac fraction of completions that check and redo ("wait, ..."; rl/core/eval_metrics.py)
 
 Used by the GRPO and SFT loops (periodic evaluation) and by the `rl/evaluate.py` stage. The metric math is in
 rl/core/eval_metrics.py.
@@ -10,7 +11,7 @@ rl/core/eval_metrics.py.
 from __future__ import annotations
 
 from rl.core.episode import SamplingParams
-from rl.core.eval_metrics import sampled_metrics
+from rl.core.eval_metrics import check_redo_frac, sampled_metrics
 
 
 def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewards: dict) -> tuple[dict, list]:
@@ -31,6 +32,7 @@ def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewa
         "eval/format": sum(f or 0.0 for f in fmt) / n,
         "eval/completion_len": sum(len(g[0].completion_ids) for g in outputs) / n,
         "eval/truncated_frac": sum(g[0].finish_reason == "length" for g in outputs) / n,
+        "eval/check_redo_frac": check_redo_frac(texts),
     }
     rows = [{"prompt": ex["prompt"], "completion": t, "answer": ex["answer"], "accuracy": a, "format": f}
             for ex, t, a, f in zip(examples, texts, acc, fmt)]
@@ -63,8 +65,9 @@ def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: 
                                                      seed=seed))
     texts = [c.text for g in groups for c in g]
     answers_gold = [ex["answer"] for ex in examples for _ in range(n)]
-    acc = rewards["accuracy"](texts, answer=answers_gold)
-    fmt = rewards["format"](texts, answer=answers_gold)
+    extra = {k: [ex.get(k) for ex in examples for _ in range(n)] for k in examples[0] if k not in ("prompt", "answer")}
+    acc = rewards["accuracy"](texts, answer=answers_gold, **extra)  # extra columns: e.g. the code reward's tests
+    fmt = rewards["format"](texts, answer=answers_gold, **extra)
     def per_problem(flat):
         return [list(flat[i * n:(i + 1) * n]) for i in range(len(examples))]
     correct = per_problem([a or 0.0 for a in acc])
@@ -72,7 +75,7 @@ def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: 
                               per_problem([f or 0.0 for f in fmt]),
                               per_problem([len(c.completion_ids) for g in groups for c in g]),
                               per_problem([c.finish_reason == "length" for g in groups for c in g]), k,
-                              same=same_value_by(rewards["accuracy"]))
+                              same=same_value_by(rewards["accuracy"]), texts=per_problem(texts))
     rows = [{"prompt": ex["prompt"], "answer": ex["answer"], "completions": [c.text for c in g],
              "correct": cs} for ex, g, cs in zip(examples, groups, correct)]
     return {f"sampled/{key}": v for key, v in metrics.items()}, rows

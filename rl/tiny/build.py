@@ -51,11 +51,13 @@ class TinySpec:
     seed: int = 0
     pretrain: bool = True  # False: a randomly initialised model (tests, students before distillation)
     world: str = "arithmetic"  # arithmetic (data/tasks.py, rl/tiny/corpus.py) | code (data/code_tasks.py, code_corpus.py)
+    p_check: float = 0.0  # code world: share of the careful writers who first write the bug, then check and redo
 
     def key(self) -> str:
         fields = asdict(self)
-        if fields["world"] == "arithmetic":  # the field came later: arithmetic keys (and caches) stay as they were
-            del fields["world"]
+        for later, default in (("world", "arithmetic"), ("p_check", 0.0)):  # fields added later: at their defaults
+            if fields[later] == default:  # they leave the key (and the caches built before them) as it was
+                del fields[later]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -63,8 +65,10 @@ class TinySpec:
 # hence the same tokenizer (distillation needs it). head_dim 32: vLLM's CPU attention needs it.
 TINY_STUDENT = dict(hidden_size=96, num_layers=3, num_heads=3, intermediate_size=192)
 # The code world's base (`tiny-code`): the base's sizes, pretrained on rl/tiny/code_corpus.py; one writer in four is
-# careful. Its documents are longer than arithmetic ones and fewer distinct problems exist, so fewer steps suffice.
-TINY_CODE = dict(world="code", p_careful=0.25, num_docs=20_000, steps=800)
+# careful, and careful writers get there by checking and redoing (a longer chain: with p_check 0.8 the few direct
+# careful writers took over once every answer was right, and the chains shortened again). Fewer distinct problems
+# exist than in the arithmetic world, so fewer documents and steps suffice.
+TINY_CODE = dict(world="code", p_careful=0.25, p_check=1.0, num_docs=20_000, steps=800)
 
 
 def default_cache_dir() -> Path:
@@ -184,7 +188,8 @@ def world_corpus(spec: TinySpec) -> list[tuple[str, str]]:
         from data.code_tasks import code_dataset
         from rl.tiny.code_corpus import code_corpus
         train, _ = code_dataset(num_train=400, num_test=0, seed=spec.seed + 1)
-        return code_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)
+        return code_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict,
+                           spec.p_check)
     raise ValueError(f"tiny model: unknown world {spec.world!r}; valid: arithmetic, code")
 
 

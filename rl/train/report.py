@@ -37,7 +37,8 @@ def before_after_table(run_dir: str | Path) -> str:
 
 
 def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str | None = None) -> Path:
-    """Two panels: training reward (mean, and per reward function) and held-out greedy accuracy/format."""
+    """Training reward (mean, and per reward function), held-out greedy accuracy/format, and how the chains change:
+    mean completion length (tokens) with the share of completions that check and redo ("wait, ...")."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -46,7 +47,7 @@ def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str 
     train = [m for m in metrics if "reward/mean" in m]
     evals = [m for m in metrics if "eval/accuracy" in m]
     out = Path(out_png) if out_png else Path(run_dir) / "progress.png"
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
     steps = [m["step"] for m in train]
     ax1.plot(steps, [m["reward/mean"] for m in train], label="reward (weighted total)", lw=2)
     for key in sorted({k for m in train for k in m if k.startswith("rewards/") and k.endswith("/mean")}):
@@ -60,6 +61,15 @@ def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str 
     ax2.set_xlabel("step")
     ax2.set_title("held-out evaluation")
     ax2.legend(fontsize=8)
+    ax3.plot(steps, [m.get("completion_len/mean") for m in train], color="C2", label="completion length (tokens)")
+    ax3.set_xlabel("step")
+    ax3.set_ylabel("tokens")
+    ax3.set_title("chains of thought")
+    share = ax3.twinx()
+    share.plot(steps, [m.get("check_redo_frac") for m in train], color="C3", ls="--", label="check/redo share")
+    share.set_ylim(0, 1.02)
+    lines = ax3.get_lines() + share.get_lines()
+    ax3.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
     fig.suptitle(title or Path(run_dir).name)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

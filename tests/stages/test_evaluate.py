@@ -91,6 +91,51 @@ def test_evaluate_sampled_with_the_real_rewards():
     assert metrics["sampled/maj@4"] == pytest.approx(0.5) and metrics["sampled/pass@4"] == pytest.approx(0.5)
     assert metrics["sampled/format"] == pytest.approx(7 / 8)
     assert metrics["sampled/completion_len"] == pytest.approx(2.5)  # lengths 1..4 per problem
+    assert metrics["sampled/check_redo_frac"] == 0.0  # no completion says "wait"
+
+
+@pytest.mark.parametrize("text, checks", [
+    ("3+4=7, 7*5=35", False),
+    ("3+4=7. Wait, * first: 4*5=20, 3+20=23", True),
+    ("wait, check f(5): that gives 7, but it should be 12. redo:", True),  # the tiny code world's checker
+    ("let me recheck: 23", True),
+    ("Let me verify with n = 3", True),
+    ("double-check the boundary", True),
+    ("the answer awaits; the waiter", False),  # whole words only
+    ("", False),
+])
+def test_check_redo_markers(text, checks):
+    from rl.core.eval_metrics import check_redo_frac
+    assert check_redo_frac([text]) == float(checks)
+
+
+def test_check_redo_share_by_hand():
+    from rl.core.eval_metrics import check_redo_frac
+    assert check_redo_frac([]) == 0.0
+    assert check_redo_frac(["wait", "no", "no", "recheck"]) == 0.5  # 2 of 4
+
+
+def test_evaluate_sampled_passes_the_rows_columns_to_the_rewards():
+    """The code world evaluates through the `code` reward, which needs each row's tests (`test_list`) repeated for
+    every sample of the row."""
+    seen = {}
+
+    def accuracy(completions, answer, test_list=None):  # (maj@k's vote comparison calls it without tests)
+        if test_list is not None:
+            seen["tests"] = test_list
+        return [1.0 if "n + 1" in c else 0.0 for c in completions]
+
+    def fmt(completions, **_):
+        return [1.0] * len(completions)
+
+    good, bad = "<answer> def f(n): return sum(range(3, n + 1)) </answer>", "<answer> def f(n): return 0 </answer>"
+    engine = ScriptedEngine([[good, bad], [bad, bad]])
+    examples = [{"prompt": "p1", "answer": "", "test_list": ["assert f(5) == 12"]},
+                {"prompt": "p2", "answer": "", "test_list": ["assert f(1) == 1"]}]
+    metrics, _ = evaluate_sampled(engine, lambda key, ex: [1], examples, k=2, max_tokens=8,
+                                  rewards={"accuracy": accuracy, "format": fmt})
+    assert seen["tests"] == [["assert f(5) == 12"]] * 2 + [["assert f(1) == 1"]] * 2
+    assert metrics["sampled/pass@1"] == pytest.approx(0.25)  # (1/2 + 0) / 2
 
 
 def test_report_table_and_json(tmp_path):
