@@ -17,12 +17,12 @@ tests (see rewards/code_tests.py for the formats). The program is extracted by `
 
 How a completion is run (rewards/code_harness.py, inside rewards/sandbox.py's bubblewrap sandbox): by default in one
 warm sandbox per process whose zygote forks a fresh harness per completion and sweeps the sandbox clean after it
-(rewards/warm_sandbox.py), with `warm: false` in a fresh sandbox per completion; the harness receives the program and the job (tests, a random nonce) through two memfds, runs the
-program in child processes, and reports on its stdout what the program produced; the verdict is taken here. Expected
-outputs of stdin/stdout and call-based tests never enter the sandbox; assert tests are judged there by the harness,
-in a process the program cannot reach (module docstring of code_harness.py). A report line without this run's
-nonce is ignored, and a run without its final line (the harness was killed, the sandbox timed out or flooded its
-output) fails every test not reported.
+(rewards/warm_sandbox.py), with `warm: false` in a fresh sandbox per completion; the harness receives the program and
+the job (tests, a random nonce) through two memfds, runs the program in child processes, and reports on its stdout what
+the program produced; the verdict is taken here. Expected outputs of stdin/stdout and call-based tests never enter the
+sandbox; assert tests are judged there by the harness, in a process the program cannot reach (module docstring of
+code_harness.py). A report line without this run's nonce is ignored, and a run without its final line (the harness was
+killed, the sandbox timed out or flooded its output) fails every test not reported.
 
 Metrics (summed per scoring step and reported by the RewardScorer as `rewards/code/<key>`): `pass_rate` (tests
 passed / tests run), `compile_errors`, `timeouts` (tests or whole runs out of time), `sandbox_kills` (runs that

@@ -136,7 +136,8 @@ class Sandbox:
     def bwrap_args(self, read_only_root: bool = False) -> list[str]:
         """bwrap's argv up to its `--` (the isolation above). `read_only_root` (the warm sandbox, which outlives one
         program): `/` and `/dev` are remounted read-only and `/dev/shm` is a size-capped tmpfs, so that `/tmp` and
-        `/dev/shm` are the only writable places, both emptied between jobs."""
+        `/dev/shm` are the only writable places, both emptied between jobs; and `--as-pid-1`: the command itself is
+        the PID namespace's init (no bwrap reaper, which a program could ptrace and which would outlive the sweep)."""
         size = str(self.limits.fsize_mb << 20)
         cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--ro-bind", "/usr", "/usr"]
@@ -154,7 +155,7 @@ class Sandbox:
             cmd += ["--tmpfs", site]
         cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp"]
         if read_only_root:
-            cmd += ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/"]
+            cmd += ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/", "--as-pid-1"]
         return cmd + ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
                       "--unsetenv", "PYTHONPATH", "--"]
 

@@ -15,13 +15,16 @@ What is the same as a cold run: the bwrap isolation (`--unshare-all`, `--die-wit
 more than cold for the zygote), the wall-clock limit and the output cap of each job.
 
 What differs, and how jobs are kept apart: jobs in one warm sandbox share a uid, the kernel namespaces (PID, IPC,
-network, mount) and the zygote. Between two jobs the zygote kills every other process in the sandbox (fork bombs,
-setsid'd daemons) until /proc shows none, empties /tmp and /dev/shm, and refuses to go on if a SysV IPC object
+network, mount, user) and the zygote. Between two jobs the zygote kills every other process in the sandbox (fork
+bombs, setsid'd daemons) until /proc shows none, empties /tmp and /dev/shm, and refuses to go on if a SysV IPC object
 remains; `/` and `/dev` are mounted read-only here (in a cold sandbox they are writable tmpfs that die with it). The
-zygote is non-dumpable, so a program cannot ptrace it or read its memory; it can kill or stop it, which only fails
-its own job. Whenever anything is unexpected (the job's wall-clock limit, output overflow, a zygote that dies, does
-not answer, or cannot clean up, an interrupt such as the scorer's `deadline`), the whole sandbox is killed (SIGKILL
-to bwrap's process group) and the next job starts a fresh one: correctness first, speed second.
+zygote is the sandbox's PID 1 (`--as-pid-1`: no bwrap reaper, which a program could ptrace and which the sweep
+cannot kill) and non-dumpable, so a program can neither ptrace it, read its memory, nor signal it (init ignores
+signals from inside its namespace that it has no handler for). Not swept: kernel state that outlives processes and
+is not a file, such as keyrings or a POSIX message queue (each job's RLIMIT_MSGQUEUE is 0, so none can be made).
+Whenever anything is unexpected (the job's wall-clock limit, output overflow, a zygote that dies, does not answer, or
+cannot clean up, an interrupt such as the scorer's `deadline`), the whole sandbox is killed (SIGKILL to bwrap's process
+group) and the next job starts a fresh one: correctness first, speed second.
 
 Only for the "bwrap" backend: `sandbox: none` has no PID namespace to sweep, and always runs cold.
 """
@@ -40,12 +43,14 @@ from rewards.sandbox import RunResult, Sandbox, SandboxError
 
 ZYGOTE = Path(__file__).with_name("warm_zygote.py").read_text()
 START_S = 10.0  # the zygote must say "ready" within this
+PROCESSES = 2  # a live warm sandbox, between jobs: bwrap (outside) and the zygote (PID 1 inside)
 ANSWER_S = 3.0  # after a job's output ends, the zygote must have swept within this (its own sweep gives up at 2 s)
 
 
 def _kill(proc: subprocess.Popen, sock: socket.socket) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)  # bwrap and its process group; the PID namespace dies with its init
+        os.killpg(proc.pid, signal.SIGKILL)  # bwrap's process group; the zygote (--die-with-parent) and with it
+        # the whole PID namespace follow
     except (ProcessLookupError, PermissionError):
         pass
     try:
@@ -137,33 +142,30 @@ class WarmSandbox:
         cap = self.box.limits.output_bytes
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        fds = [program_fd, job_fd, out_w, err_w]
+        ours = {out_r, out_w, err_r, err_w}  # closed here whatever happens
         try:
             sent = False
             for _ in range(2):  # a sandbox found dead before the job started is replaced once
                 if not self.alive:
                     self.close()
                     self._start()
-                sent = self._send(mode, fds)
+                sent = self._send(mode, [program_fd, job_fd, out_w, err_w])
                 if sent:
                     break
                 self.close()
-            os.close(out_w)
-            os.close(err_w)
-            out_w = err_w = -1
+            for fd in (out_w, err_w):  # the zygote's child holds them now: EOF when it (and all it forked) is done
+                os.close(fd)
+                ours.discard(fd)
             if not sent:
-                os.close(out_r)
-                os.close(err_r)
-                return RunResult(None, b"", b"zygote unreachable", seconds=time.monotonic() - t0)
+                return RunResult(None, b"", b"warm sandbox: zygote unreachable", seconds=time.monotonic() - t0)
             out, err, timed_out, overflow = _collect(out_r, err_r, t0 + wall, cap)
             answer = None if (timed_out or overflow) else self._answer(max(time.monotonic(), t0 + wall) + ANSWER_S)
         except BaseException:
-            self.close()  # interrupted (e.g. the scorer's deadline): the sandbox's state is unknown
+            self.close()  # interrupted (e.g. the scorer's deadline) or failed to start: the sandbox's state is unknown
             raise
         finally:
-            for fd in (out_w, err_w):
-                if fd >= 0:
-                    os.close(fd)
+            for fd in ours:
+                os.close(fd)
         if answer is None or not answer.startswith("ok "):
             self.close()
             if not (timed_out or overflow):
@@ -178,24 +180,20 @@ class WarmSandbox:
 
 
 def _collect(out_r: int, err_r: int, deadline: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
-    """Read both pipes to EOF (then closes them): (stdout, stderr, timed_out, overflow)."""
+    """Read both pipes to EOF, the deadline or more than `cap` bytes: (stdout, stderr, timed_out, overflow)."""
     bufs = {out_r: bytearray(), err_r: bytearray()}
     open_fds = set(bufs)
     timed_out = overflow = False
-    try:
-        while open_fds and not overflow:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            for fd in select.select(list(open_fds), [], [], left)[0]:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    open_fds.discard(fd)
-                    continue
-                bufs[fd] += chunk
-                overflow |= len(bufs[fd]) > cap
-    finally:
-        os.close(out_r)
-        os.close(err_r)
+    while open_fds and not overflow:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        for fd in select.select(list(open_fds), [], [], left)[0]:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                open_fds.discard(fd)
+                continue
+            bufs[fd] += chunk
+            overflow |= len(bufs[fd]) > cap
     return bytes(bufs[out_r]), bytes(bufs[err_r]), timed_out, overflow

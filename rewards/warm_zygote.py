@@ -12,27 +12,31 @@ stderr pipes. For each job the zygote
    runs code_harness.py's `main` on the two memfds in /tmp (emptied before every job): exactly what a cold sandbox
    runs, minus the interpreter start (the harness module is compiled once, here);
 2. waits for that child, then sweeps: SIGKILL to every process it may signal (`kill(-1)`: everything in the sandbox
-   but itself and bwrap's init), reaping (it is the child subreaper, so orphans come back to it), until /proc lists
-   no other process; then empties /tmp and /dev/shm and checks that no SysV IPC object was left behind;
+   but itself), reaping (it is the PID namespace's init, so orphans come back to it), until /proc lists no other
+   process; then empties /tmp and /dev/shm and checks that no SysV IPC object was left behind;
 3. answers one line on the socket: `ok <harness exit status>`, or `bad <why>` (the parent then kills the sandbox).
 
 The zygote never reads a job memfd (it holds no nonce and no tests), is non-dumpable (no other process of its uid
-can ptrace it or open /proc/<pid>/mem or /proc/<pid>/fd), and its child inherits that. A program can still kill it
-or stop it; the parent sees no answer, fails that job, and starts a fresh sandbox.
+can ptrace it or open /proc/<pid>/mem or /proc/<pid>/fd), and its child inherits that. It is PID 1 of the sandbox
+(bwrap `--as-pid-1`): the kernel drops every signal sent to it from inside the namespace that it has no handler
+for, and it keeps none (SIGINT too is left at its default), so a program can neither kill nor stop it. Should it die
+anyway, the namespace dies with it; the parent sees no answer, fails that job, and starts a fresh sandbox.
 """
+import ast  # noqa: F401 (not used here: preloaded for the harness's judge and solver, which import it per job)
+import ctypes
 import os
 import resource
+import signal
 import socket
 import sys
 import time
 
-PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+PR_SET_DUMPABLE = 4
 WRITABLE = ("/tmp", "/dev/shm")
 SWEEP_S = 2.0
 
 
 def prctl(option, value):
-    import ctypes
     if ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl failed")
 
@@ -41,6 +45,7 @@ def child(harness, fds, mode, limits):
     """In the forked child: limits, stdio, a clean fd table, then the harness. Never returns."""
     program_fd, job_fd, out_fd, err_fd = fds
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in any Python process (the zygote has none)
         cpu_s, as_bytes, fsize = limits
         for res, val in ((resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_AS, as_bytes),
                          (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_MSGQUEUE, 0)):
@@ -63,8 +68,7 @@ def child(harness, fds, mode, limits):
 
 
 def others():
-    me = os.getpid()
-    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+    return [p for p in os.listdir("/proc") if p.isdigit() and p != "1"]
 
 
 def reap():
@@ -127,12 +131,9 @@ def clean():
 
 
 def in_own_pid_namespace():
-    """kill(-1) must only ever reach this sandbox: refuse to run unless bwrap is this PID namespace's init."""
-    try:
-        with open("/proc/1/cmdline", "rb") as f:
-            return os.getpid() < 16 and f.read().startswith(b"bwrap\0")
-    except OSError:
-        return False
+    """kill(-1) must only ever reach this sandbox: refuse to run unless this process is its PID namespace's init
+    (in the host's namespace PID 1 is never a Python process started by the code reward)."""
+    return os.getpid() == 1
 
 
 def main():
@@ -146,7 +147,7 @@ def main():
     resource.setrlimit(resource.RLIMIT_NPROC, (int(sys.argv[6]), int(sys.argv[6])))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     prctl(PR_SET_DUMPABLE, 0)
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # init: signals without a handler, sent from inside, are dropped
     why = clean()
     ctrl.sendall(b"ready\n" if why is None else f"bad {why}\n".encode())
     while why is None:

@@ -2,7 +2,8 @@
 hostile programs and reward hacks. Every hostile program must score 0.0, return within its bound, and leave no
 process or file behind, both in the warm sandbox (the default: one zygote per process, swept between completions)
 and cold (`warm: false`, a fresh sandbox per completion): the `code` and `partial` fixtures run every test twice. The
-warm sandbox's own cases (sweeps, restarts, leaks) are in test_warm_sandbox.py. Needs bubblewrap (CI installs it: `make setup-sandbox`); skipped with a reason without it."""
+warm sandbox's own cases (sweeps, restarts, leaks) are in test_warm_sandbox.py. Needs bubblewrap (CI installs it:
+`make setup-sandbox`); skipped with a reason without it."""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ from rewards import RewardScorer, get_reward
 from rewards.code_tests import extract_program, outputs_match, results_match
 from rewards.code_tests import tests_of as parse_tests
 from rewards.sandbox import Sandbox, SandboxError
-from rewards.warm_sandbox import WarmSandbox
+from rewards.warm_sandbox import PROCESSES, WarmSandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,9 +162,9 @@ def _nobody_processes() -> int:
 
 
 def _strays(reward) -> int:
-    """Our sandboxed processes that are not a live warm sandbox's own three (bwrap, its init inside, the zygote)."""
+    """Our sandboxed processes that are not a live warm sandbox's own (bwrap and the zygote)."""
     runner = reward._fn.runner
-    return _nobody_processes() - (3 if isinstance(runner, WarmSandbox) and runner.alive else 0)
+    return _nobody_processes() - (PROCESSES if isinstance(runner, WarmSandbox) and runner.alive else 0)
 
 
 MARKER = "/work/pwned-by-code-reward"
