@@ -13,7 +13,9 @@ stderr pipes. For each job the zygote
    runs, minus the interpreter start (the harness module is compiled once, here);
 2. waits for that child, then sweeps: SIGKILL to every process it may signal (`kill(-1)`: everything in the sandbox
    but itself), reaping (it is the PID namespace's init, so orphans come back to it), until /proc lists no other
-   process; then empties /tmp and /dev/shm and checks that no SysV IPC object was left behind;
+   process; then checks that its own rlimits and scheduling (nice, affinity, policy) are as they were (a program of
+   the same uid can change them with prlimit(2) and the like), empties /tmp and /dev/shm and checks that no SysV IPC
+   object was left behind;
 3. answers one line on the socket: `ok <harness exit status>`, or `bad <why>` (the parent then kills the sandbox).
 
 The zygote never reads a job memfd (it holds no nonce and no tests), is non-dumpable (no other process of its uid
@@ -109,10 +111,20 @@ def empty(path):
             os.unlink(p)
 
 
-def clean():
+def own_state():
+    """What another process of the same uid may change in this one without ptrace (prlimit(2), setpriority(2),
+    sched_setaffinity(2), sched_setscheduler(2) check only the uid, not dumpability): its rlimits, nice value, CPU
+    affinity and scheduling policy. (Its I/O priority too, which is not checked: it only slows the tmpfs.)"""
+    limits = [resource.getrlimit(getattr(resource, n)) for n in sorted(dir(resource)) if n.startswith("RLIMIT_")]
+    return limits, os.getpriority(os.PRIO_PROCESS, 0), sorted(os.sched_getaffinity(0)), os.sched_getscheduler(0)
+
+
+def clean(expected):
     """None when the sandbox is as new, else why not."""
     if not sweep():
         return "processes survive the sweep"
+    if own_state() != expected:
+        return "the zygote's rlimits or scheduling were changed"
     try:
         for path in WRITABLE:
             empty(path)
@@ -148,7 +160,8 @@ def main():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     prctl(PR_SET_DUMPABLE, 0)
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # init: signals without a handler, sent from inside, are dropped
-    why = clean()
+    expected = own_state()
+    why = clean(expected)
     ctrl.sendall(b"ready\n" if why is None else f"bad {why}\n".encode())
     while why is None:
         msg, fds, _, _ = socket.recv_fds(ctrl, 64, 4)
@@ -164,7 +177,7 @@ def main():
         for fd in fds:
             os.close(fd)
         _, status = os.waitpid(pid, 0)
-        why = clean()
+        why = clean(expected)
         ctrl.sendall(f"ok {os.waitstatus_to_exitcode(status)}\n".encode() if why is None else f"bad {why}\n".encode())
 
 

@@ -118,6 +118,23 @@ def test_the_zygote_cannot_be_signalled_from_inside(sig):
     assert r([GOOD], input_output=[IO]) == [1.0] and warm(r).starts == 1
 
 
+@pytest.mark.parametrize("change", ["resource.prlimit(1, resource.RLIMIT_NPROC, (2, 2))",
+                                    "resource.prlimit(1, resource.RLIMIT_NOFILE, (8, 8))",
+                                    "resource.prlimit(1, resource.RLIMIT_CPU, (1, 1))",
+                                    "os.setpriority(os.PRIO_PROCESS, 1, 19)",
+                                    "os.sched_setaffinity(1, {min(os.sched_getaffinity(1))})",
+                                    "os.sched_setscheduler(1, os.SCHED_IDLE, os.sched_param(0))"],
+                         ids=["nproc", "nofile", "cpu", "nice", "affinity", "policy"])
+def test_a_zygote_whose_limits_were_changed_is_replaced(change):
+    """prlimit(2) and the like need only the same uid: a program can change the zygote's own limits, which every
+    later job would inherit. The zygote notices after the job: that job fails, the next runs in a fresh sandbox."""
+    r = reward()
+    assert r([GOOD], input_output=[IO]) == [1.0]
+    assert r([fence(f"import os, resource\n{change}\nprint(3)")], input_output=[IO]) == [0.0]
+    assert r([GOOD], input_output=[IO]) == [1.0]
+    assert warm(r).starts == 2
+
+
 def test_no_process_of_the_sandbox_can_be_ptraced():
     r = reward()
     assert r([fence(PTRACE)], input_output=[{"inputs": [""], "outputs": ["0"]}]) == [1.0]
