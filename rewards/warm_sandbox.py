@@ -21,7 +21,9 @@ remains; `/` and `/dev` are mounted read-only here (in a cold sandbox they are w
 zygote is the sandbox's PID 1 (`--as-pid-1`: no bwrap reaper, which a program could ptrace and which the sweep
 cannot kill) and non-dumpable, so a program can neither ptrace it, read its memory, nor signal it (init ignores
 signals from inside its namespace that it has no handler for). Not swept: kernel state that outlives processes and
-is not a file, such as keyrings or a POSIX message queue (each job's RLIMIT_MSGQUEUE is 0, so none can be made).
+is not a file, such as keyrings or a POSIX message queue (each job's RLIMIT_MSGQUEUE is 0, so none can be made); the
+zygote's I/O priority. What a program may change in the zygote without ptrace (its rlimits, nice value, CPU affinity,
+scheduling policy: prlimit(2) and the like check only the uid) is compared after every job: changed, it is replaced.
 Whenever anything is unexpected (the job's wall-clock limit, output overflow, a zygote that dies, does not answer, or
 cannot clean up, an interrupt such as the scorer's `deadline`), the whole sandbox is killed (SIGKILL to bwrap's process
 group) and the next job starts a fresh one: correctness first, speed second.
