@@ -11,8 +11,9 @@ cold sandbox would, and the verdict is taken from that child's stdout here, with
 
 What is the same as a cold run: the bwrap isolation (`--unshare-all`, `--die-with-parent`, `--new-session`,
 `--cap-drop ALL`, uid nobody when run as root, read-only `/usr`, no project files, no network), the per-job limits
-(CPU seconds, address space and file size set in the forked child; the process limit for the whole sandbox, one
-more than cold for the zygote), the wall-clock limit and the output cap of each job.
+(CPU seconds, address space and file size set in the forked child; the process limit `nproc` for the whole sandbox,
+set on the zygote, which takes the place of bwrap's init: a fork bomb gets as many processes as cold), the wall-clock
+limit and the output cap of each job.
 
 What differs, and how jobs are kept apart: jobs in one warm sandbox share a uid, the kernel namespaces (PID, IPC,
 network, mount, user) and the zygote. Between two jobs the zygote kills every other process in the sandbox (fork
@@ -87,7 +88,7 @@ class WarmSandbox:
         lim = self.box.limits
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         args = [self.box.python, "-I", "-S", "-c", ZYGOTE, str(theirs.fileno()), self.harness, str(lim.cpu_s),
-                str(lim.memory_mb << 20), str(lim.fsize_mb << 20), str(lim.nproc + 1)]
+                str(lim.memory_mb << 20), str(lim.fsize_mb << 20), str(lim.nproc)]
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
         try:
             proc = subprocess.Popen(self.box.bwrap_args(read_only_root=True) + args, stdin=subprocess.DEVNULL,

@@ -51,6 +51,8 @@ def child(harness, fds, mode, limits):
         cpu_s, as_bytes, fsize = limits
         for res, val in ((resource.RLIMIT_CPU, cpu_s), (resource.RLIMIT_AS, as_bytes),
                          (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_MSGQUEUE, 0)):
+            hard = resource.getrlimit(res)[1]  # never above what the sandbox was started with (a worker's cap)
+            val = val if hard == resource.RLIM_INFINITY else min(val, hard)
             resource.setrlimit(res, (val, val))
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)

@@ -157,6 +157,30 @@ def test_a_fork_bomb_is_bounded_and_swept():
     assert r([fence(COUNT)], input_output=[{"inputs": [""], "outputs": ["0"]}]) == [1.0]
 
 
+FORKS = """import os, time
+n = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        os.close(1)
+        time.sleep(5)
+        os._exit(0)
+    n += 1
+print(n)
+"""
+
+
+@pytest.mark.parametrize("warm_", [True, False], ids=["warm", "cold"])
+def test_the_process_limit_is_the_same_warm_and_cold(warm_):
+    """nproc (32) counts the sandbox's init (the zygote warm, bwrap's reaper cold), the harness and the test's
+    process: the program may fork 29 more, either way."""
+    r = reward(warm=warm_)
+    assert r([fence(FORKS)], input_output=[{"inputs": [""], "outputs": ["29"]}]) == [1.0]
+
+
 def test_a_sysv_object_left_behind_replaces_the_sandbox():
     shm = ("import ctypes\nlibc = ctypes.CDLL(None)\n"
            "assert libc.shmget(0, 4096, 0o1000 | 0o600) >= 0\nprint(3)")  # IPC_PRIVATE | IPC_CREAT
