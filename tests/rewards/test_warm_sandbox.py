@@ -99,6 +99,13 @@ def test_files_are_wiped_before_the_next_job():
     assert warm(r).starts == 1
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="run as root, the sandbox is entered as uid nobody")
+def test_jobs_run_as_nobody_in_an_empty_tmp():
+    r = reward()
+    who = fence("import os\nprint(os.getuid(), os.getcwd(), os.listdir('.'))")
+    assert r([who, who], input_output=[{"inputs": [""], "outputs": ["65534 /tmp []"]}] * 2) == [1.0, 1.0]
+
+
 @pytest.mark.parametrize("program", ["import os\nos.kill(os.getppid(), 9)\nprint(3)",
                                      "import os\nos.kill(-1, 9)\nprint(3)"], ids=["the harness", "kill -9 -1"])
 def test_killing_the_harness_fails_only_that_job(program):
