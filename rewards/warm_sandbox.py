@@ -50,7 +50,9 @@ PROCESSES = 2  # a live warm sandbox, between jobs: bwrap (outside) and the zygo
 ANSWER_S = 3.0  # after a job's output ends, the zygote must have swept within this (its own sweep gives up at 2 s)
 
 
-def _kill(proc: subprocess.Popen, sock: socket.socket) -> None:
+def _kill(proc: subprocess.Popen, sock: socket.socket, owner: int) -> None:
+    if os.getpid() != owner:  # a fork of the owning process: the sandbox is not ours to kill
+        return
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # bwrap's process group; the zygote (--die-with-parent) and with it
         # the whole PID namespace follow
@@ -75,6 +77,7 @@ class WarmSandbox:
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._finalizer = None
+        self._owner = 0  # the process that started the sandbox: a forked copy of this object starts its own
 
     def __reduce__(self):
         return WarmSandbox, (self.box, self.harness)
@@ -97,7 +100,8 @@ class WarmSandbox:
         finally:
             theirs.close()
         self._proc, self._sock, self.starts = proc, ours, self.starts + 1
-        self._finalizer = weakref.finalize(self, _kill, proc, ours)
+        self._owner = os.getpid()
+        self._finalizer = weakref.finalize(self, _kill, proc, ours, self._owner)
         line = self._answer(time.monotonic() + START_S)
         if line != "ready":
             self.close()
@@ -111,7 +115,7 @@ class WarmSandbox:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._owner == os.getpid() and self._proc.poll() is None
 
     def _answer(self, deadline: float) -> str | None:
         """One line from the zygote, or None (EOF, timeout, or garbage)."""

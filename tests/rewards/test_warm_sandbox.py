@@ -216,6 +216,18 @@ def test_many_jobs_leak_no_fds_and_no_processes():
     assert _nobody_processes() == 0
 
 
+def test_a_forked_process_starts_its_own_sandbox_and_leaves_the_parents_alone():
+    r = reward()
+    assert r([GOOD], input_output=[IO]) == [1.0]
+    pid = os.fork()
+    if pid == 0:  # the child scores in a sandbox of its own, and closes that one only
+        code = 0 if r([GOOD], input_output=[IO]) == [1.0] and warm(r).starts == 2 else 1
+        warm(r).close()
+        os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert warm(r).alive and r([GOOD], input_output=[IO]) == [1.0] and warm(r).starts == 1
+
+
 def test_the_runner_pickles_unstarted_and_a_worker_exit_kills_its_sandbox():
     r = reward()
     assert r([GOOD], input_output=[IO]) == [1.0]
