@@ -23,6 +23,9 @@ What one `run` gets (backend "bwrap"):
   so a fork bomb would be unbounded. Then the interpreter must be readable by `nobody`: one under a private home
   (pyenv in `/root`) is replaced by the system `/usr/bin/python3` (logged once).
 
+The code reward by default reuses ONE such sandbox per process for many runs (rewards/warm_sandbox.py: a zygote
+forks each run and sweeps the sandbox between runs; its bwrap command is `bwrap_args(read_only_root=True)`).
+
 Backend "none" runs the same command as a plain subprocess with the same rlimits, session and wall-clock kill but no
 isolation at all (the program sees the files, the network and the processes of this user); it logs a warning. It is
 for machines where bubblewrap cannot run, and must be chosen explicitly (`sandbox: none`).
