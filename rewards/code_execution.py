@@ -15,13 +15,14 @@
 Value: 1.0 when every test passes, else 0.0 (with `partial: true`, the fraction passed); None when the row has no
 tests (see rewards/code_tests.py for the formats). The program is extracted by `code_tests.extract_program`.
 
-How a completion is run (rewards/code_harness.py, inside rewards/sandbox.py's bubblewrap sandbox): one sandbox per
-completion; the harness receives the program and the job (tests, a random nonce) through two memfds, runs the
-program in child processes, and reports on its stdout what the program produced; the verdict is taken here. Expected
-outputs of stdin/stdout and call-based tests never enter the sandbox; assert tests are judged there by the harness,
-in a process the program cannot reach (module docstring of code_harness.py). A report line without this run's
-nonce is ignored, and a run without its final line (the harness was killed, the sandbox timed out or flooded its
-output) fails every test not reported.
+How a completion is run (rewards/code_harness.py, inside rewards/sandbox.py's bubblewrap sandbox): by default in one
+warm sandbox per process whose zygote forks a fresh harness per completion and sweeps the sandbox clean after it
+(rewards/warm_sandbox.py), with `warm: false` in a fresh sandbox per completion; the harness receives the program and
+the job (tests, a random nonce) through two memfds, runs the program in child processes, and reports on its stdout what
+the program produced; the verdict is taken here. Expected outputs of stdin/stdout and call-based tests never enter the
+sandbox; assert tests are judged there by the harness, in a process the program cannot reach (module docstring of
+code_harness.py). A report line without this run's nonce is ignored, and a run without its final line (the harness was
+killed, the sandbox timed out or flooded its output) fails every test not reported.
 
 Metrics (summed per scoring step and reported by the RewardScorer as `rewards/code/<key>`): `pass_rate` (tests
 passed / tests run), `compile_errors`, `timeouts` (tests or whole runs out of time), `sandbox_kills` (runs that
@@ -43,6 +44,7 @@ from rewards.code_tests import TEST_COLUMNS, TestSpec, extract_program, outputs_
 from rewards.extract import completion_text
 from rewards.registry import register_reward
 from rewards.sandbox import Limits, Sandbox
+from rewards.warm_sandbox import WarmSandbox
 
 logger = logging.getLogger(__name__)
 HARNESS = (Path(__file__).with_name("code_harness.py")).read_text()
@@ -55,7 +57,7 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-def run_tests(box: Sandbox, program: str, spec: TestSpec, per_test_s: float, wall_s: float,
+def run_tests(box: Sandbox | WarmSandbox, program: str, spec: TestSpec, per_test_s: float, wall_s: float,
               max_output: int) -> tuple[list[bool], Counter]:
     """Run `program` against `spec` in `box`: (passed per test, counters)."""
     nonce = secrets.token_hex(16)
@@ -64,7 +66,10 @@ def run_tests(box: Sandbox, program: str, spec: TestSpec, per_test_s: float, wal
     counts: Counter = Counter(runs=1)
     fds = (_memfd("program", program.encode("utf-8", "replace")), _memfd("job", marshal.dumps(job)))
     try:
-        res = box.run(["-c", HARNESS, str(fds[0]), str(fds[1]), spec.mode], wall_s=wall_s, pass_fds=fds)
+        if isinstance(box, WarmSandbox):
+            res = box.run_harness(fds[0], fds[1], spec.mode, wall_s=wall_s)
+        else:
+            res = box.run(["-c", HARNESS, str(fds[0]), str(fds[1]), spec.mode], wall_s=wall_s, pass_fds=fds)
     finally:
         for fd in fds:
             os.close(fd)
@@ -117,22 +122,27 @@ def _row(columns: dict[str, list], j: int) -> dict[str, Any]:
 
 @register_reward("code", factory=True)
 def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 4.0, per_test_s: float = 2.0,
-              memory_mb: int = 1024, max_output: int = 1 << 20, max_tests: int = 200, nproc: int = 32):
+              memory_mb: int = 1024, max_output: int = 1 << 20, max_tests: int = 200, nproc: int = 32,
+              warm: bool = True):
     """The `code` reward. `sandbox`: "bwrap" (default) or "none" (no isolation, warns); `partial`: the pass
     fraction instead of all-or-nothing; `timeout_s`: wall-clock limit of one completion's whole run (keep it below the
     scorer's per-item `timeout_s`); `per_test_s`: per test; `memory_mb`: address space per process; `max_output`:
-    bytes of output kept (more kills); `max_tests`: only the first this many tests of a row run; `nproc`: processes."""
+    bytes of output kept (more kills); `max_tests`: only the first this many tests of a row run; `nproc`: processes;
+    `warm`: reuse one warm bwrap sandbox per process (rewards/warm_sandbox.py; started on the first completion, swept
+    between completions), false for a fresh sandbox per completion; `sandbox: none` always runs cold."""
     for k, v in (("timeout_s", timeout_s), ("per_test_s", per_test_s)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ValueError(f"reward 'code': parameter {k!r} must be a positive number, got {v!r}")
     for k, v in (("memory_mb", memory_mb), ("max_output", max_output), ("max_tests", max_tests), ("nproc", nproc)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"reward 'code': parameter {k!r} must be a positive integer, got {v!r}")
-    if not isinstance(partial, bool):
-        raise ValueError(f"reward 'code': parameter 'partial' must be true or false, got {partial!r}")
+    for k, v in (("partial", partial), ("warm", warm)):
+        if not isinstance(v, bool):
+            raise ValueError(f"reward 'code': parameter {k!r} must be true or false, got {v!r}")
     limits = Limits(cpu_s=max(1, int(timeout_s) + 1), memory_mb=memory_mb, nproc=nproc, output_bytes=max_output + 4096
                     + 64 * max_tests, wall_s=timeout_s)
     box = Sandbox(sandbox, limits)  # SandboxError here, at start-up, if it cannot run
+    runner = WarmSandbox(box, HARNESS) if warm and sandbox == "bwrap" else box
     totals: Counter = Counter()
 
     def code(completions: list, **columns: Any) -> list[float | None]:
@@ -148,7 +158,7 @@ def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 
                 totals["no_program"] += 1
                 out.append(0.0)
                 continue
-            passed, counts = run_tests(box, program, spec, per_test_s, timeout_s, max_output)
+            passed, counts = run_tests(runner, program, spec, per_test_s, timeout_s, max_output)
             totals.update(counts)
             frac = sum(passed) / len(passed) if passed else 0.0
             out.append(frac if partial else float(frac == 1.0))
@@ -161,6 +171,7 @@ def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 
         return got
 
     code.drain_metrics, code.summarize, code.requires = drain_metrics, summarize, ()
+    code.runner = runner  # the Sandbox, or the WarmSandbox (tests read `starts`; `close()` kills it)
     return code
 
 

@@ -23,6 +23,9 @@ What one `run` gets (backend "bwrap"):
   so a fork bomb would be unbounded. Then the interpreter must be readable by `nobody`: one under a private home
   (pyenv in `/root`) is replaced by the system `/usr/bin/python3` (logged once).
 
+The code reward by default reuses ONE such sandbox per process for many runs (rewards/warm_sandbox.py: a zygote
+forks each run and sweeps the sandbox between runs; its bwrap command is `bwrap_args(read_only_root=True)`).
+
 Backend "none" runs the same command as a plain subprocess with the same rlimits, session and wall-clock kill but no
 isolation at all (the program sees the files, the network and the processes of this user); it logs a warning. It is
 for machines where bubblewrap cannot run, and must be chosen explicitly (`sandbox: none`).
@@ -130,6 +133,15 @@ class Sandbox:
         """The full argv of one run (for `none`: the interpreter and `args`, limits set in the child)."""
         if self.backend == "none":
             return [self.python, "-I", "-S", *args]
+        prlimit = shutil.which("prlimit") or "/usr/bin/prlimit"
+        return self.bwrap_args() + [prlimit, *self._prlimit()[1:], self.python, "-I", "-S", *args]
+
+    def bwrap_args(self, read_only_root: bool = False) -> list[str]:
+        """bwrap's argv up to its `--` (the isolation above). `read_only_root` (the warm sandbox, which outlives one
+        program): `/` and `/dev` are remounted read-only and `/dev/shm` is a size-capped tmpfs, so that `/tmp` and
+        `/dev/shm` are the only writable places, both emptied between jobs; and `--as-pid-1`: the command itself is
+        the PID namespace's init (no bwrap reaper, which a program could ptrace and which would outlive the sweep)."""
+        size = str(self.limits.fsize_mb << 20)
         cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                "--ro-bind", "/usr", "/usr"]
         for top in ("bin", "lib", "lib32", "lib64", "libx32", "sbin"):
@@ -144,11 +156,11 @@ class Sandbox:
         site = os.path.join(self.prefix, "lib", ver, "site-packages")
         if os.path.isdir(site):
             cmd += ["--tmpfs", site]
-        cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.limits.fsize_mb << 20), "--tmpfs", "/tmp",
-                "--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
-                "--unsetenv", "PYTHONPATH", "--"]
-        prlimit = shutil.which("prlimit") or "/usr/bin/prlimit"
-        return cmd + [prlimit, *self._prlimit()[1:], self.python, "-I", "-S", *args]
+        cmd += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/tmp"]
+        if read_only_root:
+            cmd += ["--size", size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--remount-ro", "/", "--as-pid-1"]
+        return cmd + ["--chdir", "/tmp", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
+                      "--unsetenv", "PYTHONPATH", "--"]
 
     def _preexec(self):
         uid_switch = self.backend == "bwrap" and self.as_root

@@ -1,6 +1,9 @@
 """The `code` reward: the three test formats (fixtures, one loaded through data/loading.py), and the sandbox against
 hostile programs and reward hacks. Every hostile program must score 0.0, return within its bound, and leave no
-process or file behind. Needs bubblewrap (CI installs it: `make setup-sandbox`); skipped with a reason without it."""
+process or file behind, both in the warm sandbox (the default: one zygote per process, swept between completions)
+and cold (`warm: false`, a fresh sandbox per completion): the `code` and `partial` fixtures run every test twice. The
+warm sandbox's own cases (sweeps, restarts, leaks) are in test_warm_sandbox.py. Needs bubblewrap (CI installs it:
+`make setup-sandbox`); skipped with a reason without it."""
 from __future__ import annotations
 
 import json
@@ -17,6 +20,7 @@ from rewards import RewardScorer, get_reward
 from rewards.code_tests import extract_program, outputs_match, results_match
 from rewards.code_tests import tests_of as parse_tests
 from rewards.sandbox import Sandbox, SandboxError
+from rewards.warm_sandbox import PROCESSES, WarmSandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +42,20 @@ def columns(row: dict, n: int = 1) -> dict[str, list]:
     return {k: [v] * n for k, v in row.items() if k not in ("prompt", "answer")}
 
 
-@pytest.fixture(scope="module")
-def code():
-    return get_reward("code", timeout_s=TIMEOUT_S, per_test_s=1.0, memory_mb=256)
+def _started(reward):
+    """The reward after one correct completion: a warm sandbox is then up, so process counts compare like with like."""
+    assert reward([fence("print(int(input()) + 1)")], input_output=[{"inputs": ["1"], "outputs": ["2"]}]) == [1.0]
+    return reward
 
 
-@pytest.fixture(scope="module")
-def partial():
-    return get_reward("code", partial=True, timeout_s=TIMEOUT_S, per_test_s=1.0)
+@pytest.fixture(scope="module", params=[True, False], ids=["warm", "cold"])
+def code(request):
+    return _started(get_reward("code", timeout_s=TIMEOUT_S, per_test_s=1.0, memory_mb=256, warm=request.param))
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["warm", "cold"])
+def partial(request):
+    return _started(get_reward("code", partial=True, timeout_s=TIMEOUT_S, per_test_s=1.0, warm=request.param))
 
 
 # -- formats -----------------------------------------------------------------------------------------------------
@@ -128,15 +138,33 @@ def test_formats_are_recognised():
 
 # -- hostile programs --------------------------------------------------------------------------------------------
 def _nobody_processes() -> int:
-    """Sandboxes and sandboxed processes alive now: bwrap, or anything whose command line is the harness."""
-    n = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    """Sandboxes and sandboxed processes of this test process alive now (its descendants: other work on the machine
+    may run sandboxes too): bwrap, or anything whose command line holds the harness (the warm zygote's does)."""
+    parent, cmds = {}, {}
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            cmd = cmdline.read_bytes()
-        except OSError:
+            cmds[int(proc.name)] = (proc / "cmdline").read_bytes()
+            parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        n += cmd.startswith(b"bwrap") or b"runs *inside* the sandbox" in cmd
-    return n
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        for _ in range(64):
+            pid = parent.get(pid, 0)
+            if pid == me:
+                return True
+            if pid <= 1:
+                return False
+        return False
+    return sum(ours(pid) and (cmd.startswith(b"bwrap") or b"runs *inside* the sandbox" in cmd)
+               for pid, cmd in cmds.items())
+
+
+def _strays(reward) -> int:
+    """Our sandboxed processes that are not a live warm sandbox's own (bwrap and the zygote)."""
+    runner = reward._fn.runner
+    return _nobody_processes() - (PROCESSES if isinstance(runner, WarmSandbox) and runner.alive else 0)
 
 
 MARKER = "/work/pwned-by-code-reward"
@@ -165,12 +193,12 @@ HOSTILE = {
 def test_hostile_programs_are_bounded_score_zero_and_leave_nothing(code, name):
     row = {"verification_info": {"language": "python", "test_cases": [
         {"input": "1 2\n", "output": "3\n", "type": "stdin_stdout"}]}}
-    before = _nobody_processes()
+    before = _strays(code)
     t0 = time.monotonic()
     assert code([fence(HOSTILE[name])], **columns(row)) == [0.0]
     assert time.monotonic() - t0 < BOUND_S
     time.sleep(0.05)
-    assert _nobody_processes() <= before
+    assert _strays(code) <= before
     assert not os.path.exists(MARKER) and not os.path.exists("/usr/pwned")
 
 
@@ -280,13 +308,16 @@ def test_hacks_score_zero(partial, name):
 
 def test_the_snooping_program_would_find_the_tests_in_a_dumpable_judge(monkeypatch):
     """The "read the tests" hack is not vacuous: with the judge left dumpable (no PR_SET_DUMPABLE 0) the program
-    reads the expected values out of the judge's memory through /proc/<pid>/mem and passes every test."""
+    reads the expected values out of the judge's memory through /proc/<pid>/mem and passes every test. Cold only: in
+    the warm sandbox the zygote is non-dumpable and every harness inherits that, so the weakened harness stays safe."""
     import rewards.code_execution as ce
     weak = ce.HARNESS.replace("        no_dump()  # before", "        pass  # before")
     assert weak != ce.HARNESS
     monkeypatch.setattr(ce, "HARNESS", weak)
-    reward = get_reward("code", partial=True, timeout_s=4.0, per_test_s=2.0)
+    reward = get_reward("code", partial=True, timeout_s=4.0, per_test_s=2.0, warm=False)
     assert reward([fence(SNOOP)], **columns(HACK_ROW)) == [1.0]
+    warm = get_reward("code", partial=True, timeout_s=4.0, per_test_s=2.0, warm=True)
+    assert warm([fence(SNOOP)], **columns(HACK_ROW)) == [0.0]
 
 
 def test_the_honest_program_passes_the_hack_row(partial):
@@ -320,12 +351,14 @@ def test_sandbox_run_limits():
     assert res.overflow and len(res.stdout) == box.limits.output_bytes
 
 
-def test_scorer_pool_reports_code_metrics_and_kills_on_its_deadline():
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_scorer_pool_reports_code_metrics_and_kills_on_its_deadline(warm):
     good = fence("print(sum(map(int, input().split())))")
     rows_ = [{"input_output": {"inputs": ["1 2", "3 4"], "outputs": ["3", "7"]}}] * 4
     texts = [good, fence("print(3)"), fence("def broken(:"), fence("while True: pass")]
     cols = {"input_output": [r["input_output"] for r in rows_]}
-    with RewardScorer({"code": {"timeout_s": 1.5, "per_test_s": 0.5}}, num_workers=2, timeout_s=5.0) as scorer:
+    with RewardScorer({"code": {"timeout_s": 1.5, "per_test_s": 0.5, "warm": warm}}, num_workers=2,
+                      timeout_s=5.0) as scorer:
         res = scorer.score(texts, cols)
     assert res.per_reward["code"] == [1.0, 0.0, 0.0, 0.0]
     m = res.metrics
@@ -334,7 +367,8 @@ def test_scorer_pool_reports_code_metrics_and_kills_on_its_deadline():
     assert m["rewards/code/sandbox_kills"] == 0.0
     # a scorer deadline shorter than the reward's own limit: the item times out, the sandbox is killed
     before = _nobody_processes()
-    with RewardScorer({"code": {"timeout_s": 10.0, "per_test_s": 10.0}}, num_workers=1, timeout_s=1.0) as scorer:
+    with RewardScorer({"code": {"timeout_s": 10.0, "per_test_s": 10.0, "warm": warm}}, num_workers=1,
+                      timeout_s=1.0) as scorer:
         t0 = time.monotonic()
         res = scorer.score([fence("while True: pass")], {"input_output": cols["input_output"][:1]})
         assert time.monotonic() - t0 < 4.0
