@@ -12,6 +12,8 @@ Stages (recipes in recipes/tiny/, each run with its own entry point, outputs und
     distill/      rl/distill.py distill.yaml       r1 writes traces, rejection sampling, SFT of tiny-student
     student_grpo/ rl/grpo.py  r1_zero.yaml         R1-Zero's recipe on tiny-student, same steps (R1 Table 6:
                                                    distilling the big model's reasoning beats RL on the small one)
+    r1_zero_code/ rl/grpo.py  r1_zero_code.yaml    R1-Zero on the code world (sandboxed tests): the chains grow
+                                                   longer as it learns (R1 Fig. 3), unlike arithmetic's
     export/student/  rl/export.py                  the distilled student as a clean HF model dir (checked)
     eval/<model>.json, results.json, results.md, plots/*.png
 
@@ -127,6 +129,8 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     student_grpo = stage(run, "student_grpo",
                          lambda: grpo("r1_zero.yaml", run / "student_grpo", f"model.name_or_path={student_base}"), log)
 
+    r1_zero_code = stage(run, "r1_zero_code", lambda: grpo("r1_zero_code.yaml", run / "r1_zero_code"), log)
+
     def export_student() -> dict:
         from rl.export import export
         return export(dist["student"], run / "export" / "student", overwrite=True)
@@ -153,20 +157,47 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     checks["distilled_beats_student_grpo_ok"] = checks["distilled_minus_student_grpo_pass@1"] > 0.0
     from rl.distill import rejection_summary
     from rl.evaluate import markdown_table, write_report
-    write_report(results, run, k, notes=rejection_summary(dist["stats"]))
+    findings = findings_lines(results, r1_zero, r1_zero_code)
+    write_report(results, run, k, notes="\n".join(findings) + "\n\n" + rejection_summary(dist["stats"]))
     (run / "checks.json").write_text(json.dumps({**checks, "distill": dist["stats"], "export": exported,
                                                  "wall_s": round(time.time() - t_start, 1)}, indent=1, default=str))
     from rl.train.report import plot_run
     (run / "plots").mkdir(exist_ok=True)
     plots = [plot_run(run / name, run / "plots" / f"{name}.png", title)
-             for name, title in (("r1_zero", "R1-Zero"), ("r1", "R1"))]
-    log("\n" + markdown_table(results, k))
+             for name, title in (("r1_zero", "R1-Zero"), ("r1", "R1"), ("r1_zero_code", "R1-Zero on code"))]
+    log("\n" + markdown_table(results, k) + "\n" + "\n".join(findings))
     log(f"[pipeline] distilled student vs before: {100 * checks['student_gain_pass@1']:+.1f} pass@1 points; "
         f"vs the student trained by GRPO: {100 * checks['distilled_minus_student_grpo_pass@1']:+.1f}; "
         f"R1 vs R1-Zero: {100 * checks['r1_minus_r1_zero_pass@1']:+.1f}; R1 vs its cold start: "
         f"{100 * checks['r1_minus_cold_start_pass@1']:+.1f} (figures vary from machine to machine); plots: "
         f"{', '.join(str(p) for p in plots if p)}; {time.time() - t_start:.0f}s")
     return {"results": results, "checks": checks, "run_dir": str(run)}
+
+
+def findings_lines(results: dict, r1_zero: dict, r1_zero_code: dict) -> list[str]:
+    """The R1 paper's findings as they stand in this run, one line each with its numbers (for results.md)."""
+    def pts(x: float) -> str:
+        return f"{100 * x:.1f}"
+
+    a0, a1 = r1_zero["first_eval"], r1_zero["last_eval"]
+    c0, c1 = r1_zero_code["first_eval"], r1_zero_code["last_eval"]
+    grpo_s, dist_s = results["student + GRPO (R1-Zero recipe)"], results["student distilled (export)"]
+    return [
+        "## Findings",
+        "",
+        f"1. R1-Zero thinks longer as it learns (code world, r1_zero_code/): held-out pass rate "
+        f"{pts(c0['eval/accuracy'])} -> {pts(c1['eval/accuracy'])}, mean completion length "
+        f"{c0['eval/completion_len']:.1f} -> {c1['eval/completion_len']:.1f} tokens "
+        f"(x{c1['eval/completion_len'] / max(c0['eval/completion_len'], 1e-9):.2f}), completions that check and redo "
+        f"{pts(c0.get('eval/check_redo_frac', 0.0))}% -> {pts(c1.get('eval/check_redo_frac', 0.0))}% "
+        f"(plots/r1_zero_code.png). In the arithmetic world, where a longer chain is not more often right, the "
+        f"length stays {a0['eval/completion_len']:.1f} -> {a1['eval/completion_len']:.1f}.",
+        "2. Language mixing and the language-consistency reward: not reproduced here (the tiny writers never mix "
+        "languages, so R1-Zero has nothing to mix and R1 nothing to fix).",
+        "3. Rejection sampling keeps only clean, correct traces: the filters' counts are in the table below.",
+        f"4. Distilling R1 beats RL on the small model: student distilled {pts(dist_s['sampled/pass@1'])} vs student + "
+        f"GRPO {pts(grpo_s['sampled/pass@1'])} pass@1.",
+    ]
 
 
 def main(argv: list[str] | None = None) -> dict:
