@@ -61,6 +61,20 @@ def consistency(text: str, language: str = "en", scope: str = "think") -> float:
     return (latin if language == "en" else cjk) / (latin + cjk)
 
 
+def mixes_languages(text: str, language: str = "en") -> bool:
+    """Whether the chain of thought of `text` has a word outside the target language (what the evaluation reports
+    as the share of completions that mix languages; no chain, no mixing):
+
+    >>> [mixes_languages(t) for t in ["<think> 先算 4*5=20, 再算 3+20=23 </think>", "<think> 4*5=20 </think>", "23"]]
+    [True, False, False]
+    """
+    chain = chain_of_thought(text)
+    if chain is None:
+        return False
+    latin, cjk = word_counts(chain)
+    return (cjk if language == "en" else latin) > 0
+
+
 @register_reward("language_consistency", factory=True, cheap=True)
 def make_language_consistency(language: str = "en", scope: str = "think"):
     """Build the reward; `language` is the target ("en" | "zh"), `scope` what is scored ("think" | "all")."""

@@ -159,8 +159,11 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     return results
 
 
-COLUMNS = [("eval/accuracy", "greedy acc"), ("sampled/pass@1", "pass@1"), ("sampled/maj@{k}", "maj@{k}"),
-           ("sampled/pass@{k}", "pass@{k}"), ("eval/format", "format"), ("eval/completion_len", "mean len")]
+# R1's protocol (pass@1 over k samples at T 0.6, top-p 0.95; maj@k = the paper's cons@k); the chain columns (length,
+# check/redo share, mixed languages) come from the same samples. Greedy accuracy and format are the greedy pass's.
+COLUMNS = [("eval/accuracy", "greedy acc"), ("sampled/pass@1", "pass@1"), ("sampled/maj@{k}", "cons@{k}"),
+           ("sampled/pass@{k}", "pass@{k}"), ("eval/format", "format"), ("sampled/completion_len", "mean len"),
+           ("sampled/check_redo_frac", "check/redo"), ("sampled/mixed_language_frac", "mixed lang.")]
 
 
 def markdown_table(results: dict[str, dict[str, float]], k: int = 4) -> str:

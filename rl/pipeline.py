@@ -155,6 +155,9 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     checks["student_gain_ok"] = checks["student_gain_pass@1"] >= 0.20
     checks["r1_ge_r1_zero_ok"] = checks["r1_minus_r1_zero_pass@1"] >= 0.0
     checks["distilled_beats_student_grpo_ok"] = checks["distilled_minus_student_grpo_pass@1"] > 0.0
+    checks["r1_zero_mixed_language"] = results["R1-Zero"]["sampled/mixed_language_frac"]
+    checks["r1_mixed_language"] = results["R1 (cold start + GRPO)"]["sampled/mixed_language_frac"]
+    checks["r1_mixes_under_a_fifth_of_r1_zero_ok"] = checks["r1_mixed_language"] < checks["r1_zero_mixed_language"] / 5
     from rl.distill import rejection_summary
     from rl.evaluate import markdown_table, write_report
     findings = findings_lines(results, r1_zero, r1_zero_code)
@@ -182,6 +185,7 @@ def findings_lines(results: dict, r1_zero: dict, r1_zero_code: dict) -> list[str
     a0, a1 = r1_zero["first_eval"], r1_zero["last_eval"]
     c0, c1 = r1_zero_code["first_eval"], r1_zero_code["last_eval"]
     grpo_s, dist_s = results["student + GRPO (R1-Zero recipe)"], results["student distilled (export)"]
+    base, zero, r1 = results["base (tiny)"], results["R1-Zero"], results["R1 (cold start + GRPO)"]
     return [
         "## Findings",
         "",
@@ -192,8 +196,10 @@ def findings_lines(results: dict, r1_zero: dict, r1_zero_code: dict) -> list[str
         f"{pts(c0.get('eval/check_redo_frac', 0.0))}% -> {pts(c1.get('eval/check_redo_frac', 0.0))}% "
         f"(plots/r1_zero_code.png). In the arithmetic world, where a longer chain is not more often right, the "
         f"length stays {a0['eval/completion_len']:.1f} -> {a1['eval/completion_len']:.1f}.",
-        "2. Language mixing and the language-consistency reward: not reproduced here (the tiny writers never mix "
-        "languages, so R1-Zero has nothing to mix and R1 nothing to fix).",
+        f"2. R1-Zero mixes languages, the language-consistency reward fixes it: chains with Chinese words "
+        f"{pts(zero['sampled/mixed_language_frac'])}% for R1-Zero, {pts(r1['sampled/mixed_language_frac'])}% for R1 "
+        f"(cold start + GRPO with language_consistency), at pass@1 {pts(zero['sampled/pass@1'])} vs "
+        f"{pts(r1['sampled/pass@1'])}; the base: {pts(base['sampled/mixed_language_frac'])}%.",
         "3. Rejection sampling keeps only clean, correct traces: the filters' counts are in the table below.",
         f"4. Distilling R1 beats RL on the small model: student distilled {pts(dist_s['sampled/pass@1'])} vs student + "
         f"GRPO {pts(grpo_s['sampled/pass@1'])} pass@1.",

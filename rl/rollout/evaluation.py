@@ -4,6 +4,7 @@
     eval/format    fraction in strict R1 format (<think>...</think> <answer>...</answer>)
     eval/completion_len  mean completion length in tokens
     eval/check_redo_frac fraction of completions that check and redo ("wait, ..."; rl/core/eval_metrics.py)
+    eval/mixed_language_frac  fraction whose chain of thought has words outside English (rewards/language.py)
 
 Used by the GRPO and SFT loops (periodic evaluation) and by the `rl/evaluate.py` stage. The metric math is in
 rl/core/eval_metrics.py.
@@ -33,10 +34,17 @@ def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewa
         "eval/completion_len": sum(len(g[0].completion_ids) for g in outputs) / n,
         "eval/truncated_frac": sum(g[0].finish_reason == "length" for g in outputs) / n,
         "eval/check_redo_frac": check_redo_frac(texts),
+        "eval/mixed_language_frac": mixed_language_frac(texts),
     }
     rows = [{"prompt": ex["prompt"], "completion": t, "answer": ex["answer"], "accuracy": a, "format": f}
             for ex, t, a, f in zip(examples, texts, acc, fmt)]
     return metrics, rows
+
+
+def mixed_language_frac(texts: list[str]) -> float:
+    """Share of `texts` whose chain of thought mixes in non-English words (R1 §2.3.2; script-based)."""
+    from rewards.language import mixes_languages
+    return sum(mixes_languages(t) for t in texts) / len(texts) if texts else 0.0
 
 
 def extracted_answer(text: str) -> str | None:
@@ -78,4 +86,5 @@ def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: 
                               same=same_value_by(rewards["accuracy"]), texts=per_problem(texts))
     rows = [{"prompt": ex["prompt"], "answer": ex["answer"], "completions": [c.text for c in g],
              "correct": cs} for ex, g, cs in zip(examples, groups, correct)]
+    metrics["mixed_language_frac"] = mixed_language_frac(texts)
     return {f"sampled/{key}": v for key, v in metrics.items()}, rows

@@ -52,10 +52,11 @@ class TinySpec:
     pretrain: bool = True  # False: a randomly initialised model (tests, students before distillation)
     world: str = "arithmetic"  # arithmetic (data/tasks.py, rl/tiny/corpus.py) | code (data/code_tasks.py, code_corpus.py)
     p_check: float = 0.0  # code world: share of the careful writers who first write the bug, then check and redo
+    p_mixed: float = 0.0  # arithmetic world: share of the careful writers whose steps are in Chinese (rl/tiny/corpus.py)
 
     def key(self) -> str:
         fields = asdict(self)
-        for later, default in (("world", "arithmetic"), ("p_check", 0.0)):  # fields added later: at their defaults
+        for later, default in (("world", "arithmetic"), ("p_check", 0.0), ("p_mixed", 0.0)):  # fields added later: at their defaults
             if fields[later] == default:  # they leave the key (and the caches built before them) as it was
                 del fields[later]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -69,6 +70,18 @@ TINY_STUDENT = dict(hidden_size=96, num_layers=3, num_heads=3, intermediate_size
 # careful writers took over once every answer was right, and the chains shortened again). Fewer distinct problems
 # exist than in the arithmetic world, so fewer documents and steps suffice.
 TINY_CODE = dict(world="code", p_careful=0.25, p_check=1.0, num_docs=20_000, steps=800)
+# The arithmetic base and its student read one corpus (hence one tokenizer), in which the careful writers name their
+# steps in Chinese: what R1-Zero learns from them mixes languages (R1 §2.3.2), which the R1 stage (a cold start on
+# English traces, then language_consistency) removes. With 3 careful writers in 5 mixing, R1-Zero's greedy chains
+# mixed in only 2.5% of the test problems: it learned the careful method from the English minority.
+TINY_CORPUS = dict(p_mixed=1.0)
+NAMED_SPECS = {
+    "tiny": TinySpec(**TINY_CORPUS),
+    "tiny-init": TinySpec(**TINY_CORPUS, pretrain=False),
+    "tiny-student": TinySpec(**TINY_STUDENT, **TINY_CORPUS),
+    "tiny-student-init": TinySpec(**TINY_STUDENT, **TINY_CORPUS, pretrain=False),
+    "tiny-code": TinySpec(**TINY_CODE),
+}
 
 
 def default_cache_dir() -> Path:
@@ -158,7 +171,7 @@ def progress_line(done: int, total: int, loss: float, elapsed_s: float) -> str:
     return f"[tiny base] step {done}/{total} loss {loss:.4f} ({elapsed_s:.0f}s elapsed, ~{left:.0f}s left)"
 
 
-def build_tiny_model(spec: TinySpec = TinySpec(), cache_dir: Path | None = None, force: bool = False) -> Path:
+def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | None = None, force: bool = False) -> Path:
     """Path of an HF model dir (config, safetensors, tokenizer) for `spec`, built once and cached atomically."""
     cache = Path(cache_dir or default_cache_dir()) / "tiny"
     out = cache / f"{'base' if spec.pretrain else 'init'}-{spec.key()}"
@@ -183,7 +196,8 @@ def world_corpus(spec: TinySpec) -> list[tuple[str, str]]:
     not the RL splits, so some RL test questions appear in it, mostly with wrong solutions (as in real pretraining)."""
     if spec.world == "arithmetic":
         train, _ = arithmetic_dataset(num_train=2000, num_test=0, seed=spec.seed + 1)
-        return base_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict)
+        return base_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict,
+                           spec.p_mixed)
     if spec.world == "code":
         from data.code_tasks import code_dataset
         from rl.tiny.code_corpus import code_corpus

@@ -22,10 +22,8 @@ def resolve_model_path(name_or_path: str) -> str:
     - anything else (a model dir, a hub id) as it is.
     """
     if name_or_path in TINY_NAMES:
-        from rl.tiny.build import TINY_CODE, TINY_STUDENT, TinySpec, build_tiny_model
-        sizes = (TINY_STUDENT if name_or_path.startswith("tiny-student") else
-                 TINY_CODE if name_or_path == "tiny-code" else {})
-        return str(build_tiny_model(TinySpec(**sizes, pretrain=not name_or_path.endswith("-init"))))
+        from rl.tiny.build import NAMED_SPECS, build_tiny_model
+        return str(build_tiny_model(NAMED_SPECS[name_or_path]))
     path = Path(name_or_path)
     if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
         if (path / "model" / "config.json").is_file():

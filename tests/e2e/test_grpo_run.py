@@ -90,12 +90,7 @@ def run_tiny_r1_zero(tmp_path, *extra):
     return evals[0], evals[-1]
 
 
-def test_tiny_r1_zero_learns(tmp_path):
-    """The tiny recipe's promise: held-out greedy accuracy +25 points over the base, strict format >= 0.9."""
-    first, last = run_tiny_r1_zero(tmp_path)
-    assert first["step"] == 0 and last["step"] == 40
-    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
-    assert last["eval/format"] >= 0.9
+# test_tiny_r1_zero_learns (the plain recipe) is in tests/e2e/test_r1_findings.py, whose R1-Zero run it shares.
 
 
 @pytest.mark.vllm

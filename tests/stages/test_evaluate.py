@@ -92,6 +92,16 @@ def test_evaluate_sampled_with_the_real_rewards():
     assert metrics["sampled/format"] == pytest.approx(7 / 8)
     assert metrics["sampled/completion_len"] == pytest.approx(2.5)  # lengths 1..4 per problem
     assert metrics["sampled/check_redo_frac"] == 0.0  # no completion says "wait"
+    assert metrics["sampled/mixed_language_frac"] == 0.0
+
+
+def test_mixed_language_share_by_hand():
+    from rl.rollout.evaluation import mixed_language_frac
+    texts = ["<think> 先算 4*5=20, 再算 3+20=23 </think> <answer> 23 </answer>",  # mixed (CJK words in the chain)
+             "<think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>",  # no words: not mixed
+             "<think> first 4*5=20 </think> 23",  # English words only
+             "先算 23"]  # no chain: nothing to judge, not counted as mixing
+    assert mixed_language_frac(texts) == 0.25 and mixed_language_frac([]) == 0.0
 
 
 @pytest.mark.parametrize("text, checks", [
@@ -140,10 +150,12 @@ def test_evaluate_sampled_passes_the_rows_columns_to_the_rewards():
 
 def test_report_table_and_json(tmp_path):
     results = {"R1": {"eval/accuracy": 0.9, "sampled/pass@1": 0.875, "sampled/maj@4": 0.9, "sampled/pass@4": 0.95,
-                      "eval/format": 1.0, "eval/completion_len": 21.04}}
+                      "eval/format": 1.0, "sampled/completion_len": 21.04, "sampled/check_redo_frac": 0.25,
+                      "sampled/mixed_language_frac": 0.0}}
     table = markdown_table(results, k=4)
-    assert table.splitlines()[0] == "| model | greedy acc | pass@1 | maj@4 | pass@4 | format | mean len |"
-    assert table.splitlines()[2] == "| R1 | 90.0 | 87.5 | 90.0 | 95.0 | 100.0 | 21.0 |"
+    assert table.splitlines()[0] == ("| model | greedy acc | pass@1 | cons@4 | pass@4 | format | mean len | check/redo "
+                                     "| mixed lang. |")
+    assert table.splitlines()[2] == "| R1 | 90.0 | 87.5 | 90.0 | 95.0 | 100.0 | 21.0 | 25.0 | 0.0 |"
     js, md = write_report(results, tmp_path, k=4)
     assert json.loads(js.read_text()) == results and md.read_text() == table
 

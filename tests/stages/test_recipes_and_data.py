@@ -42,10 +42,13 @@ def test_cold_start_traces_are_correct_strict_and_held_out():
 def test_student_spec_shares_the_tokenizer_settings():
     from dataclasses import asdict
 
-    from rl.tiny.build import TINY_STUDENT
-    from rl.tiny.build import TinySpec
-    base, student = asdict(TinySpec()), asdict(TinySpec(**TINY_STUDENT))
-    tokenizer_keys = ("vocab_size", "num_docs", "p_careful", "p_strict", "seed")  # what build_tokenizer depends on
+    from rl.tiny.build import NAMED_SPECS
+    from rl.train.models import TINY_NAMES
+    assert set(NAMED_SPECS) == set(TINY_NAMES)
+    base, student = asdict(NAMED_SPECS["tiny"]), asdict(NAMED_SPECS["tiny-student"])
+    tokenizer_keys = ("vocab_size", "num_docs", "p_careful", "p_strict", "p_mixed", "seed", "world")  # the corpus's
+    assert base["p_mixed"] > 0 and all(asdict(NAMED_SPECS[n])[k] == base[k] for n in ("tiny-init", "tiny-student-init")
+                                       for k in tokenizer_keys)
     assert all(base[k] == student[k] for k in tokenizer_keys)
     assert student["hidden_size"] < base["hidden_size"] and student["hidden_size"] // student["num_heads"] == 32
 
