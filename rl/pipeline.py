@@ -153,7 +153,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     checks["r1_minus_cold_start_pass@1"] = (results["R1 (cold start + GRPO)"]["sampled/pass@1"]
                                             - results["cold-start SFT"]["sampled/pass@1"])
     checks["student_gain_ok"] = checks["student_gain_pass@1"] >= 0.20
-    checks["r1_ge_r1_zero_ok"] = checks["r1_minus_r1_zero_pass@1"] >= 0.0
+    checks["r1_within_5_points_of_r1_zero_ok"] = checks["r1_minus_r1_zero_pass@1"] >= -0.05  # R1: a small cost, if any
     checks["distilled_beats_student_grpo_ok"] = checks["distilled_minus_student_grpo_pass@1"] > 0.0
     checks["r1_zero_mixed_language"] = results["R1-Zero"]["sampled/mixed_language_frac"]
     checks["r1_mixed_language"] = results["R1 (cold start + GRPO)"]["sampled/mixed_language_frac"]
