@@ -314,7 +314,9 @@ def test_the_snooping_program_would_find_the_tests_in_a_dumpable_judge(monkeypat
     weak = ce.HARNESS.replace("        no_dump()  # before", "        pass  # before")
     assert weak != ce.HARNESS
     monkeypatch.setattr(ce, "HARNESS", weak)
-    reward = get_reward("code", partial=True, timeout_s=4.0, per_test_s=2.0, warm=False)
+    # generous limits: the snoop reads every mapping of every process in the sandbox, which took over the 2 s
+    # per-test limit now and then on a loaded machine (the attack then "failed" for want of time, not of access)
+    reward = get_reward("code", partial=True, timeout_s=20.0, per_test_s=10.0, warm=False)
     assert reward([fence(SNOOP)], **columns(HACK_ROW)) == [1.0]
     warm = get_reward("code", partial=True, timeout_s=4.0, per_test_s=2.0, warm=True)
     assert warm([fence(SNOOP)], **columns(HACK_ROW)) == [0.0]
