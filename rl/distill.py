@@ -92,6 +92,8 @@ def rejection_summary(stats: dict) -> str:
     """The distillation stage's filter counts as a markdown table (for results.md)."""
     lines = ["| rejection sampling | traces |", "|---|---|", f"| generated | {stats['traces']} |"]
     lines += [f"| dropped: {reason.replace('_', ' ')} | {count} |" for reason, count in stats["dropped"].items()]
+    lines += [f"| of the generated, failing keep_if {name.replace('_', ' ')} | {count} |"
+              for name, count in stats.get("failed_keep_if_by_reward", {}).items()]  # (a trace may fail several)
     lines += [f"| kept | {stats['kept']} |",
               f"| prompts removed by decontamination (before generation) | {stats['decontaminated_prompts']} |"]
     return "\n".join(lines) + "\n"
@@ -117,7 +119,8 @@ def first_chunk_message(cfg, traces: int, per_reward: dict[str, list], drops: di
     """One line: how many of the first chunk's traces passed each keep_if reward, and the likely fix."""
     passed = ", ".join(f"{name} >= {t}: {sum(v is not None and v >= t for v in per_reward[name])}"
                        for name, t in cfg.filter.keep_if.items())
-    others = ", ".join(f"{k} {v}" for k, v in drops.items() if v and k != "failed_keep_if")
+    others = ", ".join(f"{k} {v}" for k, v in drops.items()
+                       if v and k != "failed_keep_if" and not k.startswith("keep_if:"))  # (counted in `passed`)
     return (f"the first chunk kept none of its {traces} traces (passed {passed or 'no keep_if'}"
             f"{'; then dropped: ' + others if others else ''}); stopping before the rest is generated. R1-style "
             f"teachers write </think> then \\boxed{{}}, without <answer> tags: use boxed_format in filter.keep_if")
@@ -143,6 +146,10 @@ def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[
         kept, pass_rate, prompt_drops = select_traces(candidates, cfg.filter)
         for reason, count in prompt_drops.items():
             drops[reason] += count
+        for c in candidates:  # which keep_if reward each trace fails (a trace may fail several): "keep_if:<name>"
+            for name, t in cfg.filter.keep_if.items():
+                if c["rewards"].get(name) is None or c["rewards"][name] < t:
+                    drops[f"keep_if:{name}"] = drops.get(f"keep_if:{name}", 0) + 1
         extra = {k: ex[k] for k in cfg.keep_columns if k in ex}  # only the source columns asked for
         for c in kept:
             rows.append({**extra, "prompt": ex["prompt"], "completion": c["text"], "answer": ex["answer"],
@@ -238,7 +245,7 @@ def combine(out: Path, fmt: str, num_chunks: int) -> tuple[Path, dict[str, Any],
                     counts["pass_rate_by_prompt"][row["prompt_index"]] = row["pass_rate"]
             sink.write(text)
             for reason, count in json.loads(part.with_suffix(".drops.json").read_text()).items():
-                drops[reason] += count
+                drops[reason] = drops.get(reason, 0) + count  # (+ the "keep_if:<name>" failure counts)
     if fmt == "parquet":
         import datasets
         nonempty = [str(p) for p in parts if p.stat().st_size]
@@ -344,9 +351,10 @@ def distill(cfg, examples: list[dict], contaminated: int, teacher_path: str, out
         scorer.close()
         engine.close()
     path, counts, drops = combine(out, cfg.format, info["chunks"])
+    failed_by = {k.split(":", 1)[1]: drops.pop(k) for k in [k for k in drops if k.startswith("keep_if:")]}
     by_prompt = counts["pass_rate_by_prompt"]
     stats = {"prompts": len(examples), "decontaminated_prompts": contaminated, "traces": len(examples) * r.group_size,
-             "kept": counts["kept"], "dropped": drops,
+             "kept": counts["kept"], "dropped": drops, "failed_keep_if_by_reward": failed_by,
              "prompts_with_kept": len(by_prompt),
              "mean_pass_rate_of_kept_prompts": sum(by_prompt.values()) / max(len(by_prompt), 1),
              "mean_tokens": counts["tokens"] / max(counts["kept"], 1), "dataset": str(path)}

@@ -243,7 +243,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
 def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
     """One GRPO step on every rank. Returns (metrics averaged over ranks, this rank's episodes)."""
     from rl.core.collate import collate
-    from rl.core.eval_metrics import check_redo_frac
+    from rl.rollout.evaluation import chain_metrics
     from rl.rollout.collect import collect_episodes, step_advantages
 
     cfg, r, accelerator = run.cfg, run.cfg.rollout, run.accelerator
@@ -279,7 +279,7 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
     lengths = [len(e.completion.completion_ids) for e in episodes]
     metrics.update({"reward/mean": rewards.mean().item(), "completion_len/mean": sum(lengths) / len(lengths),
                     "truncated_frac": sum(e.truncated for e in episodes) / len(episodes),
-                    "check_redo_frac": check_redo_frac([e.completion.text for e in episodes]),  # "wait, ..."
+                    **chain_metrics([e.completion.text for e in episodes]),  # "wait, ...", mixed languages
                     "time/step_s": time.time() - t_step})
     if run.rollouts is not None:  # how much of generation and training overlapped
         metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +

@@ -41,6 +41,11 @@ def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewa
     return metrics, rows
 
 
+def chain_metrics(texts: list[str]) -> dict[str, float]:
+    """How the chains read, per training step: the check/redo share and the mixed-language share."""
+    return {"check_redo_frac": check_redo_frac(texts), "mixed_language_frac": mixed_language_frac(texts)}
+
+
 def mixed_language_frac(texts: list[str]) -> float:
     """Share of `texts` whose chain of thought mixes in non-English words (R1 §2.3.2; script-based)."""
     from rewards.language import mixes_languages

@@ -38,7 +38,8 @@ def before_after_table(run_dir: str | Path) -> str:
 
 def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str | None = None) -> Path:
     """Training reward (mean, and per reward function), held-out greedy accuracy/format, and how the chains change:
-    mean completion length (tokens) with the share of completions that check and redo ("wait, ...")."""
+    mean completion length (tokens) with the shares of completions that check and redo ("wait, ...") and that mix
+    languages in their chain."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -67,6 +68,7 @@ def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str 
     ax3.set_title("chains of thought")
     share = ax3.twinx()
     share.plot(steps, [m.get("check_redo_frac") for m in train], color="C3", ls="--", label="check/redo share")
+    share.plot(steps, [m.get("mixed_language_frac") for m in train], color="C4", ls=":", label="mixed-language share")
     share.set_ylim(0, 1.02)
     lines = ax3.get_lines() + share.get_lines()
     ax3.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
