@@ -39,13 +39,21 @@ def checkpoint_dir(output_dir: str | Path, step: int) -> Path:
     return Path(output_dir) / f"checkpoint-{step}"
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
+def checkpoints_by_step(output_dir: str | Path) -> list[Path]:
+    """The checkpoint-N directories in `output_dir`, oldest first by step NUMBER, not by name: checkpoint-9,
+    checkpoint-10, checkpoint-12 (as strings "checkpoint-12" < "checkpoint-9"). Every choice (latest, pruning) goes
+    through this order."""
     root = Path(output_dir)
     if not root.is_dir():
-        return None
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := PATTERN.match(p.name)) and p.is_dir()
-             and (p / "trainer_state.json").is_file()]
-    return max(found)[1] if found else None
+        return []
+    found = [(int(m.group(1)), p.name, p) for p in root.iterdir() if (m := PATTERN.match(p.name)) and p.is_dir()]
+    return [p for _, _, p in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The complete checkpoint (trainer_state.json written) with the highest step, or None."""
+    done = [p for p in checkpoints_by_step(output_dir) if (p / "trainer_state.json").is_file()]
+    return done[-1] if done else None
 
 
 def _fsync_tree(root: Path) -> None:
@@ -120,9 +128,9 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        if total_limit:
-            olds = sorted(p for p in Path(output_dir).iterdir() if PATTERN.match(p.name))[:-total_limit]
-            for old in olds:
+        if total_limit:  # the oldest by step number go (checkpoint-9 before checkpoint-12); the new one stays
+            others = [p for p in checkpoints_by_step(output_dir) if p != final]
+            for old in others[:max(len(others) - (total_limit - 1), 0)]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final

@@ -72,6 +72,40 @@ def test_total_limit_prunes_oldest(parts, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-3"]
 
 
+# issue 25 item 1: unpadded names sorted as strings put checkpoint-12 before checkpoint-9 (and checkpoint-10 before
+# checkpoint-8), so the pruning after a save removed the checkpoint it had just written. By step number:
+@pytest.mark.parametrize("steps, limit, kept", [
+    ((3, 6, 9, 12), 2, [9, 12]),       # the issue's run (save_every=3, max_steps=12); by name it left 6 and 9
+    ((8, 9, 10, 12), 2, [10, 12]),     # by name: after 10, "checkpoint-10" < "checkpoint-8" and 10 went
+    ((9, 10, 12), 1, [12]),            # by name: 9 survived both saves
+    ((98, 99, 100, 101), 3, [99, 100, 101]),
+])
+def test_total_limit_prunes_by_step_number_across_a_power_of_ten(parts, tmp_path, steps, limit, kept):
+    acc, model, tok, opt, sched = parts
+    for step in steps:
+        ckpt.save_checkpoint(acc, tmp_path, step, model, tok, sched, {"sampler_position": 0}, total_limit=limit)
+    assert sorted(int(p.name.split("-")[1]) for p in tmp_path.iterdir()) == kept
+
+
+def test_every_chooser_takes_the_newest_checkpoint_after_pruning(parts, tmp_path):
+    """resume `auto`, export's run directory, resolve_model_path (SFT's base, the pipeline's stages, evaluation) and
+    latest_checkpoint itself (the pipeline's stage results) all pick checkpoint-12 of 3, 6, 9, 12 with limit 2."""
+    from types import SimpleNamespace
+
+    from rl.export import find_checkpoint
+    from rl.grpo import resume_point
+    from rl.train.models import resolve_model_path
+    acc, model, tok, opt, sched = parts
+    for step in (3, 6, 9, 12):
+        ckpt.save_checkpoint(acc, tmp_path, step, model, tok, sched, {"sampler_position": step}, total_limit=2)
+    newest = tmp_path / "checkpoint-12"
+    assert ckpt.latest_checkpoint(tmp_path) == newest
+    assert resume_point(SimpleNamespace(overwrite=False, resume="auto", output_dir=str(tmp_path))) == newest
+    assert find_checkpoint(tmp_path) == newest
+    assert resolve_model_path(str(tmp_path)) == str(newest)
+    assert ckpt.checkpoints_by_step(tmp_path) == [tmp_path / "checkpoint-9", newest]
+
+
 def test_one_naming_scheme_with_the_hf_trainer(tmp_path):
     """GRPO's checkpoint-N is SFT's (the HF Trainer's PREFIX_CHECKPOINT_DIR-N); the latest is by step number, not by
     name (checkpoint-10 after checkpoint-9), and earlier zero-padded names still count."""
@@ -81,6 +115,7 @@ def test_one_naming_scheme_with_the_hf_trainer(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "trainer_state.json").write_text("{}")
     assert ckpt.latest_checkpoint(tmp_path).name == "checkpoint-10"
+    assert [p.name for p in ckpt.checkpoints_by_step(tmp_path)] == ["checkpoint-000008", "checkpoint-9", "checkpoint-10"]
     assert get_last_checkpoint(str(tmp_path)).endswith("checkpoint-10")  # what SFT's resume picks
 
 
