@@ -1,4 +1,5 @@
 """2 CPU processes (gloo) with half the batch each == 1 process with the whole batch."""
+import json
 import os
 import subprocess
 import sys
@@ -11,9 +12,9 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run(cmd, **kw):
+def run(cmd, timeout=300, **kw):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, **kw)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -72,3 +73,26 @@ def test_zero3_two_processes_match_one_with_vllm_rollouts(tmp_path):
             assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), (step, key)
         assert one["grad_norm"] > 0
         assert two["rollout/logprob_diff_max"] < 1e-3  # the engine samples from the learner's current weights
+
+
+def test_ranks_with_different_metric_keys(tmp_path):
+    """Issue 25 item 2: rank 0's reward reports counters (pass_rate, tests_run), rank 1's none, so the ranks hold
+    different metric keys. Before the fix each rank all-reduced a list of its own length: under gloo the two ranks
+    hung in the collective (killed after 100 s); under NCCL a hang too. Now both agree on the union of keys and get
+    the same numbers (tests/e2e/rank_metrics.py; expected values by hand)."""
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535",
+         str(ROOT / "tests/e2e/rank_metrics.py"), str(tmp_path)], timeout=120)
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    r = "rewards/tests.e2e.rank_metrics:tested/"
+    assert f"{r}pass_rate" in got[0]["keys"] and f"{r}pass_rate" not in got[1]["keys"]  # the premise
+    expected = {
+        "loss": 2.0,                       # (1 + 3) / 2
+        f"{r}mean": 0.5,                   # rank 0 scored 2 programs (1.0 each), rank 1 two answers (0.0): (1 + 0) / 2
+        f"{r}pass_rate": 0.5,              # rank 0 only: 1 of 2 programs returned something (not 0.25: rank 1 ran none)
+        f"{r}tests_run": 2.0,              # rank 0 only
+        f"{r}errors": 0.0, f"{r}timeouts": 0.0, f"{r}none_frac": 0.0,
+        "rollout/logprob_diff_max": 0.5,   # max(0.5, 0.1)
+        "rollout/prompts_truncated": 1.0,  # a count: 0 + 1
+    }
+    for rank in (0, 1):
+        assert got[rank]["reduced"] == pytest.approx(expected), rank
