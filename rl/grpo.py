@@ -78,6 +78,7 @@ class Run:
     start_step: int = 0
     resumed_from: Path | None = None
     rollouts: Any = None  # AsyncRollouts when rollout.async_steps > 0
+    warned_prompts_truncated: bool = False  # the warning about prompts cut at max_prompt_length is printed once
     advantage_fn: Callable = field(default=None)
 
     @property
@@ -147,7 +148,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.config.recipe import dump_yaml
     from rl.core.advantages import get_advantage_fn
     from rl.rollout import make_engine
-    from rl.rollout.collect import PromptEncoder, PromptSampler
+    from rl.rollout.collect import PromptEncoder, PromptSampler, drop_overlong_prompts
     from rl.train.checkpoint import load_training_state
     from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
     from rl.train.learner import Learner
@@ -181,6 +182,16 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     r = cfg.rollout
     check_context_length(model_path, r.max_prompt_length, r.max_completion_length)  # config only, before any weights
     tokenizer = load_tokenizer(model_path)
+    encoder = PromptEncoder(tokenizer, cfg.data.template, cfg.data.system_prompt, r.max_prompt_length)
+    if cfg.data.filter_overlong_prompts:  # before any weights load: the prompts the sampler draws from
+        train_rows, dropped = drop_overlong_prompts(train_rows, encoder.length, r.max_prompt_length)
+        if not train_rows:
+            from rl.config.recipe import ConfigError
+            raise ConfigError(f"data.filter_overlong_prompts dropped all {dropped} training prompts: every one is "
+                              f"longer than rollout.max_prompt_length={r.max_prompt_length} tokens")
+        if accelerator.is_main_process:
+            print(f"[grpo] data.filter_overlong_prompts: dropped {dropped} of {dropped + len(train_rows)} training "
+                  f"prompts longer than rollout.max_prompt_length={r.max_prompt_length} tokens", flush=True)
     # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
     model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
     # with LoRA the reference is the policy with its adapters disabled (rl/train/lora.py): no second model
@@ -204,7 +215,6 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
                              max_model_len=max_model_len, dtype=cfg.model.dtype, autocast=accelerator.autocast,
                              sync=DecodeSync(accelerator) if lockstep else None)
-    encoder = PromptEncoder(tokenizer, cfg.data.template, cfg.data.system_prompt, r.max_prompt_length)
 
     # 5. Resume (auto: latest complete checkpoint in output_dir); on resume the logs are cut back to the
     # checkpoint's step (a killed run logged steps that are redone now).
@@ -344,6 +354,13 @@ def log_step(run: Run, step: int, metrics: dict, episodes: list, progress) -> No
     if metrics["truncated_frac"] > cfg.logging.truncation_warning and run.accelerator.is_main_process:
         print(f"[grpo] warning: {metrics['truncated_frac']:.0%} of completions hit rollout.max_completion_length="
               f"{cfg.rollout.max_completion_length}; raise it or they are all cut off", flush=True)
+    if metrics.get("rollout/prompts_truncated", 0) > 0 and not run.warned_prompts_truncated:
+        run.warned_prompts_truncated = True  # the sum over ranks: the same on every rank
+        if run.accelerator.is_main_process:
+            print(f"[grpo] warning: {metrics['rollout/prompts_truncated']:.0f} prompt(s) of step {step} are longer "
+                  f"than rollout.max_prompt_length={cfg.rollout.max_prompt_length} tokens and were cut from the left "
+                  f"(the template's start is lost); raise it or set data.filter_overlong_prompts=true. Counted each "
+                  f"step as rollout/prompts_truncated; this warning is not repeated", flush=True)
     if progress is not None:
         progress.update(1)
         progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", len=f"{metrics['completion_len/mean']:.0f}")

@@ -80,6 +80,9 @@ class DistillConfig:
                            ("rollout.max_completion_length", self.rollout.max_completion_length)):
             if value < 1:
                 raise ConfigError(f"{key}={value} must be at least 1")
+        if self.data.filter_overlong_prompts:
+            raise ConfigError("data.filter_overlong_prompts is a GRPO key: distillation keeps every prompt (raise "
+                              "rollout.max_prompt_length to fit long ones)")
         if self.num_prompts is not None and self.num_prompts < 1:
             raise ConfigError(f"num_prompts={self.num_prompts} must be at least 1 (or null for all)")
         self.rollout.check_parallel("distillation", tensor_parallel_ok=True)

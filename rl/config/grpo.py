@@ -84,6 +84,10 @@ class DataConfig:
     # the dataset's other columns handed to the rewards beside prompt and answer; null = all of them (TRL's way).
     # Name the ones your rewards read on datasets with heavy columns (OpenR1's `generations`, `messages`).
     columns: list[str] | None = None
+    # GRPO: drop training prompts longer than rollout.max_prompt_length tokens (rendered) at load time, as verl's
+    # filter_overlong_prompts; false: they are cut from the left (losing the template's header), counted per step
+    # as rollout/prompts_truncated with a warning
+    filter_overlong_prompts: bool = False
 
 
 @dataclass

@@ -66,6 +66,7 @@ class AsyncRollouts:
         staleness = [self.version - e.policy_version for e in episodes]  # per sample
         return episodes, {**scorer_metrics, "time/generate_s": generate_s, "time/rollout_wait_s": waited,
                           "time/score_s": time.time() - t1,
+                          "rollout/prompts_truncated": float(self.encoder.count_cut(drawn)),
                           "rollout/staleness_mean": sum(staleness) / len(staleness),
                           "rollout/staleness_max": float(max(staleness)),
                           "rollout/version_mean": sum(e.policy_version for e in episodes) / len(episodes),

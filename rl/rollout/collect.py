@@ -63,23 +63,49 @@ class PromptSampler:
 
 @dataclass
 class PromptEncoder:
-    """Tokenizes rendered prompts once per example (cached), left-truncated to max_prompt_length."""
+    """Tokenizes rendered prompts once per example (cached), left-truncated to max_prompt_length (which cuts the
+    start of the rendered prompt: the template's header or system prompt). `cut` holds the indices of the examples
+    that were truncated; `truncated` is their number."""
 
     tokenizer: Any
     template: str
     system_prompt: str | None
     max_prompt_length: int
     cache: dict[int, list[int]] = field(default_factory=dict)
-    truncated: int = 0
+    cut: set[int] = field(default_factory=set)
+
+    @property
+    def truncated(self) -> int:
+        return len(self.cut)
+
+    def length(self, example: dict) -> int:
+        """The rendered prompt's length in tokens, before truncation (not cached)."""
+        return len(prompt_token_ids(self.tokenizer, example["prompt"], self.template, self.system_prompt))
 
     def __call__(self, index: int, example: dict) -> list[int]:
         if index not in self.cache:
             ids = prompt_token_ids(self.tokenizer, example["prompt"], self.template, self.system_prompt)
             if len(ids) > self.max_prompt_length:
-                self.truncated += 1
+                self.cut.add(index)
                 ids = ids[-self.max_prompt_length:]
             self.cache[index] = ids
         return self.cache[index]
+
+    def count_cut(self, batch: list[tuple[int, dict]]) -> int:
+        """How many of the (index, example) pairs already encoded were truncated (each draw counts)."""
+        return sum(i in self.cut for i, _ in batch)
+
+
+def drop_overlong_prompts(rows: list[dict], length: Callable[[dict], int], max_prompt_length: int
+                          ) -> tuple[list[dict], int]:
+    """(the rows whose prompt fits in max_prompt_length tokens, in order; how many were dropped): verl's
+    `data.filter_overlong_prompts`, applied once at load time so no prompt is truncated during training.
+    `length(row)`: the rendered prompt's token count (PromptEncoder.length).
+
+        lengths [3, 9, 5, 6], max 5 -> rows 0 and 2 kept, 2 dropped (6 > 5; 5 fits exactly)
+    """
+    kept = [row for row in rows if length(row) <= max_prompt_length]
+    return kept, len(rows) - len(kept)
 
 
 def reward_columns(examples: list[dict], completion_lengths: list[int]) -> dict[str, list]:
@@ -125,6 +151,7 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
     rounds (the sampler's exchange is collective) until all ranks are full.
     """
     t_gen = t_score = 0.0
+    prompts_cut = 0
     kept: list[Episode] = []
     dropped: list[Episode] = []
     scorer_metrics: dict[str, float] = {}
@@ -141,6 +168,7 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
         # every rank calls the engine every round, a full rank with no prompts too: decoding a sharded model
         # (ZeRO-3/FSDP2, transformers engine) is collective
         episodes = generate_episodes(engine, encoder, drawn, seeded, first_group_id=drawn_groups)
+        prompts_cut += encoder.count_cut(drawn)
         drawn_groups += need
         t_gen += time.time() - t0
         if not episodes:
@@ -158,7 +186,8 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
     short = prompts_per_step * params.n - len(kept)
     if short > 0:
         kept = kept + dropped[:short]
-    metrics = {**scorer_metrics, "time/generate_s": t_gen, "time/score_s": t_score}
+    metrics = {**scorer_metrics, "time/generate_s": t_gen, "time/score_s": t_score,
+               "rollout/prompts_truncated": float(prompts_cut)}  # prompts generated from, cut at max_prompt_length
     if dynamic_sampling:
         metrics["dynamic_sampling/dropped_frac"] = len(dropped) / max(drawn_groups * params.n, 1)
         metrics["dynamic_sampling/rounds"] = float(rounds)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rl.core.collate import collate, position_ids
-from rl.rollout.collect import PromptSampler, collect_episodes
+from rl.rollout.collect import PromptEncoder, PromptSampler, collect_episodes, drop_overlong_prompts
 from rl.core.episode import Completion, Episode, SamplingParams
 
 
@@ -42,8 +42,17 @@ class ScriptedScorer:
         return SimpleNamespace(totals=totals, per_reward={"accuracy": totals}, metrics={"rewards/accuracy/mean": 0.0})
 
 
-def encoder(index, example):
-    return [example["id"]]
+class IdEncoder:
+    """Prompt = [the example's id]; nothing is ever truncated."""
+
+    def __call__(self, index, example):
+        return [example["id"]]
+
+    def count_cut(self, batch):
+        return 0
+
+
+encoder = IdEncoder()
 
 
 def test_dynamic_sampling_keeps_only_informative_groups():
@@ -178,3 +187,68 @@ def test_advantages_do_not_depend_on_how_the_batch_is_split(estimator):
     if estimator == "batch":  # what each rank alone would compute: a different std, different advantages
         alone, _ = step_advantages(episodes[:16], fn, 4)
         assert (alone - whole[:16]).abs().max() > 1e-3
+
+
+class WordTokenizer:
+    """One token per whitespace-separated word (what prompt_token_ids calls for the `plain` template)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [len(w) for w in text.split()]}
+
+
+@pytest.mark.parametrize("lengths, limit, kept, dropped", [
+    ([3, 9, 5, 6], 5, [0, 2], 2),   # 9 and 6 are over 5; 5 fits exactly
+    ([1, 2], 2, [0, 1], 0),
+    ([7, 8], 6, [], 2),
+])
+def test_drop_overlong_prompts(lengths, limit, kept, dropped):
+    rows = [{"prompt": " ".join(["w"] * n), "i": i} for i, n in enumerate(lengths)]
+    enc = PromptEncoder(WordTokenizer(), "plain", None, limit)
+    got, n = drop_overlong_prompts(rows, enc.length, limit)
+    assert [r["i"] for r in got] == kept and n == dropped
+
+
+def test_prompts_cut_at_max_prompt_length_are_counted_every_step():
+    """Issue 25 item 9: each step reports how many of its prompts were cut (rollout/prompts_truncated), including
+    prompts encoded (and cut) in an earlier step: the cache must not hide them. Prompts of 2, 6, 3, 7 words, limit 4:
+    examples 1 and 3 are cut, each time they are drawn."""
+    examples = [{"prompt": " ".join(["w"] * n), "answer": ""} for n in (2, 6, 3, 7)]
+    enc = PromptEncoder(WordTokenizer(), "plain", None, max_prompt_length=4)
+    sampler = PromptSampler(examples, seed=0)
+    per_step = []
+    for _ in range(3):  # 2 prompts per step: the first two steps are one epoch (all 4 examples), the third repeats
+        drawn_before = sampler.position
+        _, metrics = collect_episodes(ScriptedEngine(), ScriptedScorer(), sampler, enc, SamplingParams(n=2),
+                                      prompts_per_step=2, dynamic_sampling=False, max_rounds=1)
+        order = [i for i, _ in PromptSampler(examples, seed=0, position=drawn_before).take(2)]
+        per_step.append((order, metrics["rollout/prompts_truncated"]))
+    # seed 0's order: [2, 0], [1, 3] (one epoch), then [3, 0]; the long ones are indices 1 and 3. Step 3's 3 was cut
+    # in step 2 and comes from the cache: it still counts.
+    assert per_step == [([2, 0], 0.0), ([1, 3], 2.0), ([3, 0], 1.0)]
+    assert enc.truncated == 2 and all(len(ids) <= 4 for ids in enc.cache.values())
+    assert enc.cache[3] == [1, 1, 1, 1]  # kept from the right: the last 4 words
+
+
+class InlineWorker:
+    """A RolloutWorker's interface, generating at submit time with the scripted engine (version 0)."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, prompts, params):
+        self.jobs.append(ScriptedEngine().generate(prompts, params))
+        return len(self.jobs) - 1
+
+    def result(self, job):
+        return self.jobs[job], 0, 0.0
+
+
+def test_async_rollouts_count_cut_prompts_per_step_too():
+    """The async path (rl/rollout/async_rollouts.py) reports rollout/prompts_truncated for the batch it returns,
+    not for the batches submitted ahead. Same data as above: steps draw [2, 0], [1, 3], [3, 0] -> 0, 2, 1."""
+    from rl.rollout.async_rollouts import AsyncRollouts
+    examples = [{"prompt": " ".join(["w"] * n), "answer": ""} for n in (2, 6, 3, 7)]
+    enc = PromptEncoder(WordTokenizer(), "plain", None, max_prompt_length=4)
+    rollouts = AsyncRollouts(InlineWorker(), ScriptedScorer(), PromptSampler(examples, seed=0), enc,
+                             lambda step: SamplingParams(n=2), prompts_per_step=2, async_steps=1)
+    assert [rollouts.episodes_for(s)[1]["rollout/prompts_truncated"] for s in (1, 2, 3)] == [0.0, 2.0, 1.0]

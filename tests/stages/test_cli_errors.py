@@ -48,6 +48,9 @@ ROWS = [
      r"error: model\.name_or_path '/does/not/exist': no such directory", 2),
     ("distill.py", ["recipes/tiny/distill.yaml", "teacher.name_or_path=/does/not/exist"],
      r"error: teacher\.name_or_path '/does/not/exist': no such directory", 2),
+    ("distill.py", ["recipes/tiny/distill.yaml", "data.filter_overlong_prompts=true"],  # GRPO's key, not a no-op
+     r"error: data\.filter_overlong_prompts is a GRPO key: distillation keeps every prompt \(raise "
+     r"rollout\.max_prompt_length to fit long ones\)", 2),
     ("evaluate.py", ["/does/not/exist"], r"error: model_dir '/does/not/exist': no such directory", 2),
 ]
 
