@@ -64,15 +64,15 @@ class PromptSampler:
 @dataclass
 class PromptEncoder:
     """Tokenizes rendered prompts once per example (cached), left-truncated to max_prompt_length (which cuts the
-    start of the rendered prompt: the template's header or system prompt). `cut` holds the indices of the examples
-    that were truncated; `truncated` is their number."""
+    start of the rendered prompt: the template's header or system prompt). `cut` holds the cache keys (a training
+    index, or evaluation's ("eval", i)) of the prompts that were truncated; `truncated` is their number."""
 
     tokenizer: Any
     template: str
     system_prompt: str | None
     max_prompt_length: int
-    cache: dict[int, list[int]] = field(default_factory=dict)
-    cut: set[int] = field(default_factory=set)
+    cache: dict[Any, list[int]] = field(default_factory=dict)
+    cut: set[Any] = field(default_factory=set)
 
     @property
     def truncated(self) -> int:
