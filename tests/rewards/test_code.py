@@ -121,6 +121,25 @@ def test_stdout_comparison(got, want, same):
     assert outputs_match(got, want) is same
 
 
+@pytest.mark.parametrize("want, got, same", [
+    # integer tokens compare exactly (LiveCodeBench/APPS): an off-by-one is wrong at any magnitude
+    ("1000000", "1000001", False),  # was True: |1000001 - 1000000| <= 1e-6 * 1000001 under the float tolerance
+    ("1000000", "999999", False), ("123456789", "123456790", False),
+    ("9007199254740993", "9007199254740992", False),  # 2**53 + 1 vs 2**53: equal as floats
+    ("18446744073709551615", "18446744073709551614", False),  # 2**64 - 1 vs 2**64 - 2
+    ("-9223372036854775808", "-9223372036854775808", True), ("18446744073709551615", "18446744073709551615", True),
+    ("1" * 5000, "1" * 4999 + "2", False), ("1" * 5000, "1" * 5000 + " ", True),  # beyond int()'s 4,300 digits
+    ("5", "05", True), ("0", "-0", True), ("7", "+7", True), ("-7", "7", False),  # value, not spelling
+    ("3 1000000\n", "3 1000001\n", False),  # one token of a line
+    # a decimal point or an exponent on either side brings in the tolerance 1e-6 (relative or absolute)
+    ("1.0", "1.0000001", True), ("1", "1.0000001", True), ("1000000", "1000000.5", True),
+    ("1000000.0", "1000001", True),  # the expected output is a float: 1e-6 relative of 1e6 is 1
+    ("1e6", "1000001", True), ("1.0", "1.001", False), ("2.5", "2", False),
+])
+def test_integers_compare_exactly_floats_within_tolerance(want, got, same):
+    assert outputs_match(got, want) is same
+
+
 @pytest.mark.parametrize("got, want, same", [
     ((1, 2), [1, 2], True), (5, [5], True), ([5], [5], True), (0.1 + 0.2, 0.3, True), ("1", 1, False),
     (True, 1, False), ({"a": [1]}, {"a": [1]}, True), ([1, 2], [2, 1], False), (None, None, True),
