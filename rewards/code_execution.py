@@ -29,8 +29,8 @@ completion's whole run gets `per_test_s` per test, two more for starting the san
 second (`completion_wall_s`), up to a cap, `timeout_s` (default: `CAP_TESTS` x `per_test_s`, 60 s). A correct program
 on a row of many tests is therefore never cut short unless its tests average over cap / tests each:
 
-    >>> completion_wall_s(1, 2.0), completion_wall_s(20, 2.0), completion_wall_s(50, 2.0), completion_wall_s(50, 2.0, 4.0)
-    (7.0, 45.0, 60.0, 4.0)
+    >>> [completion_wall_s(n, 2.0) for n in (1, 20, 50, 200)], completion_wall_s(50, 2.0, cap_s=4.0)
+    ([7.0, 45.0, 60.0, 60.0], 4.0)
 
 The reward tells the RewardScorer how long one completion may take (`code.item_timeout_s`: the cap plus
 `ITEM_MARGIN_S`), and the scorer's per-item deadline for it is the larger of that and `scoring.timeout_s`.

@@ -244,7 +244,8 @@ class WorkerPool:
                     del busy[cid]
                     continue
                 j, r, t0 = w.current()
-                if (j >= 0 and now - t0 > hard_limit[w.chunk.rids[r]]) or (j < 0 and now - w.sent_at > _STARTUP_LIMIT_S):
+                stuck = j >= 0 and now - t0 > hard_limit[w.chunk.rids[r]]
+                if stuck or (j < 0 and now - w.sent_at > _STARTUP_LIMIT_S):
                     del busy[cid]
                     salvage(w, TIMEOUT, now - t0 if j >= 0 else 0.0)
         return values, status, seconds
