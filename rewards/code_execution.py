@@ -24,16 +24,30 @@ sandbox; assert tests are judged there by the harness, in a process the program 
 code_harness.py). A report line without this run's nonce is ignored, and a run without its final line (the harness was
 killed, the sandbox timed out or flooded its output) fails every test not reported.
 
+Time budget: each test may take `per_test_s` (its limit: a test over it fails, and so do the tests after it); a
+completion's whole run gets `per_test_s` per test, two more for starting the sandbox and loading the program, and a
+second (`completion_wall_s`), up to a cap, `timeout_s` (default: `CAP_TESTS` x `per_test_s`, 60 s). A correct program
+on a row of many tests is therefore never cut short unless its tests average over cap / tests each:
+
+    >>> [completion_wall_s(n, 2.0) for n in (1, 20, 50, 200)], completion_wall_s(50, 2.0, cap_s=4.0)
+    ([7.0, 45.0, 60.0, 60.0], 4.0)
+
+The reward tells the RewardScorer how long one completion may take (`code.item_timeout_s`: the cap plus
+`ITEM_MARGIN_S`), and the scorer's per-item deadline for it is the larger of that and `scoring.timeout_s`.
+
 Metrics (summed per scoring step and reported by the RewardScorer as `rewards/code/<key>`): `pass_rate` (tests
-passed / tests run), `compile_errors`, `timeouts` (tests or whole runs out of time), `sandbox_kills` (runs that
-ended without the harness's final report: killed at the wall-clock limit, output overflow, or the program killed the
-harness). Called directly (TRL), read them with `code.drain_metrics()`.
+passed / tests run), `compile_errors`, `test_timeouts` (tests over `per_test_s`), `run_timeouts` (runs cut at their
+wall-clock budget), `tests_not_reached` (tests that never ran: after a timed-out test, a dead solver, or the end of
+the run's budget; they fail), `sandbox_kills` (runs that ended without the harness's final report for another reason:
+output overflow, or the program killed the harness), `no_program`. Called directly (TRL), read them with
+`code.drain_metrics()`.
 """
 from __future__ import annotations
 
 import ast
 import logging
 import marshal
+import math
 import os
 import secrets
 from collections import Counter
@@ -48,6 +62,17 @@ from rewards.warm_sandbox import WarmSandbox
 
 logger = logging.getLogger(__name__)
 HARNESS = (Path(__file__).with_name("code_harness.py")).read_text()
+CAP_TESTS = 30  # the default per-completion cap, in tests at `per_test_s` each: 60 s at 2 s per test
+ITEM_MARGIN_S = 5.0  # the scorer's deadline beyond the cap: a cold sandbox's start, the kill, the report's parse
+
+
+def completion_wall_s(n_tests: int, per_test_s: float, cap_s: float | None = None) -> float:
+    """Wall-clock budget of one completion's run against `n_tests` tests: `per_test_s` for each, two more (the
+    sandbox's start and the program's load, which the harness allows 2 x `per_test_s`) and one second, at most
+    `cap_s` (default `CAP_TESTS` x `per_test_s`). E.g. 20 tests at 2 s: 2 x 22 + 1 = 45 s; 50 tests: 105 s, capped at
+    60 s."""
+    cap = CAP_TESTS * per_test_s if cap_s is None else cap_s
+    return float(min(cap, (n_tests + 2) * per_test_s + 1.0))
 
 
 def _memfd(name: str, data: bytes) -> int:
@@ -89,13 +114,14 @@ def run_tests(box: Sandbox | WarmSandbox, program: str, spec: TestSpec, per_test
         elif isinstance(msg.get("i"), int):
             reports.setdefault(msg["i"], msg)
     if res.timed_out:
-        counts["run_timeouts"] += 1
-    if not done:
-        counts["sandbox_kills"] += 1
+        counts["run_timeouts"] += 1  # out of its wall-clock budget: the tests it did not reach fail, counted below
+    elif not done:
+        counts["sandbox_kills"] += 1  # overflow, or the harness was killed
     passed = []
     for i in range(len(spec.inputs)):
         r = reports.get(i)
         counts["test_timeouts"] += bool(r and r.get("status") == "timeout")
+        counts["tests_not_reached"] += r is None or r.get("status") == "skipped"
         passed.append(r is not None and _passed(spec, i, r))
     counts["tests_run"] += len(passed)
     counts["tests_passed"] += sum(passed)
@@ -121,16 +147,19 @@ def _row(columns: dict[str, list], j: int) -> dict[str, Any]:
 
 
 @register_reward("code", factory=True)
-def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 4.0, per_test_s: float = 2.0,
+def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float | None = None, per_test_s: float = 2.0,
               memory_mb: int = 1024, max_output: int = 1 << 20, max_tests: int = 200, nproc: int = 32,
               warm: bool = True):
     """The `code` reward. `sandbox`: "bwrap" (default) or "none" (no isolation, warns); `partial`: the pass
-    fraction instead of all-or-nothing; `timeout_s`: wall-clock limit of one completion's whole run (keep it below the
-    scorer's per-item `timeout_s`); `per_test_s`: per test; `memory_mb`: address space per process; `max_output`:
+    fraction instead of all-or-nothing; `per_test_s`: the time limit of one test, and a completion's budget per
+    test (`completion_wall_s`); `timeout_s`: the cap of one completion's whole run (default None: `CAP_TESTS` x
+    `per_test_s`; the scorer's per-item deadline follows it); `memory_mb`: address space per process; `max_output`:
     bytes of output kept (more kills); `max_tests`: only the first this many tests of a row run; `nproc`: processes;
     `warm`: reuse one warm bwrap sandbox per process (rewards/warm_sandbox.py; started on the first completion, swept
     between completions), false for a fresh sandbox per completion; `sandbox: none` always runs cold."""
     for k, v in (("timeout_s", timeout_s), ("per_test_s", per_test_s)):
+        if k == "timeout_s" and v is None:
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
             raise ValueError(f"reward 'code': parameter {k!r} must be a positive number, got {v!r}")
     for k, v in (("memory_mb", memory_mb), ("max_output", max_output), ("max_tests", max_tests), ("nproc", nproc)):
@@ -139,8 +168,10 @@ def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 
     for k, v in (("partial", partial), ("warm", warm)):
         if not isinstance(v, bool):
             raise ValueError(f"reward 'code': parameter {k!r} must be true or false, got {v!r}")
-    limits = Limits(cpu_s=max(1, int(timeout_s) + 1), memory_mb=memory_mb, nproc=nproc, output_bytes=max_output + 4096
-                    + 64 * max_tests, wall_s=timeout_s)
+    cap_s = float(CAP_TESTS * per_test_s if timeout_s is None else timeout_s)
+    # CPU seconds per process: the solver of call/assert tests runs them all in one process
+    limits = Limits(cpu_s=max(1, math.ceil(cap_s) + 1), memory_mb=memory_mb, nproc=nproc,
+                    output_bytes=max_output + 4096 + 64 * max_tests, wall_s=cap_s)
     box = Sandbox(sandbox, limits)  # SandboxError here, at start-up, if it cannot run
     runner = WarmSandbox(box, HARNESS) if warm and sandbox == "bwrap" else box
     totals: Counter = Counter()
@@ -158,7 +189,8 @@ def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 
                 totals["no_program"] += 1
                 out.append(0.0)
                 continue
-            passed, counts = run_tests(runner, program, spec, per_test_s, timeout_s, max_output)
+            wall_s = completion_wall_s(len(spec.inputs), per_test_s, cap_s)
+            passed, counts = run_tests(runner, program, spec, per_test_s, wall_s, max_output)
             totals.update(counts)
             frac = sum(passed) / len(passed) if passed else 0.0
             out.append(frac if partial else float(frac == 1.0))
@@ -172,14 +204,17 @@ def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float = 
 
     code.drain_metrics, code.summarize, code.requires = drain_metrics, summarize, ()
     code.runner = runner  # the Sandbox, or the WarmSandbox (tests read `starts`; `close()` kills it)
+    code.item_timeout_s = cap_s + ITEM_MARGIN_S  # the RewardScorer's per-item deadline for this reward (at least)
     return code
 
 
 def summarize(counts: dict[str, float]) -> dict[str, float]:
-    """Step metrics from summed counters: pass_rate (tests passed / run), compile_errors, timeouts, sandbox_kills."""
+    """Step metrics from summed counters: pass_rate (tests passed / run), compile_errors, test_timeouts,
+    run_timeouts, tests_not_reached, sandbox_kills, no_program."""
     run = counts.get("tests_run", 0.0)
     return {"pass_rate": counts.get("tests_passed", 0.0) / run if run else float("nan"),
-            **{k: counts.get(k, 0.0) for k in ("compile_errors", "test_timeouts", "run_timeouts", "sandbox_kills", "no_program")}}
+            **{k: counts.get(k, 0.0) for k in ("compile_errors", "test_timeouts", "run_timeouts", "tests_not_reached",
+                                               "sandbox_kills", "no_program")}}
 
 
 make_code.columns = TEST_COLUMNS

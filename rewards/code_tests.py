@@ -23,11 +23,14 @@ Three formats, read from a row's columns (each may arrive as a dict/list or as i
 - MBPP `test_list` (+ `test_setup_code`, `test_imports`), HumanEval `test` + `entry_point` (its `check`).
 
 Comparison as those benchmarks do it: stdout is compared line by line on whitespace-separated tokens (trailing
-spaces and blank lines ignored), numbers within 1e-6 (relative or absolute); call results equal the expected value
-(APPS: tuples as lists, or the expected list's single element), floats within 1e-6:
+spaces and blank lines ignored); two integer tokens must be equal exactly (any size), and only a token with a decimal
+point or an exponent brings in the tolerance of 1e-6 (relative or absolute), as LiveCodeBench/APPS grade; call
+results equal the expected value (APPS: tuples as lists, or the expected list's single element), floats within 1e-6:
 
     >>> outputs_match("3.0000001 \\n\\n", "3\\n"), outputs_match("1 2\\n", "1  2"), outputs_match("12", "1 2")
     (True, True, False)
+    >>> outputs_match("1000001", "1000000"), outputs_match("1000001.0", "1000000"), outputs_match("-0", "0")
+    (False, True, True)
     >>> results_match((1, 2), [1, 2]), results_match(5, [5]), results_match(0.1 + 0.2, 0.3), results_match("1", 1)
     (True, True, True, False)
 """
@@ -44,6 +47,7 @@ from rewards.extract import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, last_tag_con
 TEST_COLUMNS = ("verification_info", "input_output", "test_list", "test")
 _FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)```", re.S | re.I)
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INT = re.compile(r"[+-]?\d+")
 TOL = 1e-6
 
 
@@ -139,15 +143,26 @@ def _close(a: float, b: float) -> bool:
 
 
 def _token_match(got: str, want: str) -> bool:
+    """Equal strings; two integers equal in value (exactly: `1000001` is not `1000000`, 64-bit values keep every
+    digit); numbers of which one has a decimal point or an exponent within TOL."""
     if got == want:
         return True
+    if _INT.fullmatch(got) and _INT.fullmatch(want):
+        return _int_key(got) == _int_key(want)
     if _NUMBER.fullmatch(got) and _NUMBER.fullmatch(want):
         return _close(float(got), float(want))
     return False
 
 
+def _int_key(token: str) -> tuple[bool, str]:
+    """An integer token's value as (negative, digits without leading zeros): exact at any length (int() refuses
+    strings of more than 4,300 digits). "-0", "+0" and "000" are all zero."""
+    digits = token.lstrip("+-").lstrip("0")
+    return (token.startswith("-") and digits != "", digits)
+
+
 def outputs_match(got: str, want: str) -> bool:
-    """Whitespace-normalised line-by-line equality of two stdouts, numbers within TOL."""
+    """Whitespace-normalised line-by-line equality of two stdouts: integer tokens exactly, other numbers within TOL."""
     a, b = _lines(got), _lines(want)
     return len(a) == len(b) and all(len(x) == len(y) and all(map(_token_match, x, y)) for x, y in zip(a, b))
 

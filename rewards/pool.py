@@ -8,10 +8,11 @@ Why not `multiprocessing.Pool`/`concurrent.futures`: neither can kill one task t
   (import path, params) specs, and lives until `close()`.
 - The parent sends *chunks* of items (a few per worker per batch) over a pipe; the worker scores every item of a
   chunk with every requested reward and sends the chunk's results back in one message.
-- The worker times each (item, reward) with a SIGALRM `deadline` of `timeout_s`: Python-level runaways (most sympy
-  blow-ups) raise there and score 0 with status TIMEOUT. Before each item the worker writes (item, reward, start
-  time) into shared memory; a worker still on the same item `timeout_s + grace` later is stuck in C code: the parent
-  kills it, records that item as TIMEOUT, starts a replacement, and re-runs the chunk's other items one by one.
+- The worker times each (item, reward) with a SIGALRM `deadline` of `timeout_s` (or that reward's entry of
+  `timeouts`): Python-level runaways (most sympy blow-ups) raise there and score 0 with status TIMEOUT. Before each
+  item the worker writes (item, reward, start time) into shared memory; a worker still on the same item `timeout_s +
+  grace` later is stuck in C code: the parent kills it, records that item as TIMEOUT, starts a replacement, and
+  re-runs the chunk's other items one by one.
 - A worker that dies (e.g. MemoryError under the address-space cap) is handled the same way, with status ERROR.
 
     >>> pool = WorkerPool([("rewards.math_accuracy:make_accuracy", {})], num_workers=1, timeout_s=2.0)
@@ -39,7 +40,7 @@ def mp_context():
     return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
 
 
-def _worker_main(conn, progress, specs, timeout_s: float, max_memory_mb: int | None) -> None:
+def _worker_main(conn, progress, specs, timeouts: list[float], max_memory_mb: int | None) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business; it kills us on close
@@ -85,7 +86,7 @@ def _worker_main(conn, progress, specs, timeout_s: float, max_memory_mb: int | N
                 try:
                     if isinstance(fn, str):
                         raise RuntimeError(fn)
-                    with deadline(timeout_s):
+                    with deadline(timeouts[rid]):
                         value = fn([text], **row)[0]
                     if value is not None:
                         value = float(value)
@@ -107,11 +108,11 @@ class _Chunk:
 
 
 class _Worker:
-    def __init__(self, ctx, specs, timeout_s: float, max_memory_mb: int | None):
+    def __init__(self, ctx, specs, timeouts: list[float], max_memory_mb: int | None):
         self.conn, child = ctx.Pipe(duplex=True)
         self.progress = ctx.RawArray("d", 3)  # item position, reward position, start time (time.monotonic)
         self.progress[0] = _IDLE
-        self.proc = ctx.Process(target=_worker_main, args=(child, self.progress, specs, timeout_s, max_memory_mb),
+        self.proc = ctx.Process(target=_worker_main, args=(child, self.progress, specs, timeouts, max_memory_mb),
                                 daemon=True, name="reward-worker")
         self.proc.start()
         child.close()
@@ -137,11 +138,17 @@ class WorkerPool:
     """`num_workers` processes that evaluate `specs[k] = (import path, params)` rewards on chunks of items."""
 
     def __init__(self, specs: list[tuple[str, dict]], num_workers: int = 2, timeout_s: float = 5.0,
-                 max_chunk: int = 256, grace_s: float | None = None, max_memory_mb: int | None = 4096):
+                 max_chunk: int = 256, grace_s: float | None = None, max_memory_mb: int | None = 4096,
+                 timeouts: list[float] | None = None):
+        """`timeouts`: a per-item deadline per spec (default `timeout_s` for each); the parent's kill of a worker
+        stuck in C code comes `grace_s` (default half the deadline, at least 0.5 s) after its item's deadline."""
         if num_workers < 1:
             raise ValueError(f"WorkerPool needs num_workers >= 1, got {num_workers}")
         self.specs, self.num_workers, self.timeout_s, self.max_chunk = list(specs), num_workers, timeout_s, max_chunk
-        self.grace_s = max(0.5, 0.5 * timeout_s) if grace_s is None else grace_s
+        self.timeouts = [float(timeout_s)] * len(self.specs) if timeouts is None else [float(t) for t in timeouts]
+        if len(self.timeouts) != len(self.specs):
+            raise ValueError(f"WorkerPool: {len(self.timeouts)} timeouts for {len(self.specs)} reward specs")
+        self.grace_s = grace_s
         self.max_memory_mb = max_memory_mb
         self.workers: list[_Worker] = []
         self.replaced = 0  # workers killed and replaced so far (hung or dead)
@@ -151,13 +158,13 @@ class WorkerPool:
     def start(self) -> None:
         if not self.workers:
             ctx = mp_context()
-            self.workers = [_Worker(ctx, self.specs, self.timeout_s, self.max_memory_mb)
+            self.workers = [_Worker(ctx, self.specs, self.timeouts, self.max_memory_mb)
                             for _ in range(self.num_workers)]
 
     def _replace(self, w: _Worker) -> None:
         w.kill()
         self.replaced += 1
-        self.workers[self.workers.index(w)] = _Worker(mp_context(), self.specs, self.timeout_s, self.max_memory_mb)
+        self.workers[self.workers.index(w)] = _Worker(mp_context(), self.specs, self.timeouts, self.max_memory_mb)
 
     def run(self, texts: list[str], cols: dict[str, list], rids: list[int] | None = None
             ) -> tuple[list[list[Any]], list[list[int]], list[float]]:
@@ -175,7 +182,7 @@ class WorkerPool:
         size = max(1, min(self.max_chunk, math.ceil(n / (2 * self.num_workers))))
         queue = deque(_Chunk(list(range(s, min(s + size, n))), list(rids)) for s in range(0, n, size))
         busy: dict[int, _Worker] = {}  # chunk id -> worker
-        hard_limit = self.timeout_s + self.grace_s
+        hard_limit = [t + (max(0.5, 0.5 * t) if self.grace_s is None else self.grace_s) for t in self.timeouts]
 
         def record(item: int, rid: int, res: tuple) -> None:
             k = pos_of[rid]
@@ -236,8 +243,9 @@ class WorkerPool:
                     w.chunk = None
                     del busy[cid]
                     continue
-                j, _, t0 = w.current()
-                if (j >= 0 and now - t0 > hard_limit) or (j < 0 and now - w.sent_at > _STARTUP_LIMIT_S):
+                j, r, t0 = w.current()
+                stuck = j >= 0 and now - t0 > hard_limit[w.chunk.rids[r]]
+                if stuck or (j < 0 and now - w.sent_at > _STARTUP_LIMIT_S):
                     del busy[cid]
                     salvage(w, TIMEOUT, now - t0 if j >= 0 else 0.0)
         return values, status, seconds

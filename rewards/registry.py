@@ -151,6 +151,18 @@ class Reward:
         that is a tuple lists alternatives (`("answer", "solution")`: either column will do)."""
         return tuple(getattr(self._fn, "requires", ()))
 
+    @property
+    def item_timeout_s(self) -> float | None:
+        """How long one completion may take this reward, when it says so (`fn.item_timeout_s`: the `code` reward
+        bounds each run itself and needs more than the scorer's default); None otherwise. The RewardScorer's
+        per-item deadline for it is the larger of this and its own `timeout_s`."""
+        value = getattr(self._fn, "item_timeout_s", None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"reward {self.name!r}: item_timeout_s must be a positive number, got {value!r}")
+        return float(value)
+
     def warmup(self) -> None:
         """Run the reward's one-off initialisation (imports, parser construction) if it has any."""
         hook = getattr(self._fn, "warmup", None)

@@ -15,8 +15,9 @@ on the full text. Batched rewards (`register_reward(..., batched=True)` or `fn.b
 remote verifier) run in this process too, one call per batch with every completion, under one deadline of `timeout_s`
 per completion. Parsing rewards (accuracy, cosine, countdown, and user rewards unless registered `cheap=True`) run
 in `num_workers` worker processes (rewards/pool.py; started on the first `score`, reused until `close`) on the last
-`max_chars` characters of each completion, each (item, reward) limited to `timeout_s`: a timeout scores 0.0 and is
-counted. An exception on an item scores 0.0 and is counted too (`rewards/<name>/errors`, a warning with the first
+`max_chars` characters of each completion, each (item, reward) limited to `timeout_s` (or to the reward's own
+`item_timeout_s` when that is longer: `code` bounds each run itself, by its per-test budget): a timeout scores 0.0
+and is counted. An exception on an item scores 0.0 and is counted too (`rewards/<name>/errors`, a warning with the first
 one), but a reward that raises on EVERY item of a batch is broken, not unlucky: `score` raises `RewardError`, one
 line naming the reward and its first exception, and the training stages stop on it (exit 1). So does a reward
 that errors on more than `max_error_frac` of the completions of the last `error_window` batches (GRPO's `scoring:`
@@ -123,6 +124,9 @@ class RewardScorer:
         self.params: dict[str, dict[str, Any]] = {n: p for n, _, p in parsed}
         self.rewards: dict[str, Reward] = {n: get_reward(n, **p) for n, _, p in parsed}  # validates
         self.num_workers, self.timeout_s, self.max_chars = num_workers, float(timeout_s), max_chars
+        # per-item deadline of each reward: `timeout_s`, or more where the reward needs it (`code`: its run's cap)
+        self.item_timeouts: dict[str, float] = {n: max(self.timeout_s, self.rewards[n].item_timeout_s or 0.0)
+                                                for n in self.names}
         # Which rewards go to workers: parsing ones whose code a fresh process can import.
         self.worker_names = [n for n in self.names if num_workers > 0 and not self.rewards[n].cheap
                              and not self.rewards[n].batched and self.rewards[n].entry.importable]
@@ -143,7 +147,8 @@ class RewardScorer:
     def pool(self) -> WorkerPool | None:
         if self._pool is None and self.worker_names:
             specs = [(self.rewards[n].entry.ref, self.params[n]) for n in self.worker_names]
-            self._pool = WorkerPool(specs, num_workers=self.num_workers, timeout_s=self.timeout_s)
+            self._pool = WorkerPool(specs, num_workers=self.num_workers, timeout_s=self.timeout_s,
+                                    timeouts=[self.item_timeouts[n] for n in self.worker_names])
         return self._pool
 
     def close(self) -> None:
@@ -229,7 +234,7 @@ class RewardScorer:
             self._warmed.add(name)
         t0 = time.perf_counter()
         try:
-            with deadline(self.timeout_s * max(n, 1)):
+            with deadline(self.item_timeouts[name] * max(n, 1)):
                 out = fn(texts, **cols)
         except ItemTimeout:
             return [0.0] * n, [TIMEOUT] * n, time.perf_counter() - t0
@@ -251,7 +256,7 @@ class RewardScorer:
         for j, text in enumerate(texts):
             t0 = time.perf_counter()
             try:
-                with deadline(self.timeout_s):
+                with deadline(self.item_timeouts[name]):
                     v = fn([text], **{k: [c[j]] for k, c in cols.items()})[0]
                 vals.append(None if v is None else float(v))
                 stats.append(OK)

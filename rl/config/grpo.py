@@ -217,7 +217,8 @@ class ScoringConfig:
     """How the rewards are computed (rewards/scorer.py): worker processes, per-item time limit, and when a reward
     that errors is broken rather than unlucky."""
     workers: int = 2  # reward worker processes (0: score in the training process)
-    timeout_s: float = 5.0  # per completion and reward (a batched reward: per completion, for the whole call)
+    timeout_s: float = 5.0  # per completion and reward (a batched reward: per completion, for the whole call); a reward
+    # that bounds its own items gets its `item_timeout_s` when longer (`code`: its per-completion cap + 5 s)
     # stop the run when a reward errors on more than this fraction of the completions of the last `error_window`
     # steps (an error on every completion of one step stops it at once, whatever these say)
     max_error_frac: float = 0.5

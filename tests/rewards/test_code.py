@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from rewards import RewardScorer, get_reward
+from rewards.code_execution import completion_wall_s
+from rewards.code_execution import summarize as code_summarize
 from rewards.code_tests import extract_program, outputs_match, results_match
 from rewards.code_tests import tests_of as parse_tests
 from rewards.sandbox import Sandbox, SandboxError
@@ -65,6 +67,72 @@ def test_fixture_reference_solutions_pass_and_wrong_ones_fail(code, fixture):
         wrong = "def _unused():\n    pass\nprint(0)\n"
         got = code([fence(row["answer"]), fence(wrong), "no code at all"], **columns(row, 3))
         assert got == [1.0, 0.0, 0.0], row["prompt"]
+
+
+# -- the time budget (issue 25 item 8) ------------------------------------------------------------------------------
+@pytest.mark.parametrize("n_tests, per_test_s, cap_s, wall_s", [
+    (1, 2.0, None, 7.0),  # (1 + 2) x 2 + 1
+    (20, 2.0, None, 45.0),  # (20 + 2) x 2 + 1
+    (50, 2.0, None, 60.0),  # 105, capped at the default 30 x 2
+    (200, 2.0, None, 60.0),
+    (200, 0.5, None, 15.0),  # the default cap follows per_test_s: 30 x 0.5
+    (1, 1.0, 2.0, 2.0), (3, 1.0, 100.0, 6.0),  # an explicit cap
+])
+def test_completion_wall_budget(n_tests, per_test_s, cap_s, wall_s):
+    assert completion_wall_s(n_tests, per_test_s, cap_s) == wall_s
+
+
+@pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
+def test_a_correct_program_passes_a_row_of_many_tests_under_the_defaults(warm):
+    """60 tests whose reference solution takes >= 80 ms each (a sleep stands in for the work, so the suite needs
+    >= 4.8 s on any machine): under the old budget (4 s for the whole suite) both rows scored 0.0, counted as
+    sandbox kills; now each test has `per_test_s` (2 s) of budget, capped at 60 s a completion."""
+    reward = get_reward("code", warm=warm)  # the defaults
+    for row in rows("code_many_tests.jsonl"):
+        n = len(parse_tests(row).inputs)
+        assert n == 60
+        assert reward([fence(row["answer"])], **columns(row)) == [1.0], row["prompt"]
+        m = reward.drain_metrics()
+        assert (m["tests_run"], m["tests_passed"]) == (60.0, 60.0)
+        assert m.get("run_timeouts", 0.0) == m.get("sandbox_kills", 0.0) == m.get("tests_not_reached", 0.0) == 0.0
+    if warm:
+        reward._fn.runner.close()
+
+
+def test_tests_not_reached_are_counted_apart_from_kills():
+    # the same 60-test row under a 2 s cap: the run is cut at its budget, which is not a sandbox kill; every test it
+    # did not reach fails and is counted (60 = passed before the cut + not reached: none fails otherwise)
+    row = rows("code_many_tests.jsonl")[0]
+    reward = get_reward("code", timeout_s=2.0, warm=False)
+    assert reward([fence(row["answer"])], **columns(row)) == [0.0]
+    m = reward.drain_metrics()
+    assert m["run_timeouts"] == 1.0 and m.get("sandbox_kills", 0.0) == 0.0
+    assert m["tests_not_reached"] >= 1.0 and m["tests_passed"] + m["tests_not_reached"] == 60.0
+    # a program that kills the harness is a kill; the test it never reported was not reached
+    kill = fence("import os\nos.kill(os.getppid(), 9)\nprint(3)")
+    io = {"inputs": ["1 2\n"], "outputs": ["3\n"]}
+    assert reward([kill], input_output=[io]) == [0.0]
+    m = reward.drain_metrics()
+    assert m["sandbox_kills"] == 1.0 and m.get("run_timeouts", 0.0) == 0.0 and m["tests_not_reached"] == 1.0
+    # a per-test timeout skips the rest of the row: 1 timed out, 2 not reached
+    short = get_reward("code", per_test_s=0.5, warm=False)
+    assert short([fence("while True:\n    pass")], input_output=[{"inputs": ["1"] * 3, "outputs": ["3"] * 3}]) == [0.0]
+    m = short.drain_metrics()
+    assert (m["test_timeouts"], m["tests_not_reached"]) == (1.0, 2.0)
+    assert m.get("run_timeouts", 0.0) == m.get("sandbox_kills", 0.0) == 0.0
+    assert code_summarize(m)["tests_not_reached"] == 2.0  # reported per step as rewards/code/tests_not_reached
+
+
+def test_the_scorer_deadline_follows_the_code_budget():
+    """The scorer's per-item deadline for `code` is its cap + 5 s (65 s at the defaults), not `scoring.timeout_s`
+    (5 s), which would cut the 60-test row's run (>= 4.8 s) and score it 0.0; other rewards keep `timeout_s`."""
+    row = rows("code_many_tests.jsonl")[1]
+    with RewardScorer({"code": {}, "accuracy": 1.0}, num_workers=1, timeout_s=1.0) as scorer:
+        assert scorer.item_timeouts == {"code": 65.0, "accuracy": 1.0}
+        res = scorer.score([fence(row["answer"])], {"test_list": [row["test_list"]], "answer": ["7"]})
+    assert res.per_reward["code"] == [1.0] and res.metrics["rewards/code/timeouts"] == 0.0
+    with RewardScorer({"code": {"timeout_s": 2.0, "per_test_s": 0.5}}, num_workers=0, timeout_s=30.0) as scorer:
+        assert scorer.item_timeouts == {"code": 30.0}  # the larger of the two
 
 
 def test_a_fixture_loaded_as_a_recipe_loads_it(code):
@@ -118,6 +186,25 @@ def test_program_extraction(text, program):
     ("YES", "yes", False), ("", "0", False),
 ])
 def test_stdout_comparison(got, want, same):
+    assert outputs_match(got, want) is same
+
+
+@pytest.mark.parametrize("want, got, same", [
+    # integer tokens compare exactly (LiveCodeBench/APPS): an off-by-one is wrong at any magnitude
+    ("1000000", "1000001", False),  # was True: |1000001 - 1000000| <= 1e-6 * 1000001 under the float tolerance
+    ("1000000", "999999", False), ("123456789", "123456790", False),
+    ("9007199254740993", "9007199254740992", False),  # 2**53 + 1 vs 2**53: equal as floats
+    ("18446744073709551615", "18446744073709551614", False),  # 2**64 - 1 vs 2**64 - 2
+    ("-9223372036854775808", "-9223372036854775808", True), ("18446744073709551615", "18446744073709551615", True),
+    ("1" * 5000, "1" * 4999 + "2", False), ("1" * 5000, "1" * 5000 + " ", True),  # beyond int()'s 4,300 digits
+    ("5", "05", True), ("0", "-0", True), ("7", "+7", True), ("-7", "7", False),  # value, not spelling
+    ("3 1000000\n", "3 1000001\n", False),  # one token of a line
+    # a decimal point or an exponent on either side brings in the tolerance 1e-6 (relative or absolute)
+    ("1.0", "1.0000001", True), ("1", "1.0000001", True), ("1000000", "1000000.5", True),
+    ("1000000.0", "1000001", True),  # the expected output is a float: 1e-6 relative of 1e6 is 1
+    ("1e6", "1000001", True), ("1.0", "1.001", False), ("2.5", "2", False),
+])
+def test_integers_compare_exactly_floats_within_tolerance(want, got, same):
     assert outputs_match(got, want) is same
 
 
@@ -371,6 +458,7 @@ def test_scorer_pool_reports_code_metrics_and_kills_on_its_deadline(warm):
     before = _nobody_processes()
     with RewardScorer({"code": {"timeout_s": 10.0, "per_test_s": 10.0, "warm": warm}}, num_workers=1,
                       timeout_s=1.0) as scorer:
+        scorer.item_timeouts["code"] = 1.0  # below the reward's own 15 s (the pool is built on the first score)
         t0 = time.monotonic()
         res = scorer.score([fence("while True: pass")], {"input_output": cols["input_output"][:1]})
         assert time.monotonic() - t0 < 4.0

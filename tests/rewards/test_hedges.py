@@ -22,6 +22,15 @@ HEDGES = {  # class -> [(answer, gold)]: each scored 1.0 before this rule
               ("x \\in [3, 9]", "9"), ("somewhere within 1 of 5", "5")],
     "inequality": [("at least 4", "4"), ("at most 12", "12"), ("less than 10", "10"), ("no more than 4", "4"),
                    ("x \\geq 4", "4"), ("x > 3", "3"), ("greater than 7", "7"), ("12 or more", "12")],
+    # A bare condition scores 0 (decided with issue 25 item 11): `x = 7 when y = 2` states x for one y only, which is
+    # either the question restated (then the bare value says the same) or a partial answer; and it is how a
+    # piecewise hedge begins (`7 when y = 2, 8 otherwise`). Before, math-verify read such strings to their LAST
+    # number: the two cases marked * scored 1.0. Where a value is attained is said with "attained at/when"
+    # (test_a_justification_after_the_answer_is_not_the_answer).
+    "conditional": [("x = 7 when y = 2", "7"), ("x = 7 when y = 2", "2"),  # * (gold 2)
+                    ("7 when y = 2, 8 otherwise", "8"),  # *
+                    ("7 if n is odd", "7"), ("7, when m = n = 1", "7"),
+                    ("7, attained at m = 1; otherwise 8", "7")],  # another value in the tail: not cut
 }
 
 
@@ -67,6 +76,24 @@ def test_prose_golds_stating_a_property_cannot_be_judged(acc, gold):
     ("<answer> 15, where a = 3 and b = 5 </answer>", "15", 1.0),
     ("So the answer is $\\frac{1}{2}$, as shown above with 4 terms.", "1/2", 1.0),
     ("The answer is 42.", "42", 1.0),
+    # where the value is attained (issue 25 item 11): each scored 0.0 against its gold before, and the first against
+    # the gold 1 scored 1.0 (math-verify read the last number, the witness m = n = 1)
+    ("<answer>7, attained at m = n = 1</answer>", "7", 1.0),
+    ("<answer>7, attained at m = n = 1</answer>", "1", 0.0),
+    ("<answer> 7 (attained at m = n = 1) </answer>", "7", 1.0),
+    ("<answer> 7, achieved when x = 2 </answer>", "7", 1.0),
+    ("<answer> x = 7, which is attained when y = 2 </answer>", "7", 1.0),
+    ("<answer> 7, with equality when a = b = 1 </answer>", "7", 1.0),
+    ("<answer> 7, equality holds iff a = b </answer>", "7", 1.0),
+    ("<answer> 7, attained at m = n = 1 or m = 2 </answer>", "7", 1.0),  # "or" among the witnesses, not the values
+    ("<answer> \\frac{1}{2}, attained at x = 1 </answer>", "1/2", 1.0),
+    ("<answer> 7, since otherwise the sum exceeds 20 </answer>", "7", 1.0),  # "since otherwise" is reasoning
+    # ... and a hedge before the clause is still a hedge
+    ("<answer> 7 or 8, attained at m = n = 1 </answer>", "7", 0.0),
+    ("<answer> between 3 and 9, attained at m = 5 </answer>", "5", 0.0),
+    ("<answer> not 9, attained at m = 1 </answer>", "9", 0.0),
+    ("<answer> 7, attained at m = 1; otherwise 8 </answer>", "8", 0.0),
+    ("<answer> 7, attained at m = 1, or else 8 </answer>", "7", 0.0),
 ])
 def test_a_justification_after_the_answer_is_not_the_answer(acc, text, gold, value):
     assert acc([text], answer=[gold]) == [value]
@@ -75,6 +102,11 @@ def test_a_justification_after_the_answer_is_not_the_answer(acc, text, gold, val
 @pytest.mark.parametrize("s, cut", [
     ("7, since m = n = 1", "7"), ("7 because 3 + 4 = 7", "7"), ("x = 5, where x > 0", "x = 5"),
     ("10; hence the total", "10"), ("x = 5", "x = 5"), ("since 5", "since 5"), ("\\frac{a}{b}", "\\frac{a}{b}"),
+    ("7, attained at m = n = 1", "7"), ("7 attained at m = 1", "7"), ("7 (attained at m = n = 1)", "7"),
+    ("7 (since m = n)", "7"), ("7, with equality at a = b", "7"), ("x = 7, which is achieved when y = 2", "x = 7"),
+    ("7 or 8, attained at m = 1", "7 or 8"), ("x = 7 when y = 2", "x = 7 when y = 2"),
+    ("7, attained at m = 1; otherwise 8", "7, attained at m = 1; otherwise 8"),
+    ("7, since otherwise 8 > 7", "7"),
 ])
 def test_cut_justification(s, cut):
     assert cut_justification(s) == cut
