@@ -97,7 +97,7 @@ class RolloutConfig:
     vllm_server_url: str = "http://127.0.0.1:8000"
     vllm_gpu_memory_utilization: float = 0.3
     vllm_enable_sleep_mode: bool = False
-    timeout_s: float = 600.0
+    timeout_s: float = 600.0  # the longest silence (no progress) of a rollout worker or server, not a batch's length
     seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
     async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/rollout/async_rollouts.py)
     worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)

@@ -65,6 +65,7 @@ class HFEngine:
         self.sync = sync
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.on_progress: Callable[[], None] | None = None  # called once per decoding step (the rollout worker's clock)
 
     def update_weights(self, model: torch.nn.Module, weights=None) -> None:
         self.model = model  # shared tensors: nothing to copy, and `weights` is left unstarted
@@ -130,6 +131,8 @@ class HFEngine:
                                         past_key_values=cache, use_cache=True,
                                         logits_to_keep=1).logits[:, -1]  # [b, V]
             token, logprob = self._sample(logits, params, generator)  # [b], [b]
+            if self.on_progress is not None:
+                self.on_progress()
             token = token.masked_fill(finished, self.pad_id)
             out_tokens[active, t] = token
             out_logprobs[active, t] = logprob

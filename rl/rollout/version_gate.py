@@ -15,8 +15,15 @@ by exactly one version, the one reported, on every rank:
 
 The cost is the usual one of a shared engine: the fastest worker waits for the slowest batch. The store is a
 `torch.distributed.TCPStore` hosted by rank 0's learner process on a free port (`host_gate`); its address reaches
-the other ranks through the learner's process group (`share_address`), and every worker connects as a client. A
-worker that dies leaves the others waiting until `rollout.timeout_s`, then they fail with one line naming the gate.
+the other ranks through the learner's process group (`share_address`), and every worker connects as a client.
+
+Deadlines measure silence, as everywhere in the rollout path: each worker's heartbeat adds its engine's progress to a
+shared counter in the store (`publish`, from the heartbeat thread, over a connection of its own), and a worker waiting
+at the gate starts its `rollout.timeout_s` again whenever the counter moves, and tells its own learner (`on_progress`)
+so that the learner's silence deadline holds too: a rank whose batch is long but progressing keeps the others waiting
+as long as it takes. Progress relayed that way is not published again (waiting workers would otherwise keep one
+another alive forever). A worker that dies or hangs leaves the counter still; the others fail `rollout.timeout_s`
+later with one line naming the gate.
 """
 from __future__ import annotations
 
@@ -45,10 +52,22 @@ def share_address(address, rank: int):
 class VersionGate:
     """A worker's side of the gate. `leader`: the worker that pushes (rank 0's)."""
 
-    def __init__(self, host: str, port: int, workers: int, leader: bool, timeout_s: float, parent_pid: int):
+    def __init__(self, host: str, port: int, workers: int, leader: bool, timeout_s: float, parent_pid: int,
+                 on_progress: Callable[[], None] | None = None):
         import torch.distributed as dist
         self.store = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=timeout_s))
         self.workers, self.leader, self.timeout_s, self.parent_pid = workers, leader, timeout_s, parent_pid
+        self.host, self.port = host, port
+        self.on_progress = on_progress  # told when another worker's progress moves the shared counter
+        self._publisher = None  # the heartbeat thread's own connection
+
+    def publish(self) -> None:
+        """This worker's engine made progress (called from its heartbeat thread, at most once per heartbeat)."""
+        if self._publisher is None:
+            import torch.distributed as dist
+            self._publisher = dist.TCPStore(self.host, self.port, is_master=False,
+                                            timeout=datetime.timedelta(seconds=self.timeout_s))
+        self._publisher.add("progress", 1)
 
     def cross(self, version: int, push: Callable[[], None]) -> None:
         """Arrive for `version`; the leader waits for everyone, runs `push`, opens; the others wait for the opening."""
@@ -64,10 +83,16 @@ class VersionGate:
 
     def _wait(self, ready: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + self.timeout_s
+        seen = self.store.add("progress", 0)
         while not ready():
             if os.getppid() != self.parent_pid:
                 raise RuntimeError(f"learner process gone while waiting for {what}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"waited {self.timeout_s:g}s for {what} (rollout.timeout_s): a rollout worker "
-                                   f"of another rank died or is stuck")
+            progress = self.store.add("progress", 0)
+            if progress != seen:  # another worker is still generating: the deadline starts again
+                seen, deadline = progress, time.monotonic() + self.timeout_s
+                if self.on_progress is not None:
+                    self.on_progress()
+            elif time.monotonic() > deadline:
+                raise RuntimeError(f"waited {self.timeout_s:g}s without progress from any rollout worker for {what} "
+                                   f"(rollout.timeout_s): a rollout worker of another rank died or is stuck")
             time.sleep(0.01)

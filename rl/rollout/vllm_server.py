@@ -49,11 +49,14 @@ def is_main_rank() -> bool:
 class Progress:
     """When anything last happened (monotonic seconds), shared by the threads of one call."""
 
-    def __init__(self):
+    def __init__(self, on_tick=None):
         self.last = time.monotonic()
+        self.on_tick = on_tick  # also told of every tick (the rollout worker's heartbeat, rl/rollout/worker.py)
 
     def tick(self):
         self.last = time.monotonic()
+        if self.on_tick is not None:
+            self.on_tick()
 
     def silent_s(self) -> float:
         return time.monotonic() - self.last
@@ -62,6 +65,14 @@ class Progress:
 def tensor_metadata(name: str, t: torch.Tensor) -> tuple[str, str, list[int]]:
     """(name, dtype, shape) as `update_named_params` announces it (vLLM dtype names: "bfloat16")."""
     return name, str(t.dtype).removeprefix("torch."), list(t.shape)
+
+
+def on_transfer_device(t: torch.Tensor) -> torch.Tensor:
+    """A tensor where the NCCL broadcast reads it: host tensors (a rollout worker's staged weights) move to the
+    current GPU one at a time, as vLLM's packed broadcast takes them, never the whole model at once."""
+    if t.device.type == "cpu" and torch.cuda.is_available():
+        return t.to(torch.cuda.current_device())
+    return t
 
 
 class ServerClient:
@@ -95,6 +106,7 @@ class ServerClient:
         self._nccl = None
         self._metadata: list[tuple[str, str, list[int]]] | None = None  # recorded by the first NCCL push
         self.push_calls = 0  # update_named_params calls so far (the tests count them)
+        self.on_progress = None  # called on every tick of a call's progress clock (set by VLLMEngine)
         if weight_transfer == "disk" and shared_dir is None:
             self._own_dir = self.shared_dir = tempfile.mkdtemp(prefix="vllm_push_")  # same-host server only
 
@@ -149,7 +161,7 @@ class ServerClient:
             batches = [(list(range(len(prompts))), fields_per_prompt[0])]
         else:
             batches = [([i], f) for i, f in enumerate(fields_per_prompt)]
-        progress, live = Progress(), {}
+        progress, live = Progress(self.on_progress), {}
         results: list = [None] * len(batches)
         errors: list[BaseException] = []
         todo = list(range(len(batches)))
@@ -287,6 +299,7 @@ class ServerClient:
         with self._nccl.weight_update():
             for name, t in weights:
                 progress.tick()
+                t = on_transfer_device(t)
                 metadata.append(tensor_metadata(name, t))
                 chunk.append((name, t))
                 size += t.numel() * t.element_size()
@@ -315,7 +328,7 @@ class ServerClient:
                     raise VLLMServerError(f"weight push: tensor {i} is {got}, the first push announced {want}; the "
                                           f"server now waits on a broken transfer: restart the run")
                 i += 1
-                yield name, t
+                yield name, on_transfer_device(t)
             if i != len(expected):
                 raise VLLMServerError(f"weight push sent {i} tensors, the first push {len(expected)}: restart the run")
 
@@ -324,7 +337,7 @@ class ServerClient:
 
     def _with_progress(self, fn, what: str):
         """Run fn(progress) in a daemon thread; VLLMServerError when it goes `timeout_s` without progress."""
-        progress, box = Progress(), {}
+        progress, box = Progress(self.on_progress), {}
 
         def target():
             try:

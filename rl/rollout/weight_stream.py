@@ -24,9 +24,10 @@ bucket). Worked example, bucket 256 bytes, float32 tensors a [10], b [100], c [3
     chunk 1: b[48:100] at byte 0 (208 B; the next aligned offset, 256, leaves no room)
     chunk 2: c[0:3] at byte 0
 
-On the worker side the pieces land in staging tensors (on the worker's own device, allocated once and reused), not
-in the engine's live weights: the worker is generating the next batch with the previous version meanwhile, and
-applies the staged version when the "weights" command comes up in its queue (rl/rollout/worker.py).
+On the worker side the pieces land in staging tensors in host memory (allocated once and reused; never on the
+engine's GPU, where vLLM sized its pool before any push), not in the engine's live weights: the worker is generating
+the next batch with the previous version meanwhile, and applies the staged version when the "weights" command comes
+up in its queue, host tensor by host tensor (rl/rollout/worker.py).
 """
 from __future__ import annotations
 

@@ -10,14 +10,26 @@ learner trains.
 The worker executes commands strictly in order (generate, weights, generate, ...), so a batch submitted before a
 weight push is generated with the older weights: that order is what bounds staleness (rl/rollout/async_rollouts.py).
 
-Failures never hang the learner: every wait polls the worker's liveness and a deadline (`timeout_s`). A worker that
-dies (killed, out of memory) or raises gives `RolloutWorkerError` naming what it was doing; the worker itself exits
-when its parent process disappears.
+Failures never hang the learner: every wait polls the worker's liveness and a deadline on silence (`timeout_s`, the
+recipe's `rollout.timeout_s`): the longest the worker may go without sending anything. While it works the worker
+reports progress: its engine ticks once per decoding step (transformers: one token for every row; vLLM colocated:
+one engine step; server mode: every streamed event), each tensor applied during a push ticks, and a heartbeat thread
+forwards "progress" at most every `heartbeat_s` (1 s, or a quarter of `timeout_s` if that is shorter) while ticks keep
+coming. So a long but healthy 8k-token batch never times out however long it takes, and a worker stuck in one
+place (a hung kernel, a deadlocked engine) sends nothing and fails `timeout_s` later. A worker that dies (killed,
+out of memory) or raises gives `RolloutWorkerError` naming what it was doing; the worker itself exits when its
+parent process disappears.
 
 Weights travel in pieces through one fixed-size shared-memory bucket (rl/rollout/weight_stream.py): the learner
 fills it, sends the layout on a queue of its own and waits until the worker's receiving thread has copied the chunk
 into its staging tensors, then refills it; the engine's live weights change only when the "weights" command comes
-up in the command queue, so the batch being generated meanwhile keeps its version. The learner waits for the
+up in the command queue, so the batch being generated meanwhile keeps its version. The staging tensors are host
+memory (one copy of the model in the engine's dtype), never the engine's GPU: vLLM sizes its pool from
+`gpu_memory_utilization` before any push, and the transformers engine would otherwise hold the model twice on the
+GPU. Applying a version copies each staged tensor from host memory into the engine's own weights (transformers:
+straight into each parameter; vLLM: its layer-wise reload of host tensors; server mode: one tensor at a time to the
+GPU for the NCCL broadcast), so a push adds no model-sized allocation on the worker's GPU; the peaks are in
+docs/performance.md. The learner waits for the
 previous version's acknowledgement before streaming the next into the staging tensors (by then the worker has long
 applied it: pushes are one training step apart). No file descriptors are passed, so a worker that dies
 mid-transfer leaves nothing half-shared behind.
@@ -33,7 +45,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -43,7 +55,7 @@ from rl.rollout.weight_stream import BucketWriter, WeightBucket, copy_chunk
 
 
 class RolloutWorkerError(RuntimeError):
-    """The rollout worker died, raised, or did not answer in time."""
+    """The rollout worker died, raised, or made no progress for `timeout_s`."""
 
 
 @dataclass
@@ -59,12 +71,19 @@ class EngineSpec:
     device: str = "cpu"  # the engine's device inside the worker (cuda:0 = the one GPU its CUDA_VISIBLE_DEVICES names)
     pushes: bool = True  # False: server mode on a rank other than 0 (that rank's worker pushes to the server)
     bucket_bytes: int = 32 * 2 ** 20  # shared-memory bucket of a push (rollout.push_bucket_mb)
+    heartbeat_s: float = 1.0  # the most seconds between two "progress" messages while the engine makes progress
+    # "module:function" building (engine, model or None) from this spec instead of hf/vllm (tests, custom engines)
+    engine_factory: str | None = None
     # (host, port, workers, timeout_s) of the push gate: server mode with several ranks (rl/rollout/version_gate.py)
     gate: tuple | None = None
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # extra VLLMEngine arguments
 
 
 def _build_engine(spec: EngineSpec):
+    if spec.engine_factory:
+        import importlib
+        module, _, name = spec.engine_factory.partition(":")
+        return getattr(importlib.import_module(module), name)(spec)
     from rl.train.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(spec.model_path)
@@ -80,8 +99,9 @@ def _build_engine(spec: EngineSpec):
     raise ValueError(f"unknown rollout engine {spec.engine!r}")
 
 
-def _receive_chunks(chunks, results, staging: dict, device: str) -> None:
-    """The worker's receiving thread: copy each chunk out of the learner's bucket into `staging`, acknowledge it."""
+def _receive_chunks(chunks, results, staging: dict) -> None:
+    """The worker's receiving thread: copy each chunk out of the learner's bucket into `staging` (host memory),
+    acknowledge it."""
     bucket = None
     try:
         while True:
@@ -91,7 +111,7 @@ def _receive_chunks(chunks, results, staging: dict, device: str) -> None:
             _, version, index, block, layout = cmd
             if bucket is None or bucket.name != block:
                 bucket = WeightBucket(block)
-            copy_chunk(bucket, layout, staging, device)
+            copy_chunk(bucket, layout, staging, "cpu")  # never the engine's device (module docstring)
             results.put(("chunk", version, index))
     except BaseException:  # noqa: BLE001 - reported to the learner
         results.put(("error", traceback.format_exc()))
@@ -100,19 +120,64 @@ def _receive_chunks(chunks, results, staging: dict, device: str) -> None:
             bucket.close()
 
 
-def _apply(engine, model, staging: dict, count: int, version: int) -> None:
-    """The staged weights into the engine (`count` tensors were sent; 0: nothing to apply on this rank)."""
+def _ticking(items, tick):
+    """`items`, calling tick() before each (a push's tensors count as progress)."""
+    for item in items:
+        tick()
+        yield item
+
+
+def _apply(engine, model, staging: dict, count: int, version: int, tick=lambda: None) -> None:
+    """The staged weights (host memory) into the engine (`count` tensors were sent; 0: nothing to apply here)."""
     if not count:
         return
     if len(staging) != count:  # every chunk of this version was acknowledged before the command was sent
         raise RuntimeError(f"weights version {version}: {len(staging)} tensors staged, {count} sent")
-    if model is not None:  # transformers engine: copy into its own model
+    if model is not None:  # transformers engine: host -> device straight into its own parameters (no device copy)
         with torch.no_grad():
             params = dict(model.named_parameters())
-            for name, tensor in staging.items():
+            for name, tensor in _ticking(staging.items(), tick):
                 params[name].copy_(tensor)
-    else:  # the engine copies them into its own weights (layer-wise reload)
-        engine.update_weights(None, iter(staging.items()))
+    else:  # the engine copies them into its own weights (layer-wise reload of host tensors; server: NCCL/disk)
+        engine.update_weights(None, _ticking(staging.items(), tick))
+
+
+class _Heartbeat:
+    """The worker's progress clock: `tick()` (this worker's own progress; cheap: called per decoding step), `relay()`
+    (another rank's progress seen at the push gate), and a daemon thread that sends ("progress", ticks) at most every
+    `every_s` seconds, only when something ticked since the last message; own progress also goes to `publish` (the
+    gate's shared counter), relayed progress does not (rl/rollout/version_gate.py)."""
+
+    def __init__(self, results, every_s: float):
+        self.ticks, self.own, self._sent, self._published = 0, 0, 0, 0
+        self.publish = None
+        self._results, self._every_s = results, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="worker-heartbeat")
+        self._thread.start()
+
+    def tick(self) -> None:
+        self.own += 1
+        self.ticks += 1
+
+    def relay(self) -> None:
+        self.ticks += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            ticks, own = self.ticks, self.own
+            if ticks != self._sent:
+                self._sent = ticks
+                self._results.put(("progress", ticks))
+            if own != self._published and self.publish is not None:
+                self._published = own
+                try:
+                    self.publish()
+                except Exception:  # noqa: BLE001 - the gate's own wait reports a broken store
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None:
@@ -121,16 +186,20 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
         spec = EngineSpec(**spec)
         torch.set_num_threads(max(1, spec.threads))
         engine, model = _build_engine(spec)
+        heartbeat = _Heartbeat(results, spec.heartbeat_s)
+        engine.on_progress = heartbeat.tick  # the engine ticks once per decoding step
         version = 0
-        staging: dict[str, torch.Tensor] = {}  # the next version, streamed in while the engine generates
-        receiver = threading.Thread(target=_receive_chunks, args=(chunks, results, staging, spec.device),
+        staging: dict[str, torch.Tensor] = {}  # the next version (host memory), streamed in while the engine generates
+        receiver = threading.Thread(target=_receive_chunks, args=(chunks, results, staging),
                                     daemon=True, name="weight-receiver")
         receiver.start()
         gate = None
         if spec.gate is not None:
             from rl.rollout.version_gate import VersionGate
             host, port, workers, timeout_s = spec.gate
-            gate = VersionGate(host, port, workers, leader=spec.pushes, timeout_s=timeout_s, parent_pid=parent_pid)
+            gate = VersionGate(host, port, workers, leader=spec.pushes, timeout_s=timeout_s, parent_pid=parent_pid,
+                               on_progress=heartbeat.relay)
+            heartbeat.publish = gate.publish
         results.put(("ready", os.getpid()))
         while True:
             try:
@@ -141,6 +210,7 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                 continue
             kind = cmd[0]
             if kind == "stop":
+                heartbeat.stop()
                 chunks.put(None)
                 receiver.join(timeout=10)
                 engine.close()
@@ -148,13 +218,18 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
             if kind == "weights":
                 _, version, count = cmd
                 if gate is not None:  # server mode, several ranks: every worker at this point, rank 0's pushes
-                    gate.cross(version, lambda: _apply(engine, model, staging, count, version))
+                    gate.cross(version, lambda: _apply(engine, model, staging, count, version, heartbeat.tick))
                 else:
-                    _apply(engine, model, staging, count, version)
+                    _apply(engine, model, staging, count, version, heartbeat.tick)
                 results.put(("weights", version))
             elif kind == "state":  # the transformers engine's weights, as the engine holds them (tests, debugging)
                 results.put(("state", {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
                              if model is not None else None))
+            elif kind == "staging":  # bytes of staged weights per device type (tests: host memory only)
+                held: dict[str, int] = {}
+                for t in staging.values():
+                    held[t.device.type] = held.get(t.device.type, 0) + t.numel() * t.element_size()
+                results.put(("staging", held))
             elif kind == "generate":
                 _, job, prompts, params = cmd
                 t0 = time.perf_counter()
@@ -187,6 +262,8 @@ class RolloutWorker:
                  env: dict[str, str] | None = None):
         """`env`: the worker process's environment (rl/rollout/placement.py `worker_env`); None = the learner's."""
         ctx = torch.multiprocessing.get_context("spawn")
+        # several heartbeats per deadline, so that one late heartbeat is not taken for silence
+        spec = replace(spec, heartbeat_s=min(spec.heartbeat_s, timeout_s / 4))
         self.spec = spec
         self.timeout_s = timeout_s
         self.placement = self.gate_store = None  # set by start_rollout_worker
@@ -279,6 +356,8 @@ class RolloutWorker:
         return self.result(self.submit(prompts, params))[0]
 
     def _receive(self, what: str, timeout_s: float) -> tuple:
+        """The worker's next message other than "progress"; `timeout_s` is the longest silence allowed: every
+        message, "progress" included, starts it again (a long job that keeps progressing never times out)."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -288,13 +367,27 @@ class RolloutWorker:
                     raise RolloutWorkerError(f"rollout worker (pid {self._process.pid}) died with exit code "
                                              f"{self._process.exitcode} while {what}") from None
                 if time.monotonic() > deadline:
-                    raise RolloutWorkerError(f"rollout worker (pid {self._process.pid}) did not answer in "
-                                             f"{timeout_s:.0f}s while {what} (rollout.timeout_s)") from None
+                    raise RolloutWorkerError(f"rollout worker (pid {self._process.pid}) made no progress for "
+                                             f"{timeout_s:g}s while {what} (rollout.timeout_s is the longest "
+                                             f"silence allowed)") from None
                 continue
             if message[0] == "error":
                 last = message[1].strip().splitlines()[-1]
                 raise RolloutWorkerError(f"rollout worker failed while {what}: {last}\n{message[1]}")
+            if message[0] == "progress":
+                deadline = time.monotonic() + timeout_s
+                continue
             return message
+
+    def staged_bytes(self) -> dict[str, int]:
+        """Bytes of staged weights the worker holds per device type ("cpu": host memory), after the commands
+        queued before. For tests and debugging."""
+        self._commands.put(("staging",))
+        while True:
+            message = self._receive("reporting its staging memory", self.timeout_s)
+            if message[0] == "staging":
+                return message[1]
+            self._handle(message)
 
     def close(self) -> None:
         if self._process.is_alive():

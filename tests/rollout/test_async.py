@@ -119,3 +119,26 @@ def test_async_recipe_checks(micro_model_dir):
     with pytest.raises(ConfigError, match="dynamic_sampling .* cannot run with rollout.async_steps > 0"):
         load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["rollout.async_steps=1",
                                                               "algorithm.dynamic_sampling=true"])
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_timeout_is_a_deadline_on_silence_not_on_the_whole_job(silent):
+    """rollout.timeout_s = 2 s; a job of 120 steps x 0.05 s = 6 s (3x the deadline). An engine that ticks once per
+    step (heartbeats every 0.5 s) finishes and reports its 6+ s; one that sleeps the same 6 s without a tick (a hung
+    engine) is declared stalled ~2 s in, with one line naming the job."""
+    spec = EngineSpec(engine="hf", model_path="unused", engine_factory="tests.rollout.paced_engine:build",
+                      engine_kwargs={"step_s": 0.05, "silent": silent})
+    w = RolloutWorker(spec, timeout_s=2.0, start_timeout_s=120)
+    try:
+        assert w.spec.heartbeat_s == 0.5  # min(1 s, timeout_s / 4)
+        job = w.submit([[5, 6]], SamplingParams(n=2, max_tokens=120))
+        if silent:
+            with pytest.raises(RolloutWorkerError, match=r"made no progress for 2s while generating job 0 "
+                                                         r"\(rollout.timeout_s is the longest silence allowed\)"):
+                w.result(job)
+        else:
+            groups, version, seconds = w.result(job)
+            assert seconds >= 6.0 > w.timeout_s  # outlived the deadline 3x over, and was not killed
+            assert version == 0 and [len(g) for g in groups] == [2]
+    finally:
+        w.close()

@@ -102,3 +102,13 @@ def test_seeds_reproduce_and_differ(setup):
 def test_filter_logits(top_k, top_p, expected):
     z = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
     torch.testing.assert_close(filter_logits(z, top_k, top_p), torch.tensor([expected]))
+
+
+def test_progress_ticks_once_per_decoding_step(setup):
+    """One prompt, greedy, max_tokens 12: the loop runs one step per completion token (it stops at EOS or at 12),
+    and each step ticks `on_progress` once: the rollout worker's evidence that a long batch is still moving."""
+    tok, model, prompts = setup
+    engine, ticks = HFEngine(model, tok), []
+    engine.on_progress = lambda: ticks.append(1)
+    (c,), = engine.generate(prompts[:1], SamplingParams(n=1, greedy=True, max_tokens=12))
+    assert len(ticks) == len(c.completion_ids) >= 1

@@ -24,7 +24,7 @@ def test_push_waits_for_every_worker_and_the_others_wait_for_the_push(micro_mode
         model = perturbed(micro_model_dir)
         rank1.push_weights(1, model.named_parameters())
         rank1.timeout_s = 2.0
-        with pytest.raises(RolloutWorkerError, match="did not answer in 2s while loading weights version 1"):
+        with pytest.raises(RolloutWorkerError, match="made no progress for 2s while loading weights version 1"):
             rank1._wait_for_version(1)  # at the gate: rank 0 has not arrived
         assert store.add("arrived/1", 0) == 1 and not store.check(["open/1"])
         rank1.timeout_s = 60.0
@@ -43,11 +43,37 @@ def test_a_missing_worker_ends_the_wait_with_one_line():
     store, (host, port) = host_gate("127.0.0.1")
     leader = VersionGate(host, port, workers=2, leader=True, timeout_s=0.5, parent_pid=os.getppid())
     t0 = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"^waited 0.5s for all 2 rollout workers to reach weights version 3 "
-                                           r"\(rollout.timeout_s\): a rollout worker of another rank died or is "
-                                           r"stuck$"):
+    with pytest.raises(RuntimeError, match=r"^waited 0.5s without progress from any rollout worker for all 2 "
+                                           r"rollout workers to reach weights version 3 \(rollout.timeout_s\): a "
+                                           r"rollout worker of another rank died or is stuck$"):
         leader.cross(3, lambda: pytest.fail("pushed without the other worker"))
     assert time.monotonic() - t0 < 5
+
+
+def test_a_slow_but_progressing_worker_is_waited_for_as_long_as_it_takes():
+    """timeout_s = 0.5 s; the other worker (a thread standing for its heartbeat) publishes progress every 0.1 s for
+    2 s (4x the deadline), then arrives: the leader waits, relays the progress to its own learner (on_progress), and
+    pushes once; that progress is not published again by the waiting leader."""
+    import threading
+
+    store, (host, port) = host_gate("127.0.0.1")
+    relayed, pushed = [], []
+    leader = VersionGate(host, port, workers=2, leader=True, timeout_s=0.5, parent_pid=os.getppid(),
+                         on_progress=lambda: relayed.append(1))
+    other = VersionGate(host, port, workers=2, leader=False, timeout_s=0.5, parent_pid=os.getppid())
+
+    def slow_batch():
+        for _ in range(20):
+            time.sleep(0.1)
+            other.publish()
+        store.add("arrived/3", 1)
+
+    thread = threading.Thread(target=slow_batch)
+    thread.start()
+    leader.cross(3, lambda: pushed.append(1))
+    thread.join()
+    assert pushed == [1] and len(relayed) >= 5  # ~20 moves of the counter, some coalesced by the 10 ms poll
+    assert store.add("progress", 0) == 20  # only the generating worker's own progress
 
 
 def _gate_rank(rank, init_file, results):

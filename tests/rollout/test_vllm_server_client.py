@@ -225,3 +225,33 @@ def test_a_push_without_progress_times_out(monkeypatch):
         with pytest.raises(VLLMServerError, match="made no progress for 0.5s"):
             client.push(stalling())
         assert time.monotonic() - t0 < 2.0
+
+
+def test_streamed_events_and_engine_steps_tick_the_callers_progress():
+    """The rollout worker's heartbeat hears the engine's progress: a server stream of 5 tokens for n = 2 ticks
+    `on_progress` once per line read (at least one per token event), and a colocated engine's steps tick it once per
+    `llm_engine.step()` (vllm_adapter._stepping; the class's own step is back afterwards)."""
+    ticks = []
+    with fake_server(length=5) as server:
+        client = ServerClient(server.url, timeout_s=5, weight_transfer="disk", shared_dir=None)
+        client.on_progress = lambda: ticks.append(1)
+        client.generate([[10]], [va.server_sampling_fields(seed=None, **FIELDS)], 2)
+        client.close()
+    assert len(ticks) >= 5
+
+    class Engine:
+        def step(self):
+            return "stepped"
+
+    class LLM:
+        llm_engine = Engine()
+
+        def generate(self):
+            return [self.llm_engine.step() for _ in range(7)]
+
+    llm, steps = LLM(), []
+    with va._stepping(llm, lambda: steps.append(1)):
+        assert llm.generate() == ["stepped"] * 7
+    assert len(steps) == 7 and "step" not in vars(llm.llm_engine)
+    llm.generate()
+    assert len(steps) == 7

@@ -112,3 +112,21 @@ def test_a_worker_that_does_not_push_only_advances_its_version(micro_model_dir):
         assert all(torch.equal(before[n], t) for n, t in worker.engine_weights().items())
     finally:
         worker.close()
+
+
+def test_the_worker_stages_pushes_in_host_memory_never_on_its_engines_device(micro_model_dir):
+    """The engine on "meta" (a stand-in for the GPU this machine lacks: shapes, no storage), a push through a 4 KiB
+    bucket: every chunk <= 4,096 B, the staged copy (the whole model in the engine's dtype: payload bytes) is host
+    memory, and 0 bytes are staged on the engine's device (before: the whole model there, beside vLLM's pool or the
+    transformers engine's own copy). The host tensors are then copied into the engine's parameters in place."""
+    worker = RolloutWorker(EngineSpec(engine="hf", model_path=str(micro_model_dir), device="meta",
+                                      bucket_bytes=4096), timeout_s=120)
+    try:
+        model = perturbed(micro_model_dir)
+        worker.push_weights(1, model.named_parameters())
+        worker._wait_for_version(1)  # applied: the meta parameters took the host tensors
+        payload = sum(p.numel() for p in model.parameters()) * 4
+        assert worker.staged_bytes() == {"cpu": payload}
+        assert worker.last_push["peak_bytes"] == 4096 and worker.last_push["chunks"] >= payload / 4096
+    finally:
+        worker.close()

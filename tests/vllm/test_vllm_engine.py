@@ -38,6 +38,20 @@ def prompts(tok):
             tok("A conversation")["input_ids"]]
 
 
+def test_engine_steps_tick_progress(engine, prompts):
+    """The rollout worker's silence deadline hears vLLM: one `on_progress` per engine step (every step decodes one
+    token of every running request; the first also prefills), so at least one per token of the longest completion."""
+    ticks = []
+    engine.on_progress = lambda: ticks.append(1)
+    try:
+        groups = engine.generate(prompts[:1], SamplingParams(n=1, greedy=True, max_tokens=10))
+    finally:
+        engine.on_progress = None
+    assert len(ticks) >= len(groups[0][0].completion_ids) >= 1
+    engine.generate(prompts[:1], SamplingParams(n=1, greedy=True, max_tokens=10))
+    assert "step" not in vars(engine._llm.llm_engine)  # the engine's own step is back
+
+
 def hf_logprobs(model, prompt_ids, completion_ids, temperature):
     """log_softmax(logits / T) of each completion token under a plain transformers forward."""
     ids = torch.tensor([list(prompt_ids) + list(completion_ids)])
