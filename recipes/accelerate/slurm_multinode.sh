@@ -36,7 +36,7 @@ srun --nodes=1 --ntasks=1 -w "$VLLM_NODE" --export=ALL,VLLM_SERVER_DEV_MODE=1 \
         --tensor-parallel-size "$VLLM_TP" --data-parallel-size "$VLLM_DP" --gpu-memory-utilization 0.9 --dtype bfloat16 \
         --logprobs-mode processed_logprobs --max-logprobs -1 \
         --weight-transfer-config '{"backend": "nccl"}' \
-        --worker-extension-cls rl.rollout.vllm_adapter.WorkerExtension &
+        --worker-extension-cls rl.rollout.engines.vllm_adapter.WorkerExtension &
 SERVER_PID=$!
 
 # 2) wait until it is healthy (the learner checks again, with a timeout)

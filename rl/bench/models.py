@@ -108,7 +108,7 @@ def build_bench_model(spec: BenchSpec | str, cache_dir: Path | None = None, toke
     else:
         name = "custom"
     if tokenizer_dir is None:
-        from rl.train.models import resolve_model_path
+        from rl.tiny.sources import resolve_model_path
         tokenizer_dir = resolve_model_path("tiny")
     from rl.train.models import load_tokenizer
     from rl.tiny.build import publish_model_dir

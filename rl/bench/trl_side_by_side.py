@@ -55,7 +55,7 @@ WORKLOADS = ("tiny", "qwen2-22m")
 
 def model_path(workload: str) -> str:
     if workload == "tiny":
-        from rl.train.models import resolve_model_path
+        from rl.tiny.sources import resolve_model_path
         return resolve_model_path("tiny")
     from rl.bench.models import build_bench_model
     return str(build_bench_model(workload))
@@ -75,7 +75,7 @@ def our_overrides(path: str, steps: int, output_dir: str) -> list[str]:
 def step_prompts(cfg, steps: int) -> list[dict]:
     """The examples our loop draws for steps 1..steps, in order (what TRL gets as its unshuffled dataset)."""
     from data.loading import load_examples
-    from rl.rollout.collect import PromptSampler
+    from rl.rollout.episodes.collect import PromptSampler
     d = cfg.data
     rows = load_examples(d.train, d.train_split, prompt_column=d.prompt_column, answer_column=d.answer_column,
                          num_train=d.num_train, num_test=d.num_test, seed=d.seed)
@@ -106,10 +106,10 @@ def _profile_steps(main, argv: list[str], steps: int, out: str) -> None:
     """cProfile of steps 2..N only: enabled at the 2nd `collect_episodes`, disabled after the last `Learner.step`."""
     import cProfile
 
-    import rl.rollout.collect
+    import rl.rollout.episodes.collect
     import rl.train.learner
     prof, calls = cProfile.Profile(), {"collect": 0, "learn": 0}
-    collect, learn = rl.rollout.collect.collect_episodes, rl.train.learner.Learner.step
+    collect, learn = rl.rollout.episodes.collect.collect_episodes, rl.train.learner.Learner.step
 
     def collect_wrapped(*a, **k):
         calls["collect"] += 1
@@ -123,7 +123,7 @@ def _profile_steps(main, argv: list[str], steps: int, out: str) -> None:
         if calls["learn"] == steps:
             prof.disable()
         return result
-    rl.rollout.collect.collect_episodes, rl.train.learner.Learner.step = collect_wrapped, learn_wrapped
+    rl.rollout.episodes.collect.collect_episodes, rl.train.learner.Learner.step = collect_wrapped, learn_wrapped
     main(argv)
     prof.dump_stats(out)
 

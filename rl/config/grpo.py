@@ -99,10 +99,10 @@ class RolloutConfig:
     vllm_enable_sleep_mode: bool = False
     timeout_s: float = 600.0  # the longest silence (no progress) of a rollout worker or server, not a batch's length
     seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
-    async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/rollout/async_rollouts.py)
+    async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/rollout/episodes/async_rollouts.py)
     worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
     # async: each rank's worker on its learner's GPU (shared) or on a GPU of its own (dedicated: 2x the GPUs)
-    worker_devices: str = "shared"  # shared | dedicated   (rl/rollout/placement.py)
+    worker_devices: str = "shared"  # shared | dedicated   (rl/rollout/engines/placement.py)
     push_bucket_mb: int = 32  # async: the shared-memory bucket weights stream through (per rank, in /dev/shm)
     group_size: int = 8  # G completions per prompt
     max_prompt_length: int = 512
@@ -214,7 +214,7 @@ class LoggingConfig:
 
 @dataclass
 class ScoringConfig:
-    """How the rewards are computed (rewards/scorer.py): worker processes, per-item time limit, and when a reward
+    """How the rewards are computed (rewards/scoring/scorer.py): worker processes, per-item time limit, and when a reward
     that errors is broken rather than unlucky."""
     workers: int = 2  # reward worker processes (0: score in the training process)
     timeout_s: float = 5.0  # per completion and reward (a batched reward: per completion, for the whole call); a reward
@@ -325,7 +325,7 @@ class GRPOConfig:
 
 def check_eval_rewards(spec: Any) -> None:
     """eval_rewards: known slots, registered rewards (built later, in set_up: the code reward starts a sandbox)."""
-    from rewards.registry import EVAL_SLOTS, resolve
+    from rewards.scoring.registry import EVAL_SLOTS, resolve
 
     if not isinstance(spec, dict):
         raise ConfigError(f"eval_rewards: expected a mapping of {', '.join(EVAL_SLOTS)} to parameters, got {spec!r}")
@@ -345,7 +345,7 @@ def check_reward_columns(spec: dict, example: dict) -> None:
     """One-line ConfigError at start-up when a reward needs a column the data (after data.columns) do not have,
     instead of a ValueError at the first step, after the models loaded."""
     from rewards import get_reward
-    from rewards.scorer import missing_columns
+    from rewards.scoring.scorer import missing_columns
 
     available = {**example, "prompts": None, "completion_length": None}
     for name, value in spec.items():

@@ -1,32 +1,23 @@
-"""Rollouts: engines behind one interface, and everything that turns prompts into scored episodes.
+"""Rollouts: how prompts become scored episodes, in two subpackages (imports point from episodes to engines):
 
-base.py (the RolloutEngine protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM: the only vllm import)
-+ vllm_server.py (the client of a rollout server: streamed requests, many in flight),
-worker.py (an engine in its own process; placement.py where it runs, weight_stream.py the bucketed weight push,
-version_gate.py the push gate of server mode with several ranks), collect.py (prompt sampling, generation, scoring, dynamic sampling),
-async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out evaluation),
-bench.py (engine throughput). `make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).
+engines/   the engines behind one interface (`RolloutEngine` in base.py; `make_engine` chooses one from the recipe's
+           `rollout.engine`): hf.py (transformers), vllm.py + vllm_adapter.py (vLLM colocated: the only vllm import),
+           vllm_server.py (the client of a rollout server), worker.py (an engine in its own process; placement.py
+           where it runs, weight_stream.py the bucketed weight push, version_gate.py the server push gate),
+           bench.py (engine throughput), install_vllm.sh. An engine turns token ids into token ids; it knows
+           nothing of prompts, rewards or groups.
+episodes/  the code that turns prompts into episodes: collect.py (prompt sampling, generation, scoring, dynamic
+           sampling), async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out
+           evaluation). Multi-turn episodes (an assistant turn, a tool call or environment step, its observation
+           appended as token ids, the next turn) will live here too, as episodes/multi_turn.py beside collect.py;
+           the tools they call (functions with JSON schemas, the sandboxed python tool) in rl/rollout/episodes/tools/
+           and environments in rl/rollout/episodes/environments/, both built on the top-level `sandbox` package.
 
-Imports: rl.core, rl.train (weights to push, model loading), rl.config, rewards, data. Never the stages
-(tests/test_layout.py).
+Imports: rl.core, rl.train (weights to push, model loading), rl.config, rewards, data, sandbox. Never the stages
+(tests/test_layout.py); engines never import episodes.
 """
 from __future__ import annotations
 
+from rl.rollout.engines import make_engine
 
-def make_engine(rollout_cfg, model, tokenizer, model_path: str, seed: int = 0, max_model_len: int = 2048,
-                dtype: str = "float32", autocast=None, sync=None):
-    """`autocast`: the learner's autocast context factory (the transformers engine samples in the learner's compute
-    dtype); `sync`: rl.train.distributed.DecodeSync when the learner shards its parameters (transformers engine only)."""
-    if rollout_cfg.engine == "hf":
-        from rl.rollout.hf import HFEngine
-        return HFEngine(model, tokenizer, autocast=autocast, sync=sync)
-    if rollout_cfg.engine == "vllm":
-        from rl.rollout.vllm import VLLMEngine
-        return VLLMEngine(model_path, tokenizer, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                          gpu_memory_utilization=rollout_cfg.vllm_gpu_memory_utilization,
-                          enable_sleep_mode=rollout_cfg.vllm_enable_sleep_mode, mode=rollout_cfg.vllm_mode,
-                          server_url=rollout_cfg.vllm_server_url, timeout_s=rollout_cfg.timeout_s,
-                          seed_mode=rollout_cfg.seed_mode, max_in_flight=rollout_cfg.vllm_max_in_flight,
-                          **({"tensor_parallel_size": rollout_cfg.tensor_parallel_size}
-                             if rollout_cfg.tensor_parallel_size > 1 else {}))
-    raise ValueError(f"unknown rollout engine {rollout_cfg.engine!r}; valid: hf, vllm")
+__all__ = ["make_engine"]

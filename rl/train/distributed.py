@@ -239,7 +239,7 @@ def shards_parameters(accelerator) -> bool:
 
 class DecodeSync:
     """Lock-step decoding for the transformers engine when parameters are sharded (ZeRO-3, FSDP): ranks agree on
-    the number of decoding loops and steps, so every rank runs every collective forward (see rl/rollout/hf.py)."""
+    the number of decoding loops and steps, so every rank runs every collective forward (see rl/rollout/engines/hf.py)."""
 
     def __init__(self, accelerator):
         self.device = accelerator.device

@@ -1,29 +1,36 @@
-"""Loading policy/reference models and tokenizers (I/O). `tiny` resolves to the project's cached tiny base model."""
+"""Loading policy/reference models and tokenizers (I/O).
+
+Named models that are built rather than found (the miniature world's `tiny`, `tiny-student`, ...) reach the loader as
+*model sources*: a mapping from a name to a function that builds (or finds cached) the model directory, given by the
+caller (the stages pass rl.tiny.sources.TINY_SOURCES, through its `resolve_model_path`). The machinery never imports
+the tiny world itself (tests/test_layout.py).
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-TINY_NAMES = ("tiny", "tiny-init", "tiny-student", "tiny-student-init", "tiny-code")
+ModelSources = Mapping[str, Callable[[], "str | Path"]]
+NO_SOURCES: ModelSources = MappingProxyType({})
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def resolve_model_path(name_or_path: str, sources: ModelSources = NO_SOURCES) -> str:
     """A model directory for a recipe's `model.name_or_path`:
 
-    - `tiny` / `tiny-init`: the tiny base model (pretrained / untrained), built on first use and cached;
-    - `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
-    - `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy);
+    - a name in `sources`: what its builder returns (e.g. rl.tiny.sources.TINY_SOURCES["tiny"] builds the tiny base
+      model on first use and returns its cached directory);
     - a run directory: its `model/` if SFT wrote one, else its latest checkpoint;
     - anything else (a model dir, a hub id) as it is.
     """
-    if name_or_path in TINY_NAMES:
-        from rl.tiny.build import NAMED_SPECS, build_tiny_model
-        return str(build_tiny_model(NAMED_SPECS[name_or_path]))
+    if name_or_path in sources:
+        return str(sources[name_or_path]())
     path = Path(name_or_path)
     if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
         if (path / "model" / "config.json").is_file():
@@ -63,10 +70,10 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 
 
-def check_model_source(name_or_path: str, key: str = "model.name_or_path") -> None:
+def check_model_source(name_or_path: str, key: str = "model.name_or_path", sources: ModelSources = NO_SOURCES) -> None:
     """A one-line ConfigError, before anything is loaded or written, when `name_or_path` cannot be a model:
 
-    - a tiny name: always fine (built on first use);
+    - a name in `sources` (e.g. `tiny`): always fine (built on first use);
     - an existing directory: it must be a model (config.json / adapter_config.json), or a run directory with a
       `model/` or a checkpoint;
     - otherwise it must be a hub id (`org/name`), and while offline (HF_HUB_OFFLINE=1) one in the local cache:
@@ -74,7 +81,7 @@ def check_model_source(name_or_path: str, key: str = "model.name_or_path") -> No
     """
     from rl.config.recipe import ConfigError
 
-    if name_or_path in TINY_NAMES:
+    if name_or_path in sources:
         return
     path = Path(name_or_path).expanduser()
     if path.is_dir():

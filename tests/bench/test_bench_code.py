@@ -9,7 +9,7 @@ Cases (every completion is correct, so every test runs):
 
 each measured sequentially (the reward function in this process, 16 completions per round) and as one step of 64
 completions through the RewardScorer's pool of 2 workers (the wait a training step sees), both `warm` (the default:
-one warm sandbox per process, rewards/warm_sandbox.py) and `cold` (`warm: false`, a fresh sandbox per completion).
+one warm sandbox per process, sandbox/warm.py) and `cold` (`warm: false`, a fresh sandbox per completion).
 """
 from __future__ import annotations
 

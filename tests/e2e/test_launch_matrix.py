@@ -19,7 +19,7 @@ catch what goes wrong: updates rounding away in bf16 weights (few weights moved)
 ranks (ratio ~0.5 or ~2). Exact equality of 2 processes and 1 (fp32) and of bf16 and fp32 learner updates at lr 1e-6
 are tests/e2e/test_strategies.py's.
 
-Asynchronous cells (`rollout.async_steps=1`, 3 steps): each rank starts its own rollout worker (rl/rollout/placement.py:
+Asynchronous cells (`rollout.async_steps=1`, 3 steps): each rank starts its own rollout worker (rl/rollout/engines/placement.py:
 on CPU both on "cpu"; on a GPU node each on its own GPU), weights stream to it through a 32 MiB shared-memory bucket
 after every step, and the engine loads in model.dtype. Per-rank staleness and versions are read from the reduced
 metrics: `_mean` is averaged over the ranks and `_max` max-reduced, so mean == max means every rank had that value.
@@ -92,7 +92,7 @@ def cell(strategy, dtype, tmp, async_steps=0):
 
 def weights(ckpt):
     """(base weights, the checkpoint's weights, their common names): the tiny base model and a cell's final one."""
-    from rl.train.models import resolve_model_path
+    from rl.tiny.sources import resolve_model_path
     w0 = load_file(os.path.join(resolve_model_path("tiny"), "model.safetensors"))
     w = load_file(ckpt / "model.safetensors")
     keys = sorted(k for k in w0 if k in w)

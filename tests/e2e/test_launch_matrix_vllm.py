@@ -16,7 +16,7 @@ Each cell must start, train 2 steps and log them, and its engine must sample fro
   masters, so they differ by bf16 rounding: measured on 2026-12-02 mean 0.0007-0.0019, max 0.04-0.08 nats. Bounds:
   mean < 0.01 (a missed push or a wrong weight name gives ~0.1+), max < 0.5.
 
-- async_steps=1 (DDP fp32, ZeRO-3 bf16): each rank's vLLM engine in its own worker process (rl/rollout/placement.py),
+- async_steps=1 (DDP fp32, ZeRO-3 bf16): each rank's vLLM engine in its own worker process (rl/rollout/engines/placement.py),
   3 steps: versions 0, 0, 1 and staleness 0, 1, 1 (max-reduced over ranks, so every rank), as the transformers
   async cells of test_launch_matrix.py.
 

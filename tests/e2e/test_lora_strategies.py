@@ -94,7 +94,7 @@ def test_lora_save_then_resume_continues_exactly(strategy, micro_model_dir, tmp)
 def test_lora_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     """rl/grpo.py with LoRA under ZeRO-3 / FSDP2 on 2 processes, the transformers engine decoding with the sharded
     peft model (lock-step), evaluation on all ranks, a KL term to the adapters-disabled base, adapter checkpoints."""
-    from rl.train.models import resolve_model_path
+    from rl.tiny.sources import resolve_model_path
     from rl.train.tracking import read_metrics
     from tests.e2e.test_strategies import grpo_overrides, launch_grpo
     out = tmp / f"grpo_lora_{strategy}"

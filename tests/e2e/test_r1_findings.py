@@ -74,7 +74,7 @@ def test_r1_stops_the_language_mixing_that_r1_zero_learns(r1_zero, r1):
 
 def test_distilling_r1_beats_grpo_on_the_small_model(r1, tmp_path):
     from rl.evaluate import evaluate_model
-    from rl.train.models import resolve_model_path
+    from rl.tiny.sources import resolve_model_path
     student = resolve_model_path("tiny-student")  # built once (~2 min on 2 quiet cores), then cached
     python("rl/distill.py", "recipes/tiny/distill.yaml", f"output_dir={tmp_path / 'distill'}",
            f"teacher.name_or_path={r1}", f"student.name_or_path={student}")

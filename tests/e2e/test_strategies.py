@@ -209,7 +209,7 @@ def test_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     lock-step decoding, evaluation on all ranks), DAPO dynamic sampling (ranks refill different numbers of prompts
     through the collective sampler), gathered weight pushes and checkpoints. ZeRO-3 also resumes from checkpoint-2
     (after deleting checkpoint-3) and must redo step 3 exactly, sampler position included."""
-    from rl.train.models import resolve_model_path
+    from rl.tiny.sources import resolve_model_path
     from rl.train.tracking import read_metrics
     model = resolve_model_path("tiny")  # the tiny base model: rewards vary, so groups are kept and dropped
     out = tmp / f"grpo_{strategy}"

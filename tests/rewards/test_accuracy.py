@@ -6,7 +6,7 @@ import time
 import pytest
 
 from rewards import get_reward
-from rewards import math_accuracy as ma
+from rewards.math import accuracy as ma
 
 ACC = get_reward("accuracy", timeout_s=1.0)
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from rewards import RewardScorer, get_reward
-from rewards.code_execution import completion_wall_s
-from rewards.code_execution import summarize as code_summarize
-from rewards.code_tests import extract_program, outputs_match, results_match
-from rewards.code_tests import tests_of as parse_tests
-from rewards.sandbox import Sandbox, SandboxError
-from rewards.warm_sandbox import PROCESSES, WarmSandbox
+from rewards.code.execution import completion_wall_s
+from rewards.code.execution import summarize as code_summarize
+from rewards.code.cases import extract_program, outputs_match, results_match
+from rewards.code.cases import tests_of as parse_tests
+from sandbox.bwrap import Sandbox, SandboxError
+from sandbox.warm import PROCESSES, WarmSandbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[2]
@@ -397,7 +397,7 @@ def test_the_snooping_program_would_find_the_tests_in_a_dumpable_judge(monkeypat
     """The "read the tests" hack is not vacuous: with the judge left dumpable (no PR_SET_DUMPABLE 0) the program
     reads the expected values out of the judge's memory through /proc/<pid>/mem and passes every test. Cold only: in
     the warm sandbox the zygote is non-dumpable and every harness inherits that, so the weakened harness stays safe."""
-    import rewards.code_execution as ce
+    import rewards.code.execution as ce
     weak = ce.HARNESS.replace("        no_dump()  # before", "        pass  # before")
     assert weak != ce.HARNESS
     monkeypatch.setattr(ce, "HARNESS", weak)

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from rewards import get_reward
-from rewards.countdown import evaluate
+from rewards.math.countdown import evaluate
 
 CD = get_reward("countdown")
 NUMS, TARGET = [6, 4, 3], 30

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rewards import RewardScorer, get_reward
-from rewards import math_accuracy as ma
+from rewards.math import accuracy as ma
 
 ACC = get_reward("accuracy", timeout_s=2.0)
 

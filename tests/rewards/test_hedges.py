@@ -1,11 +1,11 @@
 """Hedged math answers earn nothing unless the gold is itself a set, interval or inequality; a prose gold that states
-a property is not judged; a stated answer followed by its justification is the stated answer (rewards/hedges.py)."""
+a property is not judged; a stated answer followed by its justification is the stated answer (rewards/math/hedges.py)."""
 from __future__ import annotations
 
 import pytest
 
 from rewards import get_reward
-from rewards.hedges import cut_justification, hedge_kind
+from rewards.math.hedges import cut_justification, hedge_kind
 
 
 @pytest.fixture(scope="module")

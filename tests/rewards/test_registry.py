@@ -9,7 +9,7 @@ import pytest
 
 import rewards
 from rewards import REWARDS, get_reward, register_reward
-from rewards.registry import _REGISTRY
+from rewards.scoring.registry import _REGISTRY
 
 BUILTINS = ["accuracy", "format", "tag_count", "reasoning_steps", "cosine", "repetition", "soft_overlong", "countdown", "code",
             "language_consistency", "boxed_format"]
@@ -88,9 +88,9 @@ def test_register_reward_decorator():
                 REWARDS.remove(name)
 
 
-MODULES = ["rewards", "rewards.registry", "rewards.extract", "rewards.deadline", "rewards.math_accuracy",
-           "rewards.format", "rewards.length", "rewards.repetition", "rewards.countdown", "rewards.scorer",
-           "rewards.pool", "rewards.normalize"]
+MODULES = ["rewards", "rewards.scoring.registry", "rewards.extract", "rewards.scoring.deadline", "rewards.math.accuracy",
+           "rewards.form.format", "rewards.form.length", "rewards.form.repetition", "rewards.math.countdown", "rewards.scoring.scorer",
+           "rewards.scoring.pool", "rewards.math.normalize"]
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -267,8 +267,8 @@ def test_an_error_budget_over_several_batches():
 def test_item_deadlines_per_reward():
     """Each reward's per-item deadline is the scorer's `timeout_s`, or the reward's own `item_timeout_s` when that is
     longer (the `code` reward's: tests/rewards/test_code.py::test_the_scorer_deadline_follows_the_code_budget)."""
-    from rewards.pool import WorkerPool
+    from rewards.scoring.pool import WorkerPool
     with RewardScorer({"accuracy": 1.0, "format": 1.0}, num_workers=0, timeout_s=3.0) as scorer:
         assert scorer.item_timeouts == {"accuracy": 3.0, "format": 3.0}  # neither declares one
     with pytest.raises(ValueError, match="2 timeouts for 1 reward specs"):
-        WorkerPool([("rewards.math_accuracy:make_accuracy", {})], num_workers=1, timeouts=[1.0, 2.0])
+        WorkerPool([("rewards.math.accuracy:make_accuracy", {})], num_workers=1, timeouts=[1.0, 2.0])

@@ -310,9 +310,9 @@ def test_parallel_settings_are_checked(overrides, message):
 def test_make_engine_passes_tensor_parallel_size_to_vllm(monkeypatch):
     """The colocated engine gets tensor_parallel_size (to vllm.LLM through VLLMEngine's **vllm_kwargs) and the
     in-flight bound; TP > 1 itself needs GPUs and is not run here."""
-    import rl.rollout.vllm as vllm_mod
+    import rl.rollout.engines.vllm as vllm_mod
     from rl.config.grpo import RolloutConfig
-    from rl.rollout import make_engine
+    from rl.rollout.engines import make_engine
     seen = {}
     monkeypatch.setattr(vllm_mod, "VLLMEngine", lambda path, tok, **kw: seen.update(kw) or "engine")
     r = RolloutConfig(engine="vllm", tensor_parallel_size=4, vllm_max_in_flight=512)

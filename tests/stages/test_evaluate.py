@@ -8,7 +8,7 @@ import pytest
 from rl.core.episode import Completion
 from rl.core.eval_metrics import majority_correct, pass_at_k, sampled_metrics
 from rl.evaluate import BENCHMARKS, load_benchmark, markdown_table, write_report
-from rl.rollout.evaluation import evaluate_sampled
+from rl.rollout.episodes.evaluation import evaluate_sampled
 
 
 @pytest.mark.parametrize("n, c, k, expected", [
@@ -40,7 +40,7 @@ def test_majority_votes_on_values_not_strings():
     (math-verify through the accuracy reward) 1/2 wins 3-2."""
     from rewards import get_reward
     from rl.core.eval_metrics import answer_classes
-    from rl.rollout.evaluation import same_value_by
+    from rl.rollout.episodes.evaluation import same_value_by
 
     answers = ["\\dfrac{1}{2}", "\\frac13", "0.5", "\\frac13", "\\frac12"]
     correct = [1, 0, 1, 0, 1]  # gold 1/2
@@ -96,7 +96,7 @@ def test_evaluate_sampled_with_the_real_rewards():
 
 
 def test_mixed_language_share_by_hand():
-    from rl.rollout.evaluation import mixed_language_frac
+    from rl.rollout.episodes.evaluation import mixed_language_frac
     texts = ["<think> 先算 4*5=20, 再算 3+20=23 </think> <answer> 23 </answer>",  # mixed (CJK words in the chain)
              "<think> 4*5=20, 3+20=23 </think> <answer> 23 </answer>",  # no words: not mixed
              "<think> first 4*5=20 </think> 23",  # English words only

@@ -14,7 +14,7 @@ def test_exported_student_shape_model_generates_in_vllm(tmp_path):
 
     from rl.core.episode import SamplingParams
     from rl.export import export
-    from rl.rollout.vllm import VLLMEngine
+    from rl.rollout.engines.vllm import VLLMEngine
     from rl.tiny.build import TINY_STUDENT
     from rl.tiny.build import TinySpec, build_tiny_model
 

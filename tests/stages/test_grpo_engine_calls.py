@@ -1,7 +1,7 @@
 """The order in which rl/grpo.py drives a synchronous rollout engine (issue 16, defect 5): per step the rollouts
 (every dynamic-sampling round), then `release_memory(weights_follow=True)` (vLLM sleep mode frees the GPU: level 2,
 since the push follows), then the learner's update, then the push. The engine here is the transformers engine behind
-a recording proxy; tests/rollout/test_vllm_sleep.py shows what the vLLM engine does with each call."""
+a recording proxy; tests/rollout/engines/test_vllm_sleep.py shows what the vLLM engine does with each call."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -43,8 +43,8 @@ def test_student_spec_shares_the_tokenizer_settings():
     from dataclasses import asdict
 
     from rl.tiny.build import NAMED_SPECS
-    from rl.train.models import TINY_NAMES
-    assert set(NAMED_SPECS) == set(TINY_NAMES)
+    from rl.tiny.sources import TINY_NAMES
+    assert TINY_NAMES == ("tiny", "tiny-init", "tiny-student", "tiny-student-init", "tiny-code")  # the recipes' names
     base, student = asdict(NAMED_SPECS["tiny"]), asdict(NAMED_SPECS["tiny-student"])
     tokenizer_keys = ("vocab_size", "num_docs", "p_careful", "p_strict", "p_mixed", "seed", "world")  # the corpus's
     assert base["p_mixed"] > 0 and all(asdict(NAMED_SPECS[n])[k] == base[k] for n in ("tiny-init", "tiny-student-init")
@@ -95,7 +95,7 @@ DATASETS = {  # fixture -> (prompt column, [(a right completion, a wrong complet
 def test_dataset_golds_score_through_a_recipe(fixture):
     from data.loading import load_examples
     from rewards import RewardScorer
-    from rl.rollout.collect import reward_columns
+    from rl.rollout.episodes.collect import reward_columns
     from rl.config.grpo import GRPOConfig
     prompt_column, pairs = DATASETS[fixture]
     path = FIXTURES / fixture

@@ -171,7 +171,7 @@ def trained(model_dir, steps=2):
 
 
 def test_pushed_weights_are_base_plus_scaled_BA_and_the_engine_decodes_them(micro_model_dir):
-    from rl.rollout.hf import HFEngine
+    from rl.rollout.engines.hf import HFEngine
 
     learner, tok = trained(micro_model_dir)
     base = load_causal_lm(str(micro_model_dir))

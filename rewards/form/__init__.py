@@ -1,0 +1,2 @@
+"""Rewards on the form of a completion rather than its correctness: format.py (`format`, `tag_count`,
+`reasoning_steps`), length.py (`cosine`, `soft_overlong`), language.py (`language_consistency`), repetition.py."""

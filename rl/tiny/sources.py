@@ -1,0 +1,30 @@
+"""The miniature world's models as named *model sources* for the loader (rl.train.models), which never imports
+this package: the stages resolve `model.name_or_path` through the two functions below.
+
+    >>> resolve_model_path("tiny")          # built on first use (minutes), then cached under $R1_CACHE
+    '/.../.cache/tiny-<hash>'
+    >>> resolve_model_path("runs/r1")       # not a tiny name: rl.train.models' rules (run dir -> latest checkpoint)
+
+- `tiny` / `tiny-init`: the tiny base model (pretrained / untrained);
+- `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
+- `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from rl.tiny.build import NAMED_SPECS, build_tiny_model
+from rl.train import models
+
+TINY_SOURCES: models.ModelSources = {name: partial(build_tiny_model, spec) for name, spec in NAMED_SPECS.items()}
+TINY_NAMES = tuple(TINY_SOURCES)
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """rl.train.models.resolve_model_path with the tiny models as sources."""
+    return models.resolve_model_path(name_or_path, TINY_SOURCES)
+
+
+def check_model_source(name_or_path: str, key: str = "model.name_or_path") -> None:
+    """rl.train.models.check_model_source with the tiny models as sources (a tiny name is always fine)."""
+    models.check_model_source(name_or_path, key, TINY_SOURCES)
