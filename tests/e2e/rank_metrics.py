@@ -1,6 +1,6 @@
 """2 processes (torchrun, gloo) reduce one step's metrics where rank 1's reward reports no counters: rank 0 scores
 programs (the `tested` reward below counts tests run and passed, as the `code` reward does), rank 1 plain answers (no
-counters, so no `rewards/tested/pass_rate` key). Each rank writes what rl/grpo.py's metrics_over_ranks returned to
+counters, so no `rewards/tested/pass_rate` key). Each rank writes what rl/train/rank_metrics.py's metrics_over_ranks returned to
 OUT/rank<r>.json. Used by tests/e2e/test_distributed.py::test_ranks_with_different_metric_keys.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/e2e/rank_metrics.py OUT
@@ -40,7 +40,7 @@ def main(out: Path) -> None:
     import torch
 
     from rewards import RewardScorer
-    from rl.grpo import metrics_over_ranks
+    from rl.train.rank_metrics import metrics_over_ranks
 
     torch.distributed.init_process_group("gloo")
     rank = torch.distributed.get_rank()

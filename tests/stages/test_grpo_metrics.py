@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rl.grpo import reduce_metrics
+from rl.train.rank_metrics import reduce_metrics
 
 RANKS = [{"loss": 1.0, "rollout/logprob_diff_max": 0.5, "rollout/staleness_max": 1.0, "rollout/staleness_mean": 0.5},
          {"loss": 3.0, "rollout/logprob_diff_max": 0.1, "rollout/staleness_max": 0.0, "rollout/staleness_mean": 0.0}]
