@@ -96,8 +96,12 @@ def test_greedy_metrics_by_hand():
     assert metrics["eval/completion_len"] == pytest.approx(19 / 7)
     assert metrics["eval/truncated_frac"] == pytest.approx(2 / 7)
     assert [r["accuracy"] for r in rows] == [0.0, 1.0, 0.0, 1.0, None, 1.0, 0.0]
-    assert greedy_metrics([{"completion": "x", "completion_len": 10, "truncated": False, "accuracy": None,
-                            "format": 1.0}])["eval/accuracy"] == 0.0  # None ("cannot judge") counts 0
+    # greedy_metrics' docstring example: accuracy (1 + 0 + 0 + 1) / 4, lengths (10 + 20 + 30 + 40) / 4 = 25
+    records = [{"completion": "x", "completion_len": n, "truncated": t, "accuracy": a, "format": f}
+               for n, t, a, f in [(10, False, 1.0, 1), (20, False, None, 1), (30, False, 0.0, 0), (40, True, 1.0, 0)]]
+    m = greedy_metrics(records)
+    assert (m["eval/accuracy"], m["eval/format"], m["eval/completion_len"], m["eval/truncated_frac"]) == \
+        (0.5, 0.5, 25.0, 0.25)
 
 
 @pytest.mark.parametrize("world", [2, 3, 8])  # 8 ranks for 7 problems: the last rank has none
