@@ -42,7 +42,8 @@ def step0_eval(out):
     from rl.train.tracking import read_metrics
     metrics = next(m for m in read_metrics(out) if m["step"] == 0 and "eval/accuracy" in m)
     rows = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
-    evals = [(r["prompt"], r["completion"], r["accuracy"], r["format"]) for r in rows if r["step"] == 0 and r.get("eval")]
+    evals = [(r["prompt"], r["completion"], r["accuracy"], r["format"])
+             for r in rows if r["step"] == 0 and r.get("eval")]
     return {k: v for k, v in metrics.items() if k.startswith("eval/")}, evals
 
 
