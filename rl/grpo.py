@@ -112,15 +112,24 @@ class Run:
             self.engine.update_weights(self.learner.unwrapped_model, self.learner.full_named_parameters())
 
     def evaluate(self, step: int) -> dict:
+        """Greedy held-out evaluation, sharded: every rank generates and scores its contiguous share of the problems
+        with its own engine (its colocated vLLM, its transformers engine, in lock step when parameters are sharded,
+        its async worker, queued behind the batches it already holds, or its client of the shared vLLM server); the
+        per-problem results are all-gathered in rank order and every rank returns the same metrics, computed on
+        the whole set. No rank idles in a barrier while another evaluates, and the results do not depend on the
+        number of processes (greedy). Collective: every rank calls it at the same step."""
         from rl.rollout.episodes.evaluation import evaluate_greedy
-        metrics = {}
-        if self.test_rows and (self.accelerator.is_main_process or self.lockstep):
-            metrics, rows = evaluate_greedy(self.engine, self.encoder, self.test_rows,
-                                            self.cfg.rollout.max_completion_length, self.eval_rewards)
-            self.logger.log(metrics, step)  # writes on the main process only
-            self.logger.log_completions([{"eval": True, **row} for row in rows[:self.cfg.logging.log_completions]],
-                                        step)
+        from rl.train.distributed import gather_objects
+        if not self.test_rows:
+            return {}
+        # every rank's weight push of this step has returned: in sync server mode rank 0's push has reached the
+        # shared server before any rank's evaluation requests (async: each worker's queue orders push and requests)
         self.accelerator.wait_for_everyone()
+        metrics, rows = evaluate_greedy(self.engine, self.encoder, self.test_rows,
+                                        self.cfg.rollout.max_completion_length, self.eval_rewards,
+                                        rank=self.rank, world=self.world, gather=gather_objects)
+        self.logger.log(metrics, step)  # writes on the main process only
+        self.logger.log_completions([{"eval": True, **row} for row in rows[:self.cfg.logging.log_completions]], step)
         return metrics
 
     def checkpoint(self, step: int) -> None:
@@ -150,7 +159,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.rollout import make_engine
     from rl.rollout.episodes.collect import PromptEncoder, PromptSampler, drop_overlong_prompts
     from rl.train.checkpoint import load_training_state
-    from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
+    from rl.train.distributed import (DecodeSync, check_supported, make_accelerator, process_group_timeout_s,
+                                      shards_parameters, strategy)
     from rl.train.learner import Learner
     from rl.train.models import check_context_length, load_causal_lm, load_tokenizer
     from rl.tiny.sources import resolve_model_path
@@ -165,8 +175,11 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_yaml(cfg))
+        timeout = process_group_timeout_s()  # read back from the process group (train.dist_timeout_s)
         print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}, {strategy(accelerator)}, "
-              f"mixed precision {accelerator.mixed_precision}):\n{dump_yaml(cfg)}", flush=True)
+              f"mixed precision {accelerator.mixed_precision}"
+              f"{f', process-group timeout {timeout:.0f} s' if timeout is not None else ''}):\n{dump_yaml(cfg)}",
+              flush=True)
         from data.loading import evaluation_set_line
         d = cfg.data
         print(f"[grpo] {evaluation_set_line(d.train, d.test, d.test_split, len(test_rows))}"

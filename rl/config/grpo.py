@@ -199,6 +199,9 @@ class TrainConfig(LRScheduleKeys):
     adam_beta2: float = 0.99
     seed: int = 0
     logprob_chunk_elements: int = 2 ** 25  # LM-head chunk: positions x vocab values at once (rl/core/logprobs.py)
+    # the process group's timeout (every collective, barrier and gather): how long a rank may wait for the others
+    # (rank 0 writing a checkpoint, the slowest rank's share of the evaluation) before the job aborts
+    dist_timeout_s: float = 1800.0
 
 
 @dataclass
@@ -290,6 +293,8 @@ class GRPOConfig:
                 raise ConfigError(f"{key}={value} must be at least 1")
         if r.push_bucket_mb < 1:
             raise ConfigError(f"rollout.push_bucket_mb={r.push_bucket_mb} must be at least 1")
+        if not t.dist_timeout_s > 0:
+            raise ConfigError(f"train.dist_timeout_s={t.dist_timeout_s} must be > 0 (seconds)")
         r.check_parallel("GRPO", tensor_parallel_ok=False)
         if r.async_steps < 0 or r.worker_threads < 0:
             raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")

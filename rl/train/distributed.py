@@ -6,6 +6,8 @@ written once for all strategies; what differs between them lives here:
 * `make_accelerator(cfg)`: mixed precision from `model.dtype` (bf16 = float32 master weights + bf16 autocast, never
   bf16 weights under AdamW: at lr 1e-6 most bf16 updates round away) and gradient accumulation = micro-batches per
   step, so `accelerator.accumulate` syncs gradients (DDP, FSDP2) and steps DeepSpeed's engine on the last one only.
+  The process group's timeout is the recipe's `train.dist_timeout_s` (`process_group_kwargs`).
+* `gather_objects`: every rank's list, in rank order, on every rank (the sharded evaluation's all-gather).
 * `configure_deepspeed`: the DeepSpeed config's `auto` values that accelerate can only fill from a DataLoader
   (we have none): micro-batch size, accumulation steps, gradient clipping.
 * `loss_scale_for_backward`: accelerate divides the loss by the accumulation steps (DeepSpeed's engine does the same
@@ -48,23 +50,69 @@ def make_accelerator(cfg):
     needs `enable_fsdp_on_cpu`, DeepSpeed `skip_deepspeed_shm_build` (below)."""
 
     from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
 
     cuda = torch.cuda.is_available()
     deepspeed, fsdp = (os.environ.get(f"ACCELERATE_USE_{k}", "false").lower() == "true" for k in ("DEEPSPEED", "FSDP"))
-    kwargs = {}
-    if not cuda:
-        if deepspeed:
-            skip_deepspeed_shm_build()
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
-            if fsdp:
-                enable_fsdp_on_cpu()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if not cuda and deepspeed:
+        skip_deepspeed_shm_build()
+    handler = process_group_kwargs(cfg.train.dist_timeout_s, gloo=not cuda and world > 1)
+    if not cuda and fsdp and world > 1:
+        enable_fsdp_on_cpu(handler.timeout)
     accelerator = Accelerator(cpu=not cuda and not (deepspeed or fsdp),
                               mixed_precision=MIXED_PRECISION[cfg.model.dtype],
-                              gradient_accumulation_steps=micro_batches_per_step(cfg), **kwargs)
+                              gradient_accumulation_steps=micro_batches_per_step(cfg), kwargs_handlers=[handler])
     fsdp2_fp32_reduce_and_outputs(accelerator)
     return accelerator
+
+
+def process_group_kwargs(timeout_s: float, gloo: bool):
+    """accelerate's InitProcessGroupKwargs for the run's process group: `train.dist_timeout_s` as the timeout of
+    every collective, and the gloo backend for CPU processes (`gloo`; accelerate would pick NCCL's default otherwise).
+    torch's default timeout is 10 min for NCCL: a rank that waits longer for the others (in a barrier while rank 0
+    writes and fsyncs a checkpoint, in the evaluation's gather while a slower rank finishes its share) makes the
+    watchdog abort the job. A single process creates no process group and ignores this.
+
+    Example: (1800, gloo=True) -> InitProcessGroupKwargs(backend="gloo", timeout=timedelta(seconds=1800)).
+    """
+    import datetime
+
+    from accelerate.utils import InitProcessGroupKwargs
+
+    if not timeout_s > 0:
+        raise ValueError(f"train.dist_timeout_s must be > 0 seconds, got {timeout_s}")
+    timeout = datetime.timedelta(seconds=timeout_s)
+    return InitProcessGroupKwargs(backend="gloo", timeout=timeout) if gloo else InitProcessGroupKwargs(timeout=timeout)
+
+
+def process_group_timeout_s() -> float | None:
+    """The timeout (seconds) the default process group really has, None without one (read back from its backend,
+    for the start-up summary and the tests). torch 2.13: `ProcessGroup._get_backend(device).options._timeout`
+    (private: None, not an error, where a torch version moves it; read back on gloo only, NCCL untested here)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
+    device = torch.device("cuda" if "nccl" in str(dist.get_backend()) else "cpu")
+    try:
+        backend = dist.distributed_c10d._get_default_group()._get_backend(device)
+        return backend.options._timeout.total_seconds()
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def gather_objects(items: list) -> list:
+    """Every rank's list, concatenated in rank order, on every rank (an all-gather of picklable objects; collective).
+    The sharded evaluation's gather (rl/rollout/episodes/evaluation.py `evaluate_greedy`): rank r's items follow rank r-1's.
+
+    Example: rank 0 holds [a, b, c], rank 1 [d, e] -> both get [a, b, c, d, e]."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(items)
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, list(items))
+    return [item for part in parts for item in part]
 
 
 def fsdp2_fp32_reduce_and_outputs(accelerator) -> None:
@@ -125,7 +173,7 @@ def skip_deepspeed_shm_build() -> None:
     importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
-def enable_fsdp_on_cpu() -> None:
+def enable_fsdp_on_cpu(timeout=None) -> None:
     """accelerate 1.15 turns an FSDP plugin into DistributedType.FSDP only when PartialState reports a multi-device
     type (accelerate/state.py, AcceleratorState); on CPU it reports MULTI_CPU (cpu=True: the plugin is silently
     ignored, plain DDP runs) or NO (cpu=False). This initialises PartialState with gloo (device stays cpu) and relabels
@@ -135,7 +183,8 @@ def enable_fsdp_on_cpu() -> None:
     from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
-    state = PartialState(cpu=False, backend="gloo")
+    # the process group is created here, before the Accelerator: it gets the recipe's timeout here or never
+    state = PartialState(cpu=False, backend="gloo", **({"timeout": timeout} if timeout is not None else {}))
     if state.num_processes > 1 and state.distributed_type == DistributedType.NO:
         PartialState._shared_state["distributed_type"] = DistributedType.MULTI_GPU
 

@@ -61,3 +61,38 @@ def test_iter_full_params_plain_model_yields_every_parameter_once():
     assert "lm_head.weight" not in names and "model.embed_tokens.weight" in names
     for (_, got), (_, want) in zip(iter_full_params(CausalLMLogprobs(lm), "lm."), lm.named_parameters()):
         assert got.data_ptr() == want.data_ptr()  # the parameters themselves, no copies
+
+
+@pytest.mark.parametrize("timeout_s, gloo, kwargs", [
+    # what accelerate passes to init_process_group / deepspeed.init_distributed (InitProcessGroupKwargs.to_kwargs:
+    # only the values that differ from its defaults, backend nccl and timeout 600 s)
+    (1800, True, {"backend": "gloo", "timeout": 1800}),  # CPU processes: gloo, the recipe's timeout
+    (77, False, {"timeout": 77}),                          # GPU: accelerate's NCCL, the recipe's timeout
+    (3600.5, False, {"timeout": 3600.5}),
+])
+def test_process_group_kwargs_carry_the_recipe_timeout(timeout_s, gloo, kwargs):
+    from rl.train.distributed import process_group_kwargs
+    got = process_group_kwargs(timeout_s, gloo).to_kwargs()
+    assert {k: v.total_seconds() if k == "timeout" else v for k, v in got.items()} == kwargs
+
+
+@pytest.mark.parametrize("bad", [0.0, -5.0])
+def test_process_group_timeout_must_be_positive(bad):
+    from rl.train.distributed import process_group_kwargs
+    with pytest.raises(ValueError, match=f"train.dist_timeout_s must be > 0 seconds, got {bad}"):
+        process_group_kwargs(bad, True)
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config
+    with pytest.raises(ConfigError, match=rf"^train.dist_timeout_s={bad} must be > 0 \(seconds\)$"):
+        load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", [f"train.dist_timeout_s={bad}"])
+
+
+def test_make_accelerator_hands_the_recipe_timeout_to_accelerate():
+    """One process creates no process group, but the handler the Accelerator keeps is what a launch would use
+    (tests/e2e/test_sharded_eval.py reads the timeout back from a real 2-process group)."""
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config
+    from rl.train.distributed import make_accelerator
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["train.dist_timeout_s=123"])
+    assert make_accelerator(cfg).init_handler.timeout.total_seconds() == 123
+    assert load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml").train.dist_timeout_s == 1800  # the default
