@@ -134,7 +134,7 @@ class Logger:
 
 
 def grpo_run(rank: int, world: int):
-    from rl.grpo import Run
+    from rl.grpo_run import Run
     accelerator = SimpleNamespace(process_index=rank, num_processes=world, is_main_process=rank == 0,
                                   wait_for_everyone=lambda: None)
     cfg = SimpleNamespace(rollout=SimpleNamespace(max_completion_length=8), logging=SimpleNamespace(log_completions=7))
