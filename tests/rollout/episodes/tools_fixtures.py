@@ -1,0 +1,35 @@
+"""Tools used by the tests (loaded by name, as a recipe names them: `tests.rollout.episodes.tools_fixtures:multiply`)."""
+import time
+
+
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers.
+
+    Args:
+        a: the first factor
+        b: the second factor
+    """
+    return a * b
+
+
+def hang(seconds: float) -> str:
+    """Sleep, then answer.
+
+    Args:
+        seconds: how long to sleep
+    """
+    time.sleep(seconds)
+    return "woke up"
+
+
+def explode(x: int) -> str:
+    """Always fails.
+
+    Args:
+        x: ignored
+    """
+    raise RuntimeError("boom")
+
+
+def undocumented(x):
+    return x
