@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rl.config.episodes import EpisodesConfig
 from rl.config.recipe import ConfigError
 
 
@@ -241,6 +242,8 @@ class GRPOConfig:
     # name, or `reward: NAME` to judge it with another one (the code world: accuracy: {reward: code}).
     eval_rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": {}, "format": {}})
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    tools: list[str] = field(default_factory=list)  # multi-turn episodes: [python, my_pkg.my_mod:search] (docs/tools.md)
+    episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -291,6 +294,7 @@ class GRPOConfig:
         if r.push_bucket_mb < 1:
             raise ConfigError(f"rollout.push_bucket_mb={r.push_bucket_mb} must be at least 1")
         r.check_parallel("GRPO", tensor_parallel_ok=False)
+        self.episodes.check(self.tools, self.data.template, r.engine, r.async_steps)
         if r.async_steps < 0 or r.worker_threads < 0:
             raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
         if r.async_steps > 0:

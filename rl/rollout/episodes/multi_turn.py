@@ -200,25 +200,30 @@ def start_episodes(rows: list[dict], n: int, make_env: Callable[[], Any], prompt
         for _ in range(n):
             env = make_env()
             extra = env.reset(row)
-            r = row if not extra else {**row, "prompt": _extend_prompt(row["prompt"], extra)}
+            r = {**row, "prompt": extend_prompt(row["prompt"], extra)}
             ids, messages = prompt(r, env)
             starts.append((ids, messages, env))
     return starts
 
 
-def _extend_prompt(prompt, extra: str):
+def extend_prompt(prompt, extra: str | None):
+    """The row's prompt with an environment's reset string appended to its last user message (TRL's convention)."""
+    if not extra:
+        return prompt
     if isinstance(prompt, str):
         return prompt + extra
     return prompt[:-1] + [{**prompt[-1], "content": prompt[-1]["content"] + extra}]
 
 
 def episode_metrics(completions: list[Completion], seconds: float | None = None) -> dict[str, float]:
-    """Per-step means over episodes of the counts in `Completion.info`, and the share cut by a limit.
+    """Per-step means over episodes of the counts in `Completion.info` (INFO_KEYS and whatever an environment
+    reports), and the share cut by a limit.
 
         infos {turns 2, tool_calls 1}, {turns 1, tool_calls 0} -> tools/turns 1.5, tools/tool_calls 0.5
     """
     n = max(len(completions), 1)
-    out = {f"tools/{k}": sum(c.info.get(k, 0.0) for c in completions) / n for k in INFO_KEYS}
+    keys = list(INFO_KEYS) + sorted({k for c in completions for k in c.info} - set(INFO_KEYS))
+    out = {f"tools/{k}": sum(c.info.get(k, 0.0) for c in completions) / n for k in keys}
     out["tools/cut_frac"] = sum(c.finish_reason == "length" for c in completions) / n
     if seconds is not None:
         out["time/episodes_s"] = seconds

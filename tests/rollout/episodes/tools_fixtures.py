@@ -33,3 +33,19 @@ def explode(x: int) -> str:
 
 def undocumented(x):
     return x
+
+
+class CheckTwice:
+    """A step-style environment: after the first turn it asks the policy to check its answer, then ends."""
+    tools = []
+
+    def reset(self, row):
+        self.turns = 0
+        return None
+
+    def step(self, turn):
+        from rl.rollout.episodes.environments import StepResult
+        self.turns += 1
+        if self.turns == 1:
+            return StepResult([{"role": "user", "content": "check"}], info={"checks": 1.0})
+        return StepResult(done=True, reward=1.0)
