@@ -8,6 +8,7 @@ import math
 import pytest
 
 from rl.config.recipe import ConfigError
+from rl.train.tracking import read_metrics
 from tests.stages.test_grpo_prompts import TINY, run_grpo
 
 ENV = "tests.rollout.episodes.tools_fixtures:CheckTwice"
@@ -16,12 +17,14 @@ ENV = "tests.rollout.episodes.tools_fixtures:CheckTwice"
 def test_grpo_runs_multi_turn_episodes(micro_model_dir, tmp_path):
     rows = run_grpo(micro_model_dir, tmp_path, "tools=[python]", "episodes.style=torl",
                     f"episodes.environment={ENV}", "episodes.max_turn_tokens=3", "rollout.max_completion_length=24",
-                    "episodes.sandboxes=1")
+                    "episodes.sandboxes=1", f"data.test={tmp_path / 'prompts.jsonl'}", "data.max_eval_samples=2")
     assert len(rows) == 3
     for m in rows:
         assert math.isfinite(m["loss"])
         # every episode: turn 1 (<= 3 tokens), the environment's answer, turn 2 (<= 3 tokens), unless EOS came first
         assert 1 < m["tools/turns"] <= 2 and m["tools/observation_tokens"] > 0 and m["tools/checks"] == 1.0
+    evals = [m for m in read_metrics(tmp_path / "run") if "eval/accuracy" in m]
+    assert len(evals) == 2 and all(m["eval/tools/turns"] > 1 for m in evals)  # evaluation runs the same episodes
 
 
 @pytest.mark.parametrize("overrides, message", [

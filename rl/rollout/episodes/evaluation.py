@@ -20,8 +20,12 @@ def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewa
 
     Returns (metrics, rows) where rows hold prompt, completion, answer and scores for inspection.
     """
-    prompts = [encoder(("eval", i), ex) for i, ex in enumerate(examples)]
-    outputs = engine.generate(prompts, SamplingParams(n=1, greedy=True, max_tokens=max_tokens))
+    params = SamplingParams(n=1, greedy=True, max_tokens=max_tokens)
+    if hasattr(engine, "episodes"):  # multi-turn episodes (tools, environments): the training loop, greedy
+        batch = [(("eval", i), ex) for i, ex in enumerate(examples)]
+        outputs = [[e.completion] for e in engine.episodes(encoder, batch, params, 0)]
+    else:
+        outputs = engine.generate([encoder(("eval", i), ex) for i, ex in enumerate(examples)], params)
     texts = [group[0].text for group in outputs]
     answers = [ex["answer"] for ex in examples]
     extra = {k: [ex.get(k) for ex in examples] for k in examples[0] if k not in ("prompt", "answer")}
@@ -35,6 +39,7 @@ def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewa
         "eval/truncated_frac": sum(g[0].finish_reason == "length" for g in outputs) / n,
         "eval/check_redo_frac": check_redo_frac(texts),
         "eval/mixed_language_frac": mixed_language_frac(texts),
+        **{f"eval/{k}": v for k, v in getattr(engine, "metrics", {}).items() if k.startswith("tools/")},
     }
     rows = [{"prompt": ex["prompt"], "completion": t, "answer": ex["answer"], "accuracy": a, "format": f}
             for ex, t, a, f in zip(examples, texts, acc, fmt)]
