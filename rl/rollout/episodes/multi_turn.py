@@ -111,7 +111,7 @@ class _Running:
     reward: float | None = None
 
 
-INFO_KEYS = ("turns", "tool_calls", "tool_errors", "tool_timeouts", "tool_seconds", "observation_tokens",
+INFO_KEYS = ("turns", "tool_calls", "tool_errors", "tool_format_errors", "tool_timeouts", "tool_seconds", "observation_tokens",
              "observations_truncated", "cut_by_budget", "cut_by_turns")
 
 

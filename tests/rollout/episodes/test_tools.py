@@ -105,8 +105,10 @@ def test_tool_environment_limits_and_errors():
     # characters ("; tools: multiply" is 17); it uses up the second call of the episode
     assert r.messages[0] == {"role": "tool", "content": "1000000", "name": "multiply"} and not r.done
     assert r.messages[1]["content"] == "error: unk\n...[23 characters truncated]...\n: multiply"
-    assert r.info == {"tool_calls": 2, "tool_errors": 1, "tool_timeouts": 0, "tool_seconds": pytest.approx(
-        r.info["tool_seconds"]), "observations_truncated": 1}
+    assert r.info == {"tool_calls": 2, "tool_errors": 1, "tool_format_errors": 0, "tool_timeouts": 0,
+                      "tool_seconds": pytest.approx(r.info["tool_seconds"]), "observations_truncated": 1}
+    r = env.step('<tool_call>{"name": "multiply"</tool_call>')  # malformed: a format error, counted apart
+    assert (r.info["tool_format_errors"], r.info["tool_errors"], r.info["tool_calls"]) == (1, 1, 0)
     r = env.step(call)  # the limit (2 calls per episode) is reached: an error answer, the episode goes on
     assert r.messages[0]["content"].startswith("error: too") and r.info["tool_errors"] == 1 and not r.done
     assert env.step("It is 1000000.").done  # a turn without a call ends the episode

@@ -77,13 +77,14 @@ class ToolEnvironment:
         parsed = parse_turn(turn, self.style, self.limits.max_calls_per_turn)
         if not parsed.wants_tools:
             return StepResult(done=True)
-        info = {"tool_calls": 0.0, "tool_errors": 0.0, "tool_timeouts": 0.0, "tool_seconds": 0.0,
-                "observations_truncated": 0.0}
+        info = {"tool_calls": 0.0, "tool_errors": 0.0, "tool_format_errors": 0.0, "tool_timeouts": 0.0,
+                "tool_seconds": 0.0, "observations_truncated": 0.0}
         answers = []
         for call in parsed.items:  # in the turn's order, so the answers line up with the calls
-            if isinstance(call, str):
+            if isinstance(call, str):  # a malformed call (the `tool_format` reward reads these counts)
                 answers.append((None, f"error: {call}"))
                 info["tool_errors"] += 1
+                info["tool_format_errors"] += 1
                 continue
             info["tool_calls"] += 1
             tool = self.by_name.get(call.name)
