@@ -43,7 +43,10 @@ class MultiTurnEngine:
                 extra = env.reset(row)
                 if self.style == "hermes":
                     messages = render_prompt(extend_prompt(row["prompt"], extra), "chat", self.system_prompt)
-                    ids = self.renderer.prompt_ids(messages)[-encoder.max_prompt_length:]
+                    ids = self.renderer.prompt_ids(messages)
+                    if len(ids) > encoder.max_prompt_length:  # cut from the left, counted as the encoder does
+                        encoder.cut.add(i)
+                        ids = ids[-encoder.max_prompt_length:]
                 else:
                     messages = []
                     ids = encoder(i, row) if not extra else encoder.tokenizer(

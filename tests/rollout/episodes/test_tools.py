@@ -166,5 +166,9 @@ def test_python_tool_hostile_code_is_an_error_observation(pool):
     assert files.error and "FileNotFoundError" in files.text  # no host filesystem in the sandbox
     memory = tool.call({"code": "x = bytearray(4 << 30)"}, {})  # over the sandbox's address-space limit
     assert memory.error and "MemoryError" in memory.text
+    flood = tool.call({"code": "print('x' * (4 << 20))"}, {})  # 4 MB of output, over the 1 MB cap
+    assert flood.error and "output was too long" in flood.text and len(flood.text) <= (1 << 20) + 100
+    forks = tool.call({"code": "import os\nfor _ in range(100):\n    os.fork() or os._exit(0)"}, {})
+    assert forks.error and "BlockingIOError" in forks.text  # over the sandbox's process limit
     assert tool.call({"code": 5}, {}).error  # arguments of the wrong type
     assert tool.call({"code": "print(2 ** 10)"}, {}).text == "1024\n"  # and the pool still works
