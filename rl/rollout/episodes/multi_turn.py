@@ -145,8 +145,8 @@ def run_episodes(engine, renderer, starts: list[tuple[list[int], list[dict], Any
                     e.info["cut_by_budget"] = 1.0
                 else:
                     stepping.append(e)
-            results = list(pool.map(lambda e: e.env.step(tok.decode(e.ids[len(e.ids) - _turn_len(e):],
-                                                                    skip_special_tokens=True)), stepping))
+            results = list(pool.map(lambda e: e.env.step(turn_text(tok, e.ids[len(e.ids) - _turn_len(e):])),
+                                    stepping))
             for e, res in zip(stepping, results):
                 for k, v in res.info.items():
                     e.info[k] = e.info.get(k, 0.0) + float(v)
@@ -159,9 +159,9 @@ def run_episodes(engine, renderer, starts: list[tuple[list[int], list[dict], Any
                     e.done, e.finish = True, "length"  # no turn left to read the answer
                     e.info["cut_by_turns"] = 1.0
                     continue
-                turn_text = tok.decode(e.ids[len(e.ids) - _turn_len(e):], skip_special_tokens=True)
                 obs = renderer.observation_ids(e.history, e.last_turn, res.messages)
-                e.history += [{"role": "assistant", "content": turn_text}] + res.messages
+                e.history += [{"role": "assistant", "content": turn_text(tok, e.ids[len(e.ids) - _turn_len(e):])}]
+                e.history += res.messages
                 if len(e.ids) + len(obs) >= limits.max_tokens:  # no room for the answer and a reply to it
                     e.done, e.finish = True, "length"
                     e.info["cut_by_budget"] = 1.0
@@ -179,6 +179,16 @@ def run_episodes(engine, renderer, starts: list[tuple[list[int], list[dict], Any
                               text=tok.decode(e.ids, skip_special_tokens=True), finish_reason=e.finish,
                               logprobs=e.logprobs, mask=e.mask, info=info))
     return out
+
+
+def turn_text(tok, ids: list[int]) -> str:
+    """What the environment reads of a turn: its text with special tokens kept (a template may make `<tool_call>` a
+    special token), without the end-of-turn token the turn stopped at (eos, or pad after it)."""
+    text = tok.decode(ids, skip_special_tokens=False)
+    for end in (getattr(tok, "pad_token", None), getattr(tok, "eos_token", None)):
+        while end and text.endswith(end):
+            text = text[:-len(end)]
+    return text
 
 
 def _turn_len(e: _Running) -> int:

@@ -217,3 +217,16 @@ def test_hf_engine_stop_strings(micro_model_dir):
     first = min(k for k in range(1, 13) if stop in tok.decode(free.completion_ids[:k]))
     assert cut.completion_ids == free.completion_ids[:first] and cut.finish_reason == "stop"
     assert cut.logprobs == free.logprobs[:first]
+
+
+def test_environment_reads_special_tool_tokens(qwen_tok):
+    """A template whose `<tool_call>` is a special token (skipped by decode(skip_special_tokens=True)) still has
+    its calls read: the environment sees the turn with special tokens, minus the end of turn."""
+    import copy
+
+    from rl.rollout.episodes.multi_turn import turn_text
+    tok = copy.deepcopy(qwen_tok)  # the fixture's tokenizer stays as it is
+    ids = tok(CALL + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<tool_call>", "</tool_call>"]})
+    assert "<tool_call>" not in tok.decode(ids, skip_special_tokens=True)
+    assert turn_text(tok, ids) == CALL
