@@ -53,3 +53,27 @@ class EpisodesConfig:
             raise ConfigError(f"episodes.max_turn_tokens={self.max_turn_tokens} must be at least 1 (or null)")
         if self.tool_timeout_s <= 0 or self.python_timeout_s <= 0:
             raise ConfigError("episodes.tool_timeout_s and episodes.python_timeout_s must be > 0")
+        check_importable(tools, self.environment)
+
+
+def check_importable(tools: list[str], environment: str | None) -> None:
+    """Each `module:function` tool imports and has a schema (type hints, docstring), the environment factory
+    imports: a one-line ConfigError now rather than after the models load."""
+    import importlib
+
+    from transformers.utils import get_json_schema
+    for key, spec in [("tools", t) for t in tools if t != "python"] + [("episodes.environment", environment)] * (
+            environment is not None):
+        module, sep, attr = spec.partition(":")
+        if not sep or not module or not attr:
+            raise ConfigError(f"{key}: {spec!r} is not `module.path:name`" + (" (or `python`)" if key == "tools"
+                                                                            else ""))
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"{key}: cannot load {spec!r} ({e})") from None
+        if key == "tools":
+            try:
+                get_json_schema(obj)
+            except Exception as e:  # noqa: BLE001 (transformers' docstring / type-hint errors)
+                raise ConfigError(f"tools: {spec!r} has no usable schema ({e})") from None

@@ -31,6 +31,12 @@ def test_grpo_runs_multi_turn_episodes(micro_model_dir, tmp_path):
     (["tools=[python]"], "needs data.template=chat"),  # hermes (the default style) on the r1_zero template
     (["tools=[python]", "episodes.style=torl", "rollout.async_steps=1"], "rollout.async_steps=0"),
     (["tools=[python]", "episodes.style=torl", "episodes.max_turns=0"], "episodes.max_turns=0"),
+    (["tools=[python, tests.rollout.episodes.tools_fixtures:multiply]", "episodes.style=torl"],
+     "torl calls only the python tool"),
+    (["tools=[tests.rollout.episodes.tools_fixtures:nothing]", "data.template=chat"], "cannot load"),
+    (["tools=[tests.rollout.episodes.tools_fixtures:undocumented]", "data.template=chat"], "no usable schema"),
+    (["tools=[search]", "data.template=chat"], "is not `module.path:name` \\(or `python`\\)"),
+    (["episodes.environment=tests.rollout.episodes.tools_fixtures:Nope", "episodes.style=torl"], "cannot load"),
 ])
 def test_recipe_errors(overrides, message):
     from rl.config.grpo import GRPOConfig
