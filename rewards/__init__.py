@@ -15,6 +15,7 @@ from rewards.form import format as _format  # noqa: F401
 from rewards.form import language as _language  # noqa: F401
 from rewards.form import length as _length  # noqa: F401
 from rewards.form import repetition as _repetition  # noqa: F401
+from rewards.form import tools as _tools  # noqa: F401
 from rewards.math import accuracy as _math_accuracy  # noqa: F401
 from rewards.math import countdown as _countdown  # noqa: F401
 from rewards.scoring.registry import REWARDS, Reward, get_reward, register_reward

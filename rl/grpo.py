@@ -144,6 +144,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         engine = make_engine(r, learner.unwrapped_model, tokenizer, model_path, seed=cfg.train.seed + rank,
                              max_model_len=max_model_len, dtype=cfg.model.dtype, autocast=accelerator.autocast,
                              sync=DecodeSync(accelerator) if lockstep else None)
+        from rl.rollout.episodes.tool_rollout import episode_engine
+        engine = episode_engine(cfg, engine, tokenizer)  # multi-turn episodes when the recipe lists tools
 
     # 5. Resume (auto: latest complete checkpoint in output_dir); on resume the logs are cut back to the
     # checkpoint's step (a killed run logged steps that are redone now).

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rl.config.episodes import EpisodesConfig
 from rl.config.recipe import ConfigError
 
 
@@ -244,6 +245,8 @@ class GRPOConfig:
     # name, or `reward: NAME` to judge it with another one (the code world: accuracy: {reward: code}).
     eval_rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": {}, "format": {}})
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    tools: list[str] = field(default_factory=list)  # multi-turn episodes: [python, my_pkg.my_mod:search] (docs/tools.md)
+    episodes: EpisodesConfig = field(default_factory=EpisodesConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
@@ -296,6 +299,7 @@ class GRPOConfig:
         if not t.dist_timeout_s > 0:
             raise ConfigError(f"train.dist_timeout_s={t.dist_timeout_s} must be > 0 (seconds)")
         r.check_parallel("GRPO", tensor_parallel_ok=False)
+        self.episodes.check(self.tools, self.data.template, r.engine, r.async_steps)
         if r.async_steps < 0 or r.worker_threads < 0:
             raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
         if r.async_steps > 0:

@@ -6,6 +6,10 @@
        attention_mask  [[1, 1, 1, 1, 1], [0, 1, 1, 0, 0]]
        completion_mask [[1, 1, 1], [1, 0, 0]]   (row 2 all 0 with mask_truncated_completions)
 
+Multi-turn episodes carry their own per-token mask (Completion.mask: 0 on tokens the environment inserted); it is
+copied as is: completion [7, 8, 30, 31, 9, EOS] with mask [1, 1, 0, 0, 1, 1] (30, 31: a tool's output) -> that
+row's completion_mask is [1, 1, 0, 0, 1, 1], so the tool's tokens get no loss, KL, entropy or importance weight.
+
 Positions: the learner derives position ids from the attention mask, so left padding does not shift positions and the
 logprobs match the engine's (which sees unpadded prompts).
 
@@ -46,7 +50,8 @@ def collate(episodes: Sequence[Episode], pad_token_id: int, mask_truncated_compl
             attention_mask[i, P:P + len(c)] = 1
             sampling_logprobs[i, :len(c)] = torch.tensor(ep.completion.logprobs, dtype=torch.float32)
             if not (mask_truncated_completions and ep.truncated):
-                completion_mask[i, :len(c)] = 1.0
+                m = ep.completion.mask
+                completion_mask[i, :len(c)] = 1.0 if m is None else torch.tensor(m, dtype=torch.float32)
     advantages = torch.tensor([e.advantage for e in episodes], dtype=torch.float32)  # [N]
     return Batch(input_ids, attention_mask, completion_mask, advantages, sampling_logprobs)
 

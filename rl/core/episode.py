@@ -28,6 +28,7 @@ class SamplingParams:
     max_tokens: int = 64
     seed: int | None = None
     greedy: bool = False  # argmax decoding (evaluation); logprobs are then those of temperature 1
+    stop: tuple[str, ...] = ()  # stop strings (besides EOS): decoding of a row ends at the token completing one
 
 
 @dataclass
@@ -39,6 +40,10 @@ class Completion:
     text: str  # decoded completion_ids, special tokens skipped
     finish_reason: FinishReason
     logprobs: list[float]  # engine's sampling logprob per completion token, len == len(completion_ids)
+    # multi-turn episodes: 1 on the policy's own tokens, 0 on tokens the environment inserted (tool outputs, user
+    # turns; their logprob is 0); None = every token is the policy's (single turn)
+    mask: list[int] | None = None
+    info: dict[str, float] = field(default_factory=dict)  # per-episode statistics (turns, tool calls, ...)
 
 
 @dataclass

@@ -23,6 +23,9 @@ cost of a step follows the rows still decoding.
 engine's logprobs equal the learner's up to the numerics of batched/cached decoding.
 
 Sharded learners (ZeRO-3, FSDP2): every forward of the model is a collective, so ranks must decode in lock step.
+Stop strings (`SamplingParams.stop`, e.g. the ToRL tool style's "```output"): a row ends at the token that completes
+one (kept in the completion, finish reason `stop`), as vLLM's `stop` with the stop string's token kept.
+
 `sync` (rl/train/distributed.py `DecodeSync`) makes every rank run the same number of chunks (a rank with fewer prompts
 decodes a one-token dummy row) and the same number of steps (until every rank's rows have finished).
 """
@@ -124,6 +127,7 @@ class HFEngine:
         out_logprobs = torch.zeros(B, params.max_tokens, device=device)  # [B, L]
         active = torch.arange(B, device=device)  # [b] original row of each row still in the batch
         finished = torch.zeros(B, dtype=torch.bool, device=device)  # [b] finished, awaiting removal
+        stop_at = torch.full((B,), -1, dtype=torch.long, device=device)  # [B] step of a stop string, -1: none
         for t in range(params.max_tokens):
             if t > 0:
                 with self.autocast():
@@ -136,6 +140,10 @@ class HFEngine:
             token = token.masked_fill(finished, self.pad_id)
             out_tokens[active, t] = token
             out_logprobs[active, t] = logprob
+            if params.stop:
+                stopped = self._stopped(out_tokens, active, finished, t, params.stop)  # [b] bool
+                stop_at[active[stopped]] = t
+                finished = finished | stopped
             finished = finished | (token == self.eos_id)
             done = bool(finished.all()) or dummy
             if (self.sync.all_true(done) if self.sync is not None else done):
@@ -154,7 +162,9 @@ class HFEngine:
         results = []
         for i in range(B):
             p, row = prompts[i // n], new_tokens[i].tolist()
-            if self.eos_id in row:
+            if stop_at[i] >= 0 and (self.eos_id not in row or row.index(self.eos_id) > stop_at[i]):
+                cut, reason = int(stop_at[i]) + 1, "stop"  # the token that completed the stop string stays
+            elif self.eos_id in row:
                 cut, reason = row.index(self.eos_id) + 1, "stop"
             else:
                 cut, reason = t + 1, "length"
@@ -164,6 +174,17 @@ class HFEngine:
                 text=self.tokenizer.decode(completion_ids, skip_special_tokens=True),
                 finish_reason=reason, logprobs=new_logprobs[i, :cut].tolist()))
         return results
+
+    def _stopped(self, out_tokens: torch.Tensor, active: torch.Tensor, finished: torch.Tensor, t: int,
+                 stop: tuple[str, ...]) -> torch.Tensor:
+        """[b] bool: the rows still decoding whose text now contains a stop string. Only the last few tokens are
+        decoded (special tokens kept), enough to hold the longest stop string: a string completed earlier would have
+        stopped the row then."""
+        width = max(map(len, stop)) + 1  # a token is at least one character
+        tails = out_tokens[active, max(0, t + 1 - width):t + 1].tolist()  # [b, <= width]
+        hit = [not f and any(s in self.tokenizer.decode(tail, skip_special_tokens=False) for s in stop)
+               for tail, f in zip(tails, finished.tolist())]
+        return torch.tensor(hit, dtype=torch.bool, device=finished.device)
 
     @staticmethod
     def _sample(logits: torch.Tensor, params: SamplingParams,

@@ -119,9 +119,10 @@ def reward_columns(examples: list[dict], completion_lengths: list[int]) -> dict[
 
 def score_episodes(episodes: list[Episode], scorer) -> dict[str, float]:
     """Fill rewards and reward_total in place (episodes are this module's own objects); returns scorer metrics."""
-    result = scorer.score([e.completion.text for e in episodes],
-                          reward_columns([e.example for e in episodes],
-                                         [len(e.completion.completion_ids) for e in episodes]))
+    columns = reward_columns([e.example for e in episodes], [len(e.completion.completion_ids) for e in episodes])
+    for key in sorted({k for e in episodes for k in e.completion.info}):  # multi-turn: tool stats, env_reward
+        columns[key] = [e.completion.info.get(key) for e in episodes]
+    result = scorer.score([e.completion.text for e in episodes], columns)
     for i, ep in enumerate(episodes):
         ep.rewards = {name: values[i] for name, values in result.per_reward.items()}
         ep.reward_total = result.totals[i]
@@ -137,6 +138,8 @@ def episodes_from_groups(batch: list[tuple[int, dict]], groups: list[list[Comple
 
 def generate_episodes(engine, encoder: PromptEncoder, batch: list[tuple[int, dict]], params: SamplingParams,
                       first_group_id: int) -> list[Episode]:
+    if hasattr(engine, "episodes"):  # multi-turn episodes (tool_rollout.MultiTurnEngine)
+        return engine.episodes(encoder, batch, params, first_group_id)
     prompts = [encoder(i, ex) for i, ex in batch]
     return episodes_from_groups(batch, engine.generate(prompts, params), first_group_id)
 
@@ -187,7 +190,8 @@ def collect_episodes(engine, scorer, sampler: PromptSampler, encoder: PromptEnco
     if short > 0:
         kept = kept + dropped[:short]
     metrics = {**scorer_metrics, "time/generate_s": t_gen, "time/score_s": t_score,
-               "rollout/prompts_truncated": float(prompts_cut)}  # prompts generated from, cut at max_prompt_length
+               "rollout/prompts_truncated": float(prompts_cut),  # prompts generated from, cut at max_prompt_length
+               **getattr(engine, "metrics", {})}  # multi-turn: tools/* (the last round's episodes)
     if dynamic_sampling:
         metrics["dynamic_sampling/dropped_frac"] = len(dropped) / max(drawn_groups * params.n, 1)
         metrics["dynamic_sampling/rounds"] = float(rounds)

@@ -53,7 +53,10 @@ def evaluate_greedy(engine, encoder, examples: list[dict], max_tokens: int, rewa
         raise RuntimeError(f"evaluation gathered {len(records)} results for {len(examples)} problems")
     rows = [{"prompt": ex["prompt"], "completion": r["completion"], "answer": ex["answer"], "accuracy": r["accuracy"],
              "format": r["format"]} for ex, r in zip(examples, records)]
-    return greedy_metrics(records), rows
+    metrics = greedy_metrics(records)
+    # multi-turn episodes: the tool statistics of this rank's share (tools/turns, tools/calls, ...), not gathered
+    metrics.update({f"eval/{k}": v for k, v in getattr(engine, "metrics", {}).items() if k.startswith("tools/")})
+    return metrics, rows
 
 
 def greedy_records(engine, encoder, examples: list[dict], first_index: int, max_tokens: int,
@@ -61,9 +64,15 @@ def greedy_records(engine, encoder, examples: list[dict], first_index: int, max_
     """One record per example (completion text, token count, truncated, accuracy, format): plain values, so they
     can cross processes. `first_index`: the position of examples[0] in the whole evaluation set (the prompt cache's
     key, so a problem has one key however the set is split)."""
-    prompts = [encoder(("eval", first_index + i), ex) for i, ex in enumerate(examples)]
-    # called even with no prompts (more ranks than problems): the lock-step transformers engine's collectives need it
-    outputs = engine.generate(prompts, SamplingParams(n=1, greedy=True, max_tokens=max_tokens))
+    params = SamplingParams(n=1, greedy=True, max_tokens=max_tokens)
+    if hasattr(engine, "episodes"):  # multi-turn episodes (tools, environments): the training loop, greedy
+        batch = [(("eval", first_index + i), ex) for i, ex in enumerate(examples)]
+        outputs = [[e.completion] for e in engine.episodes(encoder, batch, params, 0)]
+    else:
+        prompts = [encoder(("eval", first_index + i), ex) for i, ex in enumerate(examples)]
+        # called even with no prompts (more ranks than problems): the lock-step transformers engine's collectives
+        # need it
+        outputs = engine.generate(prompts, params)
     if not examples:
         return []
     texts = [group[0].text for group in outputs]
