@@ -151,7 +151,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.train.checkpoint import load_training_state
     from rl.train.distributed import DecodeSync, check_supported, make_accelerator, shards_parameters, strategy
     from rl.train.learner import Learner
-    from rl.train.models import check_context_length, load_causal_lm, load_tokenizer, resolve_model_path
+    from rl.train.models import check_context_length, load_policy_and_reference, load_tokenizer, resolve_model_path
     from rl.train.tracking import RunLogger
 
     # 3. Processes, seeds, run directory, rewards.
@@ -181,12 +181,14 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     r = cfg.rollout
     check_context_length(model_path, r.max_prompt_length, r.max_completion_length)  # config only, before any weights
     tokenizer = load_tokenizer(model_path)
-    # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
-    model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
-    # with LoRA the reference is the policy with its adapters disabled (rl/train/lora.py): no second model
-    ref_model = (load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
-                 else None)
+    # float32 master weights (model.dtype is the compute dtype); the reference (beta > 0) loaded and run as the policy
+    model, ref_model = load_policy_and_reference(model_path, cfg.model, cfg.algorithm.beta)
     learner = Learner(cfg, accelerator, model, ref_model)
+    if learner.lora is not None and accelerator.is_main_process:
+        from rl.train.lora import start_up_notice
+        sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in learner.unwrapped_model.parameters()]
+        trainable, total = sum(n for n, grad in sizes if grad), sum(n for n, _ in sizes)  # ZeRO-3: full sizes
+        print(f"[grpo] {start_up_notice(cfg.model.lora, cfg.train.learning_rate, trainable, total)}", flush=True)
     max_model_len = r.max_prompt_length + r.max_completion_length
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/async_rollouts.py)
         import os

@@ -86,8 +86,10 @@ class Learner:
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
-        # trainable parameters only: with LoRA the optimizer holds state for the adapters alone
-        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=train.learning_rate,
+        # trainable parameters only: with LoRA the optimizer holds state for the adapters alone, at LoRA's own rate
+        self.learning_rate = (train.learning_rate if self.lora is None
+                              else cfg.model.lora.effective_learning_rate(train.learning_rate))
+        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=self.learning_rate,
                                       weight_decay=train.weight_decay, betas=(train.adam_beta1, train.adam_beta2))
         # Built on the raw optimizer and never given to accelerate (see rl/train/distributed.py): one step per update.
         self.scheduler = make_scheduler(optimizer, train, train.max_steps * alg.num_iterations)

@@ -1,6 +1,10 @@
 """LoRA for GRPO (peft 0.21): adapters on the policy, the base as reference, merged weights for the rollout engine.
 
-    model.lora: {enabled: true, r: 8, alpha: 16, dropout: 0.0, target_modules: [q_proj, k_proj, v_proj, o_proj]}
+    model.lora: {enabled: true, r: 16, alpha: 32, dropout: 0.0, target_modules: [all-linear], learning_rate: null}
+
+The defaults learn (current practice, "LoRA Without Regret"): adapters on every linear layer, MLPs included, at
+10x `train.learning_rate` unless `model.lora.learning_rate` says otherwise (a recipe states the full fine-tuning
+rate; the start-up line `start_up_notice` says which rate the adapters get).
 
 What `apply_lora` does to the transformers model the learner was given (in place, through `peft.get_peft_model`):
 each target `nn.Linear` W becomes a `peft.tuners.lora.Linear` holding `base_layer` (W, frozen), `lora_A` [r, in] and
@@ -55,6 +59,20 @@ def peft_config(section):
     return LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout, bias="none",
                       target_modules="all-linear" if list(targets) == ["all-linear"] else list(targets),
                       task_type="CAUSAL_LM")
+
+
+def start_up_notice(section, train_learning_rate: float, trainable: int, total: int) -> str:
+    """The line rl/grpo.py prints when LoRA is on: targets, the adapters' learning rate and where it comes from.
+    E.g. r 16, alpha 32, [all-linear], learning_rate null, train.learning_rate 2e-4, 1.2M of 100M parameters ->
+    "LoRA r 16, alpha 32 on [all-linear]: 1,200,000 of 100,000,000 parameters train, at lr 0.002 (10x
+    train.learning_rate 0.0002; set model.lora.learning_rate to choose)"."""
+    from rl.config.grpo import LORA_LR_FACTOR
+
+    lr = section.effective_learning_rate(train_learning_rate)
+    source = (f"{LORA_LR_FACTOR:g}x train.learning_rate {train_learning_rate:g}; set model.lora.learning_rate to "
+              f"choose" if section.learning_rate is None else "model.lora.learning_rate")
+    return (f"LoRA r {section.r}, alpha {section.alpha:g} on [{', '.join(section.target_modules)}]: {trainable:,} of "
+            f"{total:,} parameters train, at lr {lr:g} ({source})")
 
 
 def apply_lora(model: torch.nn.Module, section) -> "LoraPolicy":

@@ -8,7 +8,7 @@ Step s trains on the same 8 rows whatever the number of processes W: rank r take
 batch built from seed s (advantages included, so no rollouts and no sampling: only the learner differs). Saved:
 
     {"world", "strategy", "mixed_precision",
-     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr"}, ...],
+     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr", "kl" (rank 0's, beta > 0)}],
      "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path),
      "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty),
      "master_weights": {name: float32 tensor}   the optimizer's float32 masters (DeepSpeed keeps them apart from the
@@ -48,7 +48,7 @@ def main():
     from rl.train.distributed import make_accelerator, strategy
     from rl.config.grpo import GRPOConfig
     from rl.train.learner import POLICY_PREFIX, Learner
-    from rl.train.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_policy_and_reference, load_tokenizer
 
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -63,10 +63,9 @@ def main():
     rank = accelerator.process_index
     tok = load_tokenizer(args.model_dir)
     torch.manual_seed(0)
-    # LoRA: the reference is the policy with its adapters disabled (rl/train/lora.py), never a second model
-    ref = (load_causal_lm(args.model_dir, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
-           else None)
-    learner = Learner(cfg, accelerator, load_causal_lm(args.model_dir, "float32"), ref)
+    # as rl/grpo.py loads them (LoRA: the reference is the policy with its adapters disabled, never a second model)
+    policy, ref = load_policy_and_reference(args.model_dir, cfg.model, cfg.algorithm.beta)
+    learner = Learner(cfg, accelerator, policy, ref)
     probe = make_batch(tok, n=rows, seed=1).slice(rank * per, (rank + 1) * per)
     probe_out = probe_forward(learner, probe)
     first = 1
@@ -77,7 +76,8 @@ def main():
         batch = make_batch(tok, n=rows, seed=step).slice(rank * per, (rank + 1) * per)
         metrics = learner.step(batch)
         loss = accelerator.reduce(torch.tensor([metrics["loss"]], device=accelerator.device), "mean").item()
-        steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"]})
+        steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"],
+                      "kl": metrics.get("kl")})
         if step == args.save_after:
             save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
                             {"sampler_position": 0}, weights_prefix=POLICY_PREFIX,
