@@ -167,6 +167,18 @@ class Learner:
         with self.reference_mode():
             return self._frozen_logprobs(self.ref_model, batch)
 
+    def probe_writer(self, tokenizer):
+        """`write_extra` for save_checkpoint: the policy's logprobs of the fixed probe (rl/train/probe.py), computed
+        now on every rank (collective when parameters are sharded) and written by the main process, so rl/export.py
+        can check the exported model against the model that was trained."""
+        from rl.train.probe import probe_batch, write_probe
+        batch = probe_batch(tokenizer)
+        device = self.accelerator.device
+        batch = Batch(*(None if t is None else t.to(device) for t in (getattr(batch, f) for f in BATCH_FIELDS)))
+        logprobs = self._frozen_logprobs(self.model, batch)  # [1, C], the policy as it trains (mixed precision)
+        temperature, precision = self.cfg.rollout.temperature, self.accelerator.mixed_precision
+        return lambda directory: write_probe(directory, tokenizer, logprobs, temperature, precision)
+
     def accumulate_gradients(self, batch: Batch, norm: Normalizer, first_pass: bool = True) -> dict[str, float]:
         """One pass of micro-batched forward/backward over a prepared `batch`. Under DDP/FSDP2 the gradients are
         left in `.grad` (synchronised on the last micro-batch); under DeepSpeed the engine has stepped its optimizer
