@@ -313,6 +313,30 @@ def iter_full_params(model: torch.nn.Module, prefix: str = "") -> Iterator[tuple
         yield clean_name(name, prefix), t
 
 
+def trainable_full_params(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """{checkpoint name: full float32 tensor on the CPU} of the trainable parameters only (LoRA's adapters), without
+    gathering the frozen rest. Collective under DeepSpeed and FSDP2 (every rank calls it; all ranks get the tensors):
+
+    * DeepSpeed (ZeRO-1/2/3): the optimizer's float32 masters (`safe_get_full_fp32_param`); under bf16 the module
+      holds bf16 copies of them, and an adapter saved from those would be rounded to 8 mantissa bits;
+    * FSDP2: `DTensor.full_tensor()` of each trainable parameter (float32 shards);
+    * single / DDP: the parameters themselves."""
+    deepspeed = strategy(accelerator).startswith("zero")
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if deepspeed:
+            from deepspeed.utils import safe_get_full_fp32_param
+            t = safe_get_full_fp32_param(p)
+        else:
+            t = p.detach()
+            if type(t).__name__ == "DTensor":
+                t = t.full_tensor()
+        out[clean_name(name, prefix)] = t.detach().float().cpu().clone()
+    return out
+
+
 def full_state_dict(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     """Consolidated weights with checkpoint names (collective; complete on the main process). Under ZeRO-3 this
     needs `stage3_gather_16bit_weights_on_model_save` (accelerate's `zero3_save_16bit_model: true`)."""

@@ -71,18 +71,18 @@ class Learner:
         if accelerator.gradient_accumulation_steps != self.accumulation_steps:
             raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
                              f"recipe {self.accumulation_steps}: create it with rl.train.distributed.make_accelerator(cfg)")
-        low = distributed.low_precision_trainable(accelerator, model)  # ZeRO-3 bf16 partitions have fp32 masters
-        if low:
-            raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
-                             f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
-                             f"(mixed precision)")
         self.lora = None  # model.lora.enabled: adapters injected into `model`, base frozen (rl/train/lora.py)
         if cfg.model.lora.enabled:
             from rl.train.lora import apply_lora
             if ref_model is not None:
                 raise ValueError("with model.lora the reference is the base with the adapters disabled: do not load a "
                                  "second model")
-            self.lora = apply_lora(model, cfg.model.lora)
+            self.lora = apply_lora(model, cfg.model.lora)  # float32 adapters on a base in any dtype
+        low = distributed.low_precision_trainable(accelerator, model)  # ZeRO-3 bf16 partitions have fp32 masters
+        if low:
+            raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
+                             f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
+                             f"(mixed precision)")
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
@@ -117,6 +117,14 @@ class Learner:
         With LoRA: the merged weights under the base model's names (what a rollout engine loads)."""
         named = distributed.iter_full_params(self.model, prefix=POLICY_PREFIX)
         return named if self.lora is None else self.lora.merged(named)  # LoRA: W + scale * B @ A, base names
+
+    @property
+    def checkpoint_gather(self):
+        """How a checkpoint's weights are gathered: None = the whole model (accelerate's get_state_dict); LoRA: the
+        adapters alone, from the float32 masters (rl/train/distributed.py trainable_full_params)."""
+        if self.lora is None:
+            return None
+        return lambda: distributed.trainable_full_params(self.accelerator, self.model, POLICY_PREFIX)
 
     @property
     def checkpoint_writer(self):

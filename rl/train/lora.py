@@ -12,7 +12,9 @@ each target `nn.Linear` W becomes a `peft.tuners.lora.Linear` holding `base_laye
 
     y = W x + scale * B (A x),        scale = alpha / r
 
-Every other parameter is frozen. The learner wraps the same model object (`LoraPolicy.lm`) in CausalLMLogprobs, so
+Every other parameter is frozen. The frozen base is loaded in the compute dtype `model.dtype` (bf16: half the
+memory of float32, rl/train/models.py `load_policy_and_reference`); peft creates the adapters in float32
+(`autocast_adapter_dtype`), the weights AdamW updates. The learner wraps the same model object (`LoraPolicy.lm`) in CausalLMLogprobs, so
 DDP / DeepSpeed / FSDP2 see one module tree; the optimizer is built on the trainable parameters only, so AdamW holds
 state for the adapters alone (2 moments of r * (in + out) values per target layer instead of in * out).
 
@@ -32,9 +34,11 @@ For the transformers engine nothing is pushed: it shares the learner's modules a
 bytes as a full fine-tune's push; vLLM's own LoRA adapters would push only A and B but need `enable_lora`, a
 max rank fixed at start-up, and a per-request `LoRARequest` (not wired; see docs/performance.md).
 
-Checkpoints: `write_adapter` writes peft's adapter files (adapter_config.json naming the base model,
-adapter_model.safetensors) in place of a full Hugging Face model, so rl/export.py merges and reload-checks it like a
-LoRA SFT checkpoint. Under single / DDP, `keep_state_small` makes accelerate's `save_state` keep only the adapters
+Checkpoints: the adapter tensors are gathered alone (rl/train/distributed.py `trainable_full_params`: under ZeRO-3
+/ FSDP2 the frozen base is not gathered to rank 0 at each save), from the float32 masters (under DeepSpeed's bf16 the
+module holds bf16 copies of A and B; the optimizer's float32 partitions are what trains). `write_adapter` writes
+peft's adapter files (adapter_config.json naming the base model, adapter_model.safetensors) in place of a full Hugging
+Face model, so rl/export.py merges and reload-checks it like a LoRA SFT checkpoint. Under single / DDP, `keep_state_small` makes accelerate's `save_state` keep only the adapters
 (the base is reloaded from `model.name_or_path` on resume) and loads them back with a strict name check; under
 DeepSpeed / FSDP2 `state/` holds the whole model as the strategy shards it (correct, not small).
 """

@@ -16,7 +16,8 @@ batch built from seed s (advantages included, so no rollouts and no sampling: on
      "logprobs_dtype": str, "logprobs": [n, C] float32, "inner_logprobs": [n, C]   one forward of the prepared model
                          on step 1's rows before training: what the strategy's wrapper returns, and what the policy's
                          own forward computed inside it (before any output cast of FSDP2's mixed precision),
-     "mp_policy": {"param_dtype", "reduce_dtype", "output_dtype"} of every FSDP2 module (FSDP2 only)}
+     "mp_policy": {"param_dtype", "reduce_dtype", "output_dtype"} of every FSDP2 module (FSDP2 only),
+     "reference_gap": max |reference - policy logprobs| on step 1's rows before training (beta > 0 only)}
 
 With --save-after k a checkpoint is written after step k (rl/train/checkpoint.py); --resume DIR loads one and runs steps
 k+1..K, so "save, resume, continue" can be compared with a straight run.
@@ -68,6 +69,12 @@ def main():
     learner = Learner(cfg, accelerator, policy, ref)
     probe = make_batch(tok, n=rows, seed=1).slice(rank * per, (rank + 1) * per)
     probe_out = probe_forward(learner, probe)
+    if learner.ref_model is not None:  # reference vs policy before any update: the same function, same micro-batches
+        from rl.core.episode import BATCH_FIELDS, Batch
+        on_device = Batch(*(None if t is None else t.to(accelerator.device)
+                            for t in (getattr(probe, f) for f in BATCH_FIELDS)))
+        probe_out["reference_gap"] = (learner.reference_logprobs(probe) -
+                                      learner._frozen_logprobs(learner.model, on_device)).abs().max().item()
     first = 1
     if args.resume:
         first = load_training_state(accelerator, Path(args.resume), learner.scheduler)["step"] + 1
@@ -81,7 +88,7 @@ def main():
         if step == args.save_after:
             save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
                             {"sampler_position": 0}, weights_prefix=POLICY_PREFIX,
-                            write_weights=learner.checkpoint_writer)
+                            write_weights=learner.checkpoint_writer, gather_weights=learner.checkpoint_gather)
     weights = {name: t.detach().float().cpu().clone() for name, t in learner.full_named_parameters()}
     adapters = {}  # LoRA: the trained A and B themselves (the pushed `weights` are merged)
     if learner.lora is not None:

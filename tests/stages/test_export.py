@@ -161,7 +161,7 @@ def grpo_lora_checkpoint(model_dir, out, dtype="float32"):
         learner.step(make_batch(tok, seed=seed))
     ckpt = save_checkpoint(learner.accelerator, out, 2, learner.model, tok, learner.scheduler, {"sampler_position": 0},
                            weights_prefix=POLICY_PREFIX, write_weights=learner.checkpoint_writer,
-                           write_extra=learner.probe_writer(tok))
+                           write_extra=learner.probe_writer(tok), gather_weights=learner.checkpoint_gather)
     AcceleratorState._reset_state(True)
     return ckpt
 

@@ -289,3 +289,37 @@ def test_learning_rate_must_be_positive():
     with pytest.raises(ConfigError, match=r"model.lora.learning_rate=0.0 must be > 0 \(or null: 10x"):
         load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["model.lora.enabled=true",
                                                                "model.lora.learning_rate=0.0"])
+
+
+def test_bf16_run_keeps_the_frozen_base_in_bf16_and_the_adapters_in_float32(micro_model_dir, tmp_path):
+    """model.dtype=bfloat16: the frozen base is loaded in bf16 (half the memory of the float32 load it had before),
+    the adapters train in float32 (AdamW at small rates), and the checkpoint's adapter is float32. Single process:
+    the rate and the step behave as in float32 (the base's matmuls ran in bf16 under autocast before too)."""
+    from accelerate.state import AcceleratorState
+
+    from rl.train.checkpoint import save_checkpoint
+    from rl.train.learner import POLICY_PREFIX
+    from rl.train.models import load_policy_and_reference
+    AcceleratorState._reset_state(True)
+    cfg = config(**{"model.dtype": "bfloat16", "algorithm.beta": 0.1})
+    torch.manual_seed(0)
+    policy, ref = load_policy_and_reference(str(micro_model_dir), cfg.model, cfg.algorithm.beta)
+    assert ref is None  # the reference is the base with the adapters off
+    learner = Learner(cfg, make_accelerator(cfg), policy, None)
+    dtypes = {(p.requires_grad, p.dtype) for p in learner.model.parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}
+    tok = load_tokenizer(str(micro_model_dir))
+    metrics = learner.step(make_batch(tok))
+    assert abs(metrics["kl"]) < 1e-6  # step 0: B = 0, the policy is the base (adapters off) exactly
+    learner.step(make_batch(tok, seed=1))
+    ckpt = save_checkpoint(learner.accelerator, tmp_path, 2, learner.model, tok, learner.scheduler, {},
+                           weights_prefix=POLICY_PREFIX, write_weights=learner.checkpoint_writer,
+                           gather_weights=learner.checkpoint_gather)
+    adapter = load_file(ckpt / "adapter_model.safetensors")
+    trained = {n: p for n, p in learner.unwrapped_model.named_parameters() if p.requires_grad}
+    assert len(adapter) == len(trained) == 2 * 14
+    for name, tensor in adapter.items():  # exactly the float32 parameters the optimizer updates
+        assert tensor.dtype == torch.float32
+        param = name.removeprefix("base_model.model.").replace(".weight", ".default.weight")  # peft's file names
+        torch.testing.assert_close(tensor, trained[param].detach(), rtol=0, atol=0)
+    AcceleratorState._reset_state(True)
