@@ -1,6 +1,6 @@
 """LoRA for GRPO (peft 0.21): adapters on the policy, the base as reference, merged weights for the rollout engine.
 
-    model.lora: {enabled: true, r: 16, alpha: 32, dropout: 0.0, target_modules: [all-linear], learning_rate: null}
+    model.lora: {enabled: true, r: 8, alpha: 16, dropout: 0.0, target_modules: [all-linear], learning_rate: null}
 
 The defaults learn (current practice, "LoRA Without Regret"): adapters on every linear layer, MLPs included, at
 10x `train.learning_rate` unless `model.lora.learning_rate` says otherwise (a recipe states the full fine-tuning
