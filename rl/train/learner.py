@@ -183,7 +183,10 @@ class Learner:
         batch = probe_batch(tokenizer)
         device = self.accelerator.device
         batch = Batch(*(None if t is None else t.to(device) for t in (getattr(batch, f) for f in BATCH_FIELDS)))
-        logprobs = self._frozen_logprobs(self.model, batch)  # [1, C], the policy as it trains (mixed precision)
+        training = self.model.training
+        self.model.eval()  # as an engine or the export runs it (no dropout)
+        logprobs = self._frozen_logprobs(self.model, batch)  # [1, C], the policy under the run's mixed precision
+        self.model.train(training)
         temperature, precision = self.cfg.rollout.temperature, self.accelerator.mixed_precision
         return lambda directory: write_probe(directory, tokenizer, logprobs, temperature, precision)
 
