@@ -15,8 +15,12 @@ What is written (atomically: a temporary directory renamed into place after the 
 
 Before declaring success the export is reloaded with AutoModelForCausalLM and its logits on a probe prompt are
 compared with the checkpoint's loaded in the same dtype: they must be equal (max |diff| <= 1e-5; it is 0 in float32
-and in bfloat16, as the same rounding of the same weights is reloaded). Optimizer state, RNG files and trainer state
-are not copied.
+and in bfloat16, as the same rounding of the same weights is reloaded). That checks the writing, not the merge (both
+sides are the merged model); so a GRPO checkpoint also carries the training learner's logprobs of a fixed probe
+(learner_probe.safetensors, rl/train/probe.py), and the reloaded export must reproduce them (float32 both sides: max
+|dlogp| <= 1e-3; else mean <= 0.01): a LoRA adapter merged onto the wrong base or with a wrong scale fails here.
+Checkpoints without a probe (SFT, GRPO before it existed) get the first check only. Optimizer state, RNG files and
+trainer state are not copied.
 
 Memory: the checkpoint is loaded directly in --dtype (bfloat16: 2 bytes a parameter, never a float32 copy first),
 and it is released before the export is reloaded for the check, so at most one copy of the model is in host memory
@@ -193,6 +197,14 @@ def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", 
     if got.shape != reference.shape or diff > 1e-5:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"export check failed: reloaded logits differ from the checkpoint's by {diff:g}")
+    from rl.train.probe import compare
+    learner_check = compare(reloaded, ckpt, dtype)  # against the model that was trained (GRPO checkpoints)
+    if learner_check is not None and not learner_check["probe_ok"]:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"export check failed: on the learner's probe ({ckpt.name}/learner_probe.safetensors) the "
+                           f"export's logprobs differ from the training learner's by mean "
+                           f"{learner_check['probe_mean_abs_diff']:.3g}, max {learner_check['probe_max_abs_diff']:.3g}"
+                           f" (limit: {learner_check['probe_limit']}): wrong base model or adapter merge?")
     ids = tokenizer(PROBE, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         sample = reloaded.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8,
@@ -204,7 +216,8 @@ def export(checkpoint: str | Path, out_dir: str | Path, dtype: str = "float32", 
     os.replace(tmp, out)
     result = {"out_dir": str(out), "checkpoint": str(ckpt), "base_model": base, "dtype": dtype,
               "max_abs_diff": diff,
-              "lora_merged": base is not None, "sample": tokenizer.decode(sample[0, ids.shape[1]:])}
+              "lora_merged": base is not None, "sample": tokenizer.decode(sample[0, ids.shape[1]:]),
+              **(learner_check or {})}
     if push_to_hub:
         from huggingface_hub import HfApi
         api = HfApi()
@@ -229,8 +242,10 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     result = export(a.checkpoint, a.out_dir, a.dtype, a.temperature, a.top_p, a.eval_json, a.overwrite,
                     a.push_to_hub, a.public)
+    probe = (f", learner probe mean |dlogp| {result['probe_mean_abs_diff']:.2g}" if "probe_mean_abs_diff" in result
+             else ", no learner probe in the checkpoint")
     print(f"[export] {result['checkpoint']} -> {result['out_dir']} ({result['dtype']}, logits max |diff| "
-          f"{result['max_abs_diff']:g}; sample: {result['sample']!r})", flush=True)
+          f"{result['max_abs_diff']:g}{probe}; sample: {result['sample']!r})", flush=True)
     return result
 
 

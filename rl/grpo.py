@@ -77,7 +77,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     from rl.train.distributed import (DecodeSync, check_supported, make_accelerator, process_group_timeout_s,
                                       shards_parameters, strategy)
     from rl.train.learner import Learner
-    from rl.train.models import check_context_length, load_causal_lm, load_tokenizer
+    from rl.train.models import check_context_length, load_policy_and_reference, load_tokenizer
     from rl.tiny.sources import resolve_model_path
     from rl.train.tracking import RunLogger
 
@@ -121,12 +121,14 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         if accelerator.is_main_process:
             print(f"[grpo] data.filter_overlong_prompts: dropped {dropped} of {dropped + len(train_rows)} training "
                   f"prompts longer than rollout.max_prompt_length={r.max_prompt_length} tokens", flush=True)
-    # float32 master weights; model.dtype is the compute dtype (autocast, or DeepSpeed's bf16 with fp32 master copy)
-    model = load_causal_lm(model_path, "float32", cfg.model.attn_implementation)
-    # with LoRA the reference is the policy with its adapters disabled (rl/train/lora.py): no second model
-    ref_model = (load_causal_lm(model_path, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
-                 else None)
+    # float32 master weights (model.dtype is the compute dtype); the reference (beta > 0) loaded and run as the policy
+    model, ref_model = load_policy_and_reference(model_path, cfg.model, cfg.algorithm.beta)
     learner = Learner(cfg, accelerator, model, ref_model)
+    if learner.lora is not None and accelerator.is_main_process:
+        from rl.train.lora import start_up_notice
+        sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in learner.unwrapped_model.parameters()]
+        trainable, total = sum(n for n, grad in sizes if grad), sum(n for n, _ in sizes)  # ZeRO-3: full sizes
+        print(f"[grpo] {start_up_notice(cfg.model.lora, cfg.train.learning_rate, trainable, total)}", flush=True)
     max_model_len = r.max_prompt_length + r.max_completion_length
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/episodes/async_rollouts.py)
         import os

@@ -92,7 +92,9 @@ class Run:
         position = self.rollouts.trained_position if self.rollouts is not None else self.sampler.position
         save_checkpoint(self.accelerator, self.out, step, self.learner.model, self.tokenizer, self.learner.scheduler,
                         {"sampler_position": position}, self.cfg.logging.save_total_limit,
-                        weights_prefix=POLICY_PREFIX, write_weights=self.learner.checkpoint_writer)
+                        weights_prefix=POLICY_PREFIX, write_weights=self.learner.checkpoint_writer,
+                        write_extra=self.learner.probe_writer(self.tokenizer),  # export checks against it
+                        gather_weights=self.learner.checkpoint_gather)
 
     def close(self) -> None:
         self.scorer.close()

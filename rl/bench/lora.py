@@ -40,14 +40,19 @@ import torch
 from rl.bench.memory import PROMPT_LEN, RECIPE, make_inputs
 
 
-def learner_for(model, mode: str, rows: int, micro_batch: int, length: int):
+def learner_for(path: str, mode: str, rows: int, micro_batch: int, length: int, dtype: str = "float32"):
+    """The learner of `mode` on the model at `path`, loaded as rl/grpo.py loads it (models.load_policy_and_reference:
+    float32 masters; with LoRA the frozen base in `dtype`), mixed precision `dtype`."""
     from accelerate import Accelerator
 
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import load_config
+    from rl.train.distributed import MIXED_PRECISION
     from rl.train.learner import Learner
+    from rl.train.models import load_policy_and_reference
 
-    overrides = [f"rollout.max_prompt_length={PROMPT_LEN}", f"rollout.max_completion_length={length}"]
+    overrides = [f"rollout.max_prompt_length={PROMPT_LEN}", f"rollout.max_completion_length={length}",
+                 f"model.dtype={dtype}"]
     if mode.startswith("lora-r"):
         overrides += ["model.lora.enabled=true", f"model.lora.r={int(mode.removeprefix('lora-r'))}",
                       "model.lora.alpha=16", "model.lora.target_modules=[all-linear]"]
@@ -56,7 +61,10 @@ def learner_for(model, mode: str, rows: int, micro_batch: int, length: int):
     cfg = load_config(GRPOConfig, RECIPE, overrides)
     cfg.train.batch_size, cfg.train.micro_batch_size = rows, micro_batch  # after validation (group size)
     torch.manual_seed(0)
-    return Learner(cfg, Accelerator(cpu=True, gradient_accumulation_steps=rows // micro_batch), model, None), cfg
+    model, _ = load_policy_and_reference(path, cfg.model, cfg.algorithm.beta)
+    accelerator = Accelerator(cpu=True, mixed_precision=MIXED_PRECISION[dtype],
+                              gradient_accumulation_steps=rows // micro_batch)
+    return Learner(cfg, accelerator, model, None), cfg
 
 
 def synthetic_batch(inputs: dict, pad_token_id: int, mask_truncated: bool):
@@ -72,15 +80,15 @@ def synthetic_batch(inputs: dict, pad_token_id: int, mask_truncated: bool):
     return collate(episodes, pad_token_id, mask_truncated)
 
 
-def run_child(model_name: str, mode: str, rows: int, micro_batch: int, length: int, steps: int) -> dict:
+def run_child(model_name: str, mode: str, rows: int, micro_batch: int, length: int, steps: int,
+              dtype: str = "float32") -> dict:
     from rl.bench.models import build_bench_model, describe
     from rl.bench.tracker import PeakMemory
-    from rl.train.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_tokenizer
 
     path = str(build_bench_model(model_name))
     tokenizer = load_tokenizer(path)
-    model = load_causal_lm(path)
-    learner, cfg = learner_for(model, mode, rows, micro_batch, length)
+    learner, cfg = learner_for(path, mode, rows, micro_batch, length, dtype)
     batch = synthetic_batch(make_inputs(length, rows, describe(path)["vocab_size"]), tokenizer.pad_token_id,
                             cfg.algorithm.mask_truncated_completions)
     params = list(learner.model.parameters())
@@ -95,7 +103,7 @@ def run_child(model_name: str, mode: str, rows: int, micro_batch: int, length: i
         t0 = time.perf_counter()
         learner.step(batch)
         times.append(time.perf_counter() - t0)
-    return {"model": model_name, "mode": mode, "rows": rows, "micro_batch": micro_batch, "prompt_len": PROMPT_LEN,
+    return {"model": model_name, "mode": mode, "dtype": dtype, "rows": rows, "micro_batch": micro_batch, "prompt_len": PROMPT_LEN,
             "length": length, "params": sum(p.numel() for p in params), "trainable_params": trainable,
             "weights_bytes": weights, "step1_peak_bytes": mem.peak_bytes,
             "learner_peak_bytes": weights + mem.peak_bytes, "optimizer_state_bytes": state,
@@ -111,13 +119,13 @@ def run_interleaved(model_name: str, modes: list[str], rows: int, micro_batch: i
     this is the fair comparison: a load spike hits neighbouring steps of every mode, and the per-round ratios show it.
     """
     from rl.bench.models import build_bench_model, describe
-    from rl.train.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_tokenizer
 
     path = str(build_bench_model(model_name))
     tokenizer = load_tokenizer(path)
     learners, batch = {}, None
     for mode in modes:
-        learners[mode], cfg = learner_for(load_causal_lm(path), mode, rows, micro_batch, length)
+        learners[mode], cfg = learner_for(path, mode, rows, micro_batch, length)
         if batch is None:
             batch = synthetic_batch(make_inputs(length, rows, describe(path)["vocab_size"]), tokenizer.pad_token_id,
                                     cfg.algorithm.mask_truncated_completions)
@@ -159,13 +167,16 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--micro-batch", type=int, default=2)
     ap.add_argument("--length", type=int, default=256, help="completion tokens per sequence")
     ap.add_argument("--steps", type=int, default=4, help="learner steps per run (s/step: median of 2..N)")
+    ap.add_argument("--dtype", default="float32", help="model.dtype: float32 | bfloat16 (mixed precision; with "
+                    "LoRA the frozen base is loaded in it)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--interleave", type=int, default=0, metavar="ROUNDS", help="instead: time the modes of each "
                     "model in one process, stepped in turn for ROUNDS rounds (no memory figures)")
     ap.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(run_child(*args.child, args.rows, args.micro_batch, args.length, args.steps)), flush=True)
+        print(json.dumps(run_child(*args.child, args.rows, args.micro_batch, args.length, args.steps, args.dtype)),
+              flush=True)
         return []
     if args.interleave:
         timings = []
@@ -185,7 +196,8 @@ def main(argv=None) -> list[dict]:
         build_bench_model(model_name)  # once, before the children read it
         for mode in args.modes.split(","):
             cmd = [sys.executable, "-m", "rl.bench.lora", "--child", model_name, mode, "--rows", str(args.rows),
-                   "--micro-batch", str(args.micro_batch), "--length", str(args.length), "--steps", str(args.steps)]
+                   "--micro-batch", str(args.micro_batch), "--length", str(args.length), "--steps", str(args.steps),
+                   "--dtype", args.dtype]
             load0 = os.getloadavg()[0]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

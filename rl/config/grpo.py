@@ -35,8 +35,10 @@ class LoraSection:
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    # module names (peft matches name suffixes), or ["all-linear"]: every linear layer but the LM head
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # module names (peft matches name suffixes), or ["all-linear"]: every linear layer but the LM head. The default
+    # is all of them, MLPs included ("LoRA Without Regret", Thinking Machines 2025: attention-only adapters learn
+    # less; the tiny recipe with [q,k,v,o]_proj moved held-out accuracy 0.370 -> 0.375 in 40 steps)
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
 
     def check(self, where: str) -> None:
         """One-line ConfigErrors naming `where` (e.g. "model.lora")."""
@@ -56,11 +58,32 @@ class LoraSection:
                               f"head reads lm_head's weight directly and it is often tied to embed_tokens)")
 
 
+LORA_LR_FACTOR = 10.0  # LoRA's learning rate over full fine-tuning's when model.lora.learning_rate is unset
+
+
 @dataclass
 class GRPOLoraSection(LoraSection):
     # dropout 0 in RL: the engine samples without dropout, so the learner's policy should be the same function
     # (with dropout, rollout/logprob_diff and the importance ratios carry dropout noise)
     dropout: float = 0.0
+    # rank 8, scale alpha / r = 2: RL learns ~1 bit per episode, so a small rank has the capacity ("LoRA Without
+    # Regret": rank 1 matches full fine-tuning in RL). On the tiny recipe (40 steps, current base 0.375): r 8 / alpha
+    # 16 -> 0.780, r 16 / alpha 32 -> 0.620 (one seed each, at the default rate 2e-3)
+    r: int = 8
+    alpha: int = 16
+    # the adapters' learning rate; null = LORA_LR_FACTOR (10) x train.learning_rate, the full fine-tuning rate a
+    # recipe states (LoRA needs ~10x: B starts at 0 and the update is low-rank; "LoRA Without Regret" finds the same)
+    learning_rate: float | None = None
+
+    def effective_learning_rate(self, train_learning_rate: float) -> float:
+        """The rate the adapters train at. E.g. train.learning_rate 2e-4, learning_rate null -> 2e-3; 5e-4 -> 5e-4."""
+        return LORA_LR_FACTOR * train_learning_rate if self.learning_rate is None else self.learning_rate
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"{where}.learning_rate={self.learning_rate} must be > 0 (or null: "
+                              f"{LORA_LR_FACTOR:g}x train.learning_rate)")
 
 
 @dataclass

@@ -95,12 +95,14 @@ def tied_weights_notice_silenced(model):
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, tokenizer, scheduler,
                     state: dict[str, Any], total_limit: int | None = None, weights_prefix: str = "",
-                    write_weights=None) -> Path:
+                    write_weights=None, write_extra=None, gather_weights=None) -> Path:
     """Write checkpoint-{step} atomically; keep at most `total_limit` checkpoints. Collective: call on all ranks.
 
     `model` is the prepared model (its weights are gathered for the Hugging Face copy; names lose `weights_prefix`,
     and `unwrap_model(model)` — or its `.lm` when the prefix says so — provides config and save_pretrained).
-    `write_weights(dir, weights)` replaces that save_pretrained (LoRA: the adapter files, rl/train/lora.py)."""
+    `write_weights(dir, weights)` replaces that save_pretrained (LoRA: the adapter files, rl/train/lora.py);
+    `write_extra(dir)` adds files on the main process (GRPO: the learner's probe, rl/train/probe.py);
+    `gather_weights()` (collective) replaces the whole-model gather (LoRA: the adapters alone, from the masters)."""
     final = checkpoint_dir(output_dir, step)
     tmp = final.parent / f".tmp-{final.name}"
     if accelerator.is_main_process:
@@ -109,7 +111,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
     accelerator.wait_for_everyone()
     with tied_weights_notice_silenced(accelerator.unwrap_model(model)):
         accelerator.save_state(str(tmp / "state"))  # collective
-    weights = full_state_dict(accelerator, model, weights_prefix)  # collective
+    weights = (full_state_dict(accelerator, model, weights_prefix) if gather_weights is None
+               else gather_weights())  # collective
     if accelerator.is_main_process:
         if write_weights is not None:
             write_weights(tmp, weights)
@@ -119,6 +122,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, model, token
                 hf_model = getattr(hf_model, weights_prefix.rstrip("."))
             hf_model.save_pretrained(tmp, state_dict=weights, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if write_extra is not None:
+            write_extra(tmp)
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
     accelerator.wait_for_everyone()

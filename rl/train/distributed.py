@@ -269,7 +269,7 @@ def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
     or simply moved to the device (single, DDP)."""
     module = module.eval().requires_grad_(False)
     kind = strategy(accelerator)
-    if kind.startswith("zero"):
+    if kind.startswith("zero"):  # DeepSpeed's bf16 casts the module itself, for the policy and the reference alike
         from trl.models.utils import prepare_deepspeed
         return prepare_deepspeed(module, accelerator)
     if kind == "fsdp2":
@@ -277,8 +277,24 @@ def prepare_reference(accelerator, module: torch.nn.Module) -> torch.nn.Module:
         # real weights and this broadcasts them (TRL's prepare_fsdp does not: the other ranks' shards would be
         # whatever from_pretrained left there); it also keeps tied embeddings tied.
         from accelerate.utils.fsdp_utils import fsdp2_prepare_model
-        return fsdp2_prepare_model(accelerator, module).eval()
-    return module.to(accelerator.device)
+        return autocast_like_policy(accelerator, fsdp2_prepare_model(accelerator, module).eval())
+    return autocast_like_policy(accelerator, module.to(accelerator.device))
+
+
+def autocast_like_policy(accelerator, module: torch.nn.Module) -> torch.nn.Module:
+    """`module`'s forward under the autocast `accelerator.prepare` puts around the policy's forward (single, DDP,
+    FSDP2 with bf16/fp16; nothing otherwise), so a float32 reference computes exactly as the policy at equal weights
+    (its KL at step 0 is 0). Not `accelerator.prepare_model(evaluation_mode=True)`: that would register the
+    reference with accelerate, and save_state would write it into every checkpoint."""
+    if not accelerator.native_amp:
+        return module
+    forward = module.forward
+
+    def autocast_forward(*args, **kwargs):
+        with accelerator.autocast():
+            return forward(*args, **kwargs)
+    module.forward = autocast_forward
+    return module
 
 
 def shards_parameters(accelerator) -> bool:
@@ -344,6 +360,30 @@ def iter_full_params(model: torch.nn.Module, prefix: str = "") -> Iterator[tuple
         if type(t).__name__ == "DTensor":
             t = t.full_tensor()
         yield clean_name(name, prefix), t
+
+
+def trainable_full_params(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """{checkpoint name: full float32 tensor on the CPU} of the trainable parameters only (LoRA's adapters), without
+    gathering the frozen rest. Collective under DeepSpeed and FSDP2 (every rank calls it; all ranks get the tensors):
+
+    * DeepSpeed (ZeRO-1/2/3): the optimizer's float32 masters (`safe_get_full_fp32_param`); under bf16 the module
+      holds bf16 copies of them, and an adapter saved from those would be rounded to 8 mantissa bits;
+    * FSDP2: `DTensor.full_tensor()` of each trainable parameter (float32 shards);
+    * single / DDP: the parameters themselves."""
+    deepspeed = strategy(accelerator).startswith("zero")
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if deepspeed:
+            from deepspeed.utils import safe_get_full_fp32_param
+            t = safe_get_full_fp32_param(p)
+        else:
+            t = p.detach()
+            if type(t).__name__ == "DTensor":
+                t = t.full_tensor()
+        out[clean_name(name, prefix)] = t.detach().float().cpu().clone()
+    return out
 
 
 def full_state_dict(accelerator, model: torch.nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:

@@ -71,23 +71,25 @@ class Learner:
         if accelerator.gradient_accumulation_steps != self.accumulation_steps:
             raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
                              f"recipe {self.accumulation_steps}: create it with rl.train.distributed.make_accelerator(cfg)")
-        low = distributed.low_precision_trainable(accelerator, model)  # ZeRO-3 bf16 partitions have fp32 masters
-        if low:
-            raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
-                             f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
-                             f"(mixed precision)")
         self.lora = None  # model.lora.enabled: adapters injected into `model`, base frozen (rl/train/lora.py)
         if cfg.model.lora.enabled:
             from rl.train.lora import apply_lora
             if ref_model is not None:
                 raise ValueError("with model.lora the reference is the base with the adapters disabled: do not load a "
                                  "second model")
-            self.lora = apply_lora(model, cfg.model.lora)
+            self.lora = apply_lora(model, cfg.model.lora)  # float32 adapters on a base in any dtype
+        low = distributed.low_precision_trainable(accelerator, model)  # ZeRO-3 bf16 partitions have fp32 masters
+        if low:
+            raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
+                             f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
+                             f"(mixed precision)")
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
-        # trainable parameters only: with LoRA the optimizer holds state for the adapters alone
-        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=train.learning_rate,
+        # trainable parameters only: with LoRA the optimizer holds state for the adapters alone, at LoRA's own rate
+        self.learning_rate = (train.learning_rate if self.lora is None
+                              else cfg.model.lora.effective_learning_rate(train.learning_rate))
+        optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=self.learning_rate,
                                       weight_decay=train.weight_decay, betas=(train.adam_beta1, train.adam_beta2))
         # Built on the raw optimizer and never given to accelerate (see rl/train/distributed.py): one step per update.
         self.scheduler = make_scheduler(optimizer, train, train.max_steps * alg.num_iterations)
@@ -115,6 +117,14 @@ class Learner:
         With LoRA: the merged weights under the base model's names (what a rollout engine loads)."""
         named = distributed.iter_full_params(self.model, prefix=POLICY_PREFIX)
         return named if self.lora is None else self.lora.merged(named)  # LoRA: W + scale * B @ A, base names
+
+    @property
+    def checkpoint_gather(self):
+        """How a checkpoint's weights are gathered: None = the whole model (accelerate's get_state_dict); LoRA: the
+        adapters alone, from the float32 masters (rl/train/distributed.py trainable_full_params)."""
+        if self.lora is None:
+            return None
+        return lambda: distributed.trainable_full_params(self.accelerator, self.model, POLICY_PREFIX)
 
     @property
     def checkpoint_writer(self):
@@ -164,6 +174,21 @@ class Learner:
         batch = Batch(*(None if t is None else t.to(device) for t in (getattr(batch, f) for f in BATCH_FIELDS)))
         with self.reference_mode():
             return self._frozen_logprobs(self.ref_model, batch)
+
+    def probe_writer(self, tokenizer):
+        """`write_extra` for save_checkpoint: the policy's logprobs of the fixed probe (rl/train/probe.py), computed
+        now on every rank (collective when parameters are sharded) and written by the main process, so rl/export.py
+        can check the exported model against the model that was trained."""
+        from rl.train.probe import probe_batch, write_probe
+        batch = probe_batch(tokenizer)
+        device = self.accelerator.device
+        batch = Batch(*(None if t is None else t.to(device) for t in (getattr(batch, f) for f in BATCH_FIELDS)))
+        training = self.model.training
+        self.model.eval()  # as an engine or the export runs it (no dropout)
+        logprobs = self._frozen_logprobs(self.model, batch)  # [1, C], the policy under the run's mixed precision
+        self.model.train(training)
+        temperature, precision = self.cfg.rollout.temperature, self.accelerator.mixed_precision
+        return lambda directory: write_probe(directory, tokenizer, logprobs, temperature, precision)
 
     def accumulate_gradients(self, batch: Batch, norm: Normalizer, first_pass: bool = True) -> dict[str, float]:
         """One pass of micro-batched forward/backward over a prepared `batch`. Under DDP/FSDP2 the gradients are

@@ -1,6 +1,10 @@
 """LoRA for GRPO (peft 0.21): adapters on the policy, the base as reference, merged weights for the rollout engine.
 
-    model.lora: {enabled: true, r: 8, alpha: 16, dropout: 0.0, target_modules: [q_proj, k_proj, v_proj, o_proj]}
+    model.lora: {enabled: true, r: 8, alpha: 16, dropout: 0.0, target_modules: [all-linear], learning_rate: null}
+
+The defaults learn (current practice, "LoRA Without Regret"): adapters on every linear layer, MLPs included, at
+10x `train.learning_rate` unless `model.lora.learning_rate` says otherwise (a recipe states the full fine-tuning
+rate; the start-up line `start_up_notice` says which rate the adapters get).
 
 What `apply_lora` does to the transformers model the learner was given (in place, through `peft.get_peft_model`):
 each target `nn.Linear` W becomes a `peft.tuners.lora.Linear` holding `base_layer` (W, frozen), `lora_A` [r, in] and
@@ -8,7 +12,9 @@ each target `nn.Linear` W becomes a `peft.tuners.lora.Linear` holding `base_laye
 
     y = W x + scale * B (A x),        scale = alpha / r
 
-Every other parameter is frozen. The learner wraps the same model object (`LoraPolicy.lm`) in CausalLMLogprobs, so
+Every other parameter is frozen. The frozen base is loaded in the compute dtype `model.dtype` (bf16: half the
+memory of float32, rl/train/models.py `load_policy_and_reference`); peft creates the adapters in float32
+(`autocast_adapter_dtype`), the weights AdamW updates. The learner wraps the same model object (`LoraPolicy.lm`) in CausalLMLogprobs, so
 DDP / DeepSpeed / FSDP2 see one module tree; the optimizer is built on the trainable parameters only, so AdamW holds
 state for the adapters alone (2 moments of r * (in + out) values per target layer instead of in * out).
 
@@ -28,9 +34,11 @@ For the transformers engine nothing is pushed: it shares the learner's modules a
 bytes as a full fine-tune's push; vLLM's own LoRA adapters would push only A and B but need `enable_lora`, a
 max rank fixed at start-up, and a per-request `LoRARequest` (not wired; see docs/performance.md).
 
-Checkpoints: `write_adapter` writes peft's adapter files (adapter_config.json naming the base model,
-adapter_model.safetensors) in place of a full Hugging Face model, so rl/export.py merges and reload-checks it like a
-LoRA SFT checkpoint. Under single / DDP, `keep_state_small` makes accelerate's `save_state` keep only the adapters
+Checkpoints: the adapter tensors are gathered alone (rl/train/distributed.py `trainable_full_params`: under ZeRO-3
+/ FSDP2 the frozen base is not gathered to rank 0 at each save), from the float32 masters (under DeepSpeed's bf16 the
+module holds bf16 copies of A and B; the optimizer's float32 partitions are what trains). `write_adapter` writes
+peft's adapter files (adapter_config.json naming the base model, adapter_model.safetensors) in place of a full Hugging
+Face model, so rl/export.py merges and reload-checks it like a LoRA SFT checkpoint. Under single / DDP, `keep_state_small` makes accelerate's `save_state` keep only the adapters
 (the base is reloaded from `model.name_or_path` on resume) and loads them back with a strict name check; under
 DeepSpeed / FSDP2 `state/` holds the whole model as the strategy shards it (correct, not small).
 """
@@ -55,6 +63,20 @@ def peft_config(section):
     return LoraConfig(r=section.r, lora_alpha=section.alpha, lora_dropout=section.dropout, bias="none",
                       target_modules="all-linear" if list(targets) == ["all-linear"] else list(targets),
                       task_type="CAUSAL_LM")
+
+
+def start_up_notice(section, train_learning_rate: float, trainable: int, total: int) -> str:
+    """The line rl/grpo.py prints when LoRA is on: targets, the adapters' learning rate and where it comes from.
+    E.g. r 16, alpha 32, [all-linear], learning_rate null, train.learning_rate 2e-4, 1.2M of 100M parameters ->
+    "LoRA r 16, alpha 32 on [all-linear]: 1,200,000 of 100,000,000 parameters train, at lr 0.002 (10x
+    train.learning_rate 0.0002; set model.lora.learning_rate to choose)"."""
+    from rl.config.grpo import LORA_LR_FACTOR
+
+    lr = section.effective_learning_rate(train_learning_rate)
+    source = (f"{LORA_LR_FACTOR:g}x train.learning_rate {train_learning_rate:g}; set model.lora.learning_rate to "
+              f"choose" if section.learning_rate is None else "model.lora.learning_rate")
+    return (f"LoRA r {section.r}, alpha {section.alpha:g} on [{', '.join(section.target_modules)}]: {trainable:,} of "
+            f"{total:,} parameters train, at lr {lr:g} ({source})")
 
 
 def apply_lora(model: torch.nn.Module, section) -> "LoraPolicy":

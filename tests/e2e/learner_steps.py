@@ -8,7 +8,7 @@ Step s trains on the same 8 rows whatever the number of processes W: rank r take
 batch built from seed s (advantages included, so no rollouts and no sampling: only the learner differs). Saved:
 
     {"world", "strategy", "mixed_precision",
-     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr"}, ...],
+     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr", "kl" (rank 0's, beta > 0)}],
      "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path),
      "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty),
      "master_weights": {name: float32 tensor}   the optimizer's float32 masters (DeepSpeed keeps them apart from the
@@ -16,7 +16,8 @@ batch built from seed s (advantages included, so no rollouts and no sampling: on
      "logprobs_dtype": str, "logprobs": [n, C] float32, "inner_logprobs": [n, C]   one forward of the prepared model
                          on step 1's rows before training: what the strategy's wrapper returns, and what the policy's
                          own forward computed inside it (before any output cast of FSDP2's mixed precision),
-     "mp_policy": {"param_dtype", "reduce_dtype", "output_dtype"} of every FSDP2 module (FSDP2 only)}
+     "mp_policy": {"param_dtype", "reduce_dtype", "output_dtype"} of every FSDP2 module (FSDP2 only),
+     "reference_gap": max |reference - policy logprobs| on step 1's rows before training (beta > 0 only)}
 
 With --save-after k a checkpoint is written after step k (rl/train/checkpoint.py); --resume DIR loads one and runs steps
 k+1..K, so "save, resume, continue" can be compared with a straight run.
@@ -48,7 +49,7 @@ def main():
     from rl.train.distributed import make_accelerator, strategy
     from rl.config.grpo import GRPOConfig
     from rl.train.learner import POLICY_PREFIX, Learner
-    from rl.train.models import load_causal_lm, load_tokenizer
+    from rl.train.models import load_policy_and_reference, load_tokenizer
 
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -63,12 +64,17 @@ def main():
     rank = accelerator.process_index
     tok = load_tokenizer(args.model_dir)
     torch.manual_seed(0)
-    # LoRA: the reference is the policy with its adapters disabled (rl/train/lora.py), never a second model
-    ref = (load_causal_lm(args.model_dir, cfg.model.dtype) if cfg.algorithm.beta > 0 and not cfg.model.lora.enabled
-           else None)
-    learner = Learner(cfg, accelerator, load_causal_lm(args.model_dir, "float32"), ref)
+    # as rl/grpo.py loads them (LoRA: the reference is the policy with its adapters disabled, never a second model)
+    policy, ref = load_policy_and_reference(args.model_dir, cfg.model, cfg.algorithm.beta)
+    learner = Learner(cfg, accelerator, policy, ref)
     probe = make_batch(tok, n=rows, seed=1).slice(rank * per, (rank + 1) * per)
     probe_out = probe_forward(learner, probe)
+    if learner.ref_model is not None:  # reference vs policy before any update: the same function, same micro-batches
+        from rl.core.episode import BATCH_FIELDS, Batch
+        on_device = Batch(*(None if t is None else t.to(accelerator.device)
+                            for t in (getattr(probe, f) for f in BATCH_FIELDS)))
+        probe_out["reference_gap"] = (learner.reference_logprobs(probe) -
+                                      learner._frozen_logprobs(learner.model, on_device)).abs().max().item()
     first = 1
     if args.resume:
         first = load_training_state(accelerator, Path(args.resume), learner.scheduler)["step"] + 1
@@ -77,11 +83,12 @@ def main():
         batch = make_batch(tok, n=rows, seed=step).slice(rank * per, (rank + 1) * per)
         metrics = learner.step(batch)
         loss = accelerator.reduce(torch.tensor([metrics["loss"]], device=accelerator.device), "mean").item()
-        steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"]})
+        steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"],
+                      "kl": metrics.get("kl")})
         if step == args.save_after:
             save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
                             {"sampler_position": 0}, weights_prefix=POLICY_PREFIX,
-                            write_weights=learner.checkpoint_writer)
+                            write_weights=learner.checkpoint_writer, gather_weights=learner.checkpoint_gather)
     weights = {name: t.detach().float().cpu().clone() for name, t in learner.full_named_parameters()}
     adapters = {}  # LoRA: the trained A and B themselves (the pushed `weights` are merged)
     if learner.lora is not None:

@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 from tests.e2e.test_strategies import assert_same_weights, launch
 
 pytestmark = pytest.mark.slow
-LORA = ["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "train.learning_rate=1e-2",
+LORA = ["model.lora.enabled=true", "model.lora.r=4", "model.lora.alpha=8", "model.lora.learning_rate=1e-2",
+        "model.lora.target_modules=[q_proj,k_proj,v_proj,o_proj]",
         "algorithm.beta=0.5", "model.gradient_checkpointing=true"]
 STRATEGIES = ["ddp", "zero2", "zero3", "fsdp2"]
 
@@ -99,9 +100,34 @@ def test_lora_grpo_entry_point_under_sharded_strategies(strategy, tmp):
     from tests.e2e.test_strategies import grpo_overrides, launch_grpo
     out = tmp / f"grpo_lora_{strategy}"
     launch_grpo(strategy, *grpo_overrides(resolve_model_path("tiny"), out), "model.lora.enabled=true",
-                "model.lora.r=4", "model.lora.alpha=8", "algorithm.beta=0.1", "train.learning_rate=2e-3")
+                "model.lora.r=4", "model.lora.alpha=8", "algorithm.beta=0.1", "model.lora.learning_rate=2e-3")
     train = [m for m in read_metrics(out) if "loss" in m]
     assert [m["step"] for m in train] == [1, 2, 3]
     assert all(m["kl"] >= 0 for m in train) and train[-1]["kl"] > 0  # the adapters moved the policy off the base
     ckpt = out / "checkpoint-2"
     assert (ckpt / "adapter_model.safetensors").is_file() and not (ckpt / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "zero2", "zero3", "fsdp2"])
+def test_lora_bf16_base_and_float32_adapter_checkpoint(strategy, micro_model_dir, tmp):
+    """model.dtype=bfloat16: the frozen base is loaded in bf16 (it was float32: 2x the memory), the adapters train in
+    float32, and the checkpoint's adapter file holds the float32 masters, gathered alone (the frozen base is not
+    gathered to rank 0). Under ZeRO the module holds bf16 copies of the adapters; before, the checkpoint was written
+    from those (rounded A/B), so an export merged rounded adapters."""
+    out = tmp / f"{strategy}_bf16"
+    out.mkdir()
+    launch(strategy, micro_model_dir, out / "run.pt", "--steps", 2, "--save-after", 2, "--ckpt", out / "ckpt",
+           *LORA, "model.dtype=bfloat16")
+    run = torch.load(out / "run.pt")
+    assert (run["strategy"], run["mixed_precision"]) == (strategy, "bf16")
+    adapter = load_file(out / "ckpt/checkpoint-2/adapter_model.safetensors")
+    # float32 masters: DeepSpeed's optimizer copies under ZeRO, the (float32) parameters themselves elsewhere
+    masters = run["master_weights"] if strategy.startswith("zero") else run["adapters"]
+    assert len(adapter) == 2 * 4 * 2  # A and B of 4 projections in 2 layers
+    rounded = 0
+    for name, tensor in adapter.items():
+        key = name.removeprefix("base_model.model.").replace(".weight", ".default.weight")
+        assert tensor.dtype == torch.float32
+        torch.testing.assert_close(tensor, masters[key].float(), rtol=0, atol=0, msg=name)
+        rounded += int(not torch.equal(tensor, tensor.bfloat16().float()))
+    assert rounded == len(adapter)  # every adapter tensor carries more than bf16's 8 mantissa bits

@@ -122,6 +122,34 @@ def test_save_then_resume_continues_exactly(strategy, micro_model_dir, tmp):
     assert_same_weights(resumed["weights"], straight["weights"], atol=1e-7)
 
 
+def reference_run(strategy, dtype, model_dir, tmp):
+    """One learner step with the KL term (beta 0.5) in `dtype`, computed once per (strategy, dtype); float32 reuses
+    the 3-step runs above."""
+    if dtype == "float32":
+        return runs(strategy, model_dir, tmp)[0]
+    key = ("reference", strategy, dtype)
+    if key not in _runs:
+        out = tmp / f"{strategy}_{dtype}_reference.pt"
+        launch(strategy, model_dir, out, "--steps", 1, f"model.dtype={dtype}", *WITH_REFERENCE)
+        _runs[key] = torch.load(out)
+    return _runs[key]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("strategy", ["single", *STRATEGIES])
+def test_reference_kl_is_zero_at_the_first_step(strategy, dtype, micro_model_dir, tmp):
+    """beta > 0: at the first step the reference has the policy's weights, so under every strategy and precision it
+    must compute the policy's logprobs and the KL must be 0 (to float rounding). Before, the reference was loaded in
+    bf16 and run without autocast while single/DDP/FSDP2 ran the policy's float32 weights under bf16 autocast."""
+    run = reference_run(strategy, dtype, micro_model_dir, tmp)
+    assert run["mixed_precision"] == {"float32": "no", "bfloat16": "bf16"}[dtype]
+    assert run["steps"][0]["step"] == 1
+    assert abs(run["steps"][0]["kl"]) < 1e-6
+    # the logprobs themselves (the micro model's KL is small even when they differ: before, bf16 single/DDP/FSDP2
+    # had max |dlogp| ~2e-3 and a k3 KL under 1e-6)
+    assert run["reference_gap"] < 1e-6
+
+
 BF16_STEPS = ["--steps", 10, "train.learning_rate=1e-6", "train.lr_scheduler=constant", "train.warmup_steps=0"]
 
 

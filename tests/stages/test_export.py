@@ -135,3 +135,74 @@ def test_bfloat16_export_never_loads_a_float32_copy(micro_model_dir, tmp_path, m
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(recording))
     export(micro_model_dir, tmp_path / "bf16", dtype="bfloat16")
     assert asked == ["bfloat16", "torch.bfloat16"]  # the checkpoint by name, the reload by DTYPES
+
+
+def grpo_lora_checkpoint(model_dir, out, dtype="float32"):
+    """A GRPO LoRA checkpoint as rl/grpo.py writes it (adapter + learner probe), after 2 learner steps (B != 0)."""
+    from accelerate.state import AcceleratorState
+
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config
+    from rl.train.checkpoint import save_checkpoint
+    from rl.train.distributed import make_accelerator
+    from rl.train.learner import POLICY_PREFIX, Learner
+    from rl.train.models import load_policy_and_reference, load_tokenizer
+    from tests.train.test_learner import make_batch
+    AcceleratorState._reset_state(True)  # this test's mixed precision
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", [
+        "model.lora.enabled=true", "model.lora.r=2", "model.lora.alpha=4", "model.lora.learning_rate=5e-2",
+        f"model.dtype={dtype}", "train.batch_size=8", "rollout.group_size=4", "train.micro_batch_size=4",
+        "rollout.max_completion_length=8"])
+    torch.manual_seed(0)
+    policy, _ = load_policy_and_reference(str(model_dir), cfg.model, cfg.algorithm.beta)
+    learner = Learner(cfg, make_accelerator(cfg), policy, None)
+    tok = load_tokenizer(str(model_dir))
+    for seed in (1, 2):
+        learner.step(make_batch(tok, seed=seed))
+    ckpt = save_checkpoint(learner.accelerator, out, 2, learner.model, tok, learner.scheduler, {"sampler_position": 0},
+                           weights_prefix=POLICY_PREFIX, write_weights=learner.checkpoint_writer,
+                           write_extra=learner.probe_writer(tok), gather_weights=learner.checkpoint_gather)
+    AcceleratorState._reset_state(True)
+    return ckpt
+
+
+def test_export_is_checked_against_the_training_learner(micro_model_dir, tmp_path):
+    """The export must reproduce the training learner's logprobs on the probe saved with the checkpoint, so a wrong
+    merge fails: B scaled by 2 in the adapter file, or the adapter put on another base. Before, the export was
+    compared with the merged model it was written from (itself), and both wrong exports passed (max |diff| 0)."""
+    from safetensors.torch import load_file, save_file
+    ckpt = grpo_lora_checkpoint(micro_model_dir, tmp_path / "run")
+    assert (ckpt / "learner_probe.safetensors").is_file()
+    res = export(ckpt, tmp_path / "good")
+    assert res["lora_merged"] and res["probe_ok"] and res["probe_max_abs_diff"] < 1e-4  # measured ~1e-6
+
+    adapter = load_file(ckpt / "adapter_model.safetensors")
+    save_file({k: 2 * v if "lora_B" in k else v for k, v in adapter.items()}, ckpt / "adapter_model.safetensors")
+    with pytest.raises(RuntimeError, match="export check failed: on the learner's probe"):
+        export(ckpt, tmp_path / "scaled_b")
+    save_file(adapter, ckpt / "adapter_model.safetensors")  # the right adapter again ...
+    other = tmp_path / "other_base"  # ... on a base whose weights differ (a different fine-tune of the same model)
+    shutil.copytree(micro_model_dir, other)
+    weights = load_file(other / "model.safetensors")
+    g = torch.Generator().manual_seed(0)
+    save_file({k: v + 0.02 * torch.randn(v.shape, generator=g) for k, v in weights.items()},
+              other / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((ckpt / "adapter_config.json").read_text())
+    (ckpt / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(other)}))
+    with pytest.raises(RuntimeError, match="wrong base model or adapter merge"):
+        export(ckpt, tmp_path / "wrong_base")
+    assert not (tmp_path / "scaled_b").exists() and not (tmp_path / "wrong_base").exists()
+
+
+def test_bf16_learner_probe_passes_a_right_export_and_fails_a_wrong_merge(micro_model_dir, tmp_path):
+    """model.dtype=bfloat16 (autocast) against a float32 and a bfloat16 export: within the 16-bit limit (mean |dlogp|
+    <= 0.01; measured 4e-4); B scaled by 2 still fails (mean 0.023)."""
+    from safetensors.torch import load_file, save_file
+    ckpt = grpo_lora_checkpoint(micro_model_dir, tmp_path / "run", dtype="bfloat16")
+    for dtype in ("float32", "bfloat16"):
+        res = export(ckpt, tmp_path / dtype, dtype=dtype)
+        assert res["probe_ok"] and res["probe_mean_abs_diff"] < 0.01
+    adapter = load_file(ckpt / "adapter_model.safetensors")
+    save_file({k: 2 * v if "lora_B" in k else v for k, v in adapter.items()}, ckpt / "adapter_model.safetensors")
+    with pytest.raises(RuntimeError, match="export check failed: on the learner's probe"):
+        export(ckpt, tmp_path / "scaled_b", dtype="bfloat16")

@@ -244,3 +244,30 @@ def test_kl_in_reward_reuses_the_reference_pass_and_drops_the_loss_term(micro_mo
     prepared, norm = plain.prepare(make_batch(tok))
     plain.accumulate_gradients(prepared, norm)
     torch.testing.assert_close(with_penalty_grads, grads_of(plain))  # no beta * KL in the loss
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_reference_computes_as_the_policy_at_step_0(micro_model_dir, dtype):
+    """beta > 0, no LoRA: at step 0 the reference has the policy's weights, so it must give the policy's logprobs
+    and the step's KL must be 0 (float rounding at most; here exactly 0). The models come from the loader rl/grpo.py
+    uses. Before: the reference was loaded in bf16 and run without autocast while the policy ran float32 weights
+    under bf16 autocast (max |dlogp| 1.9e-3 on this batch at identical weights)."""
+    from accelerate.state import AcceleratorState
+
+    from rl.train.models import load_policy_and_reference
+    AcceleratorState._reset_state(True)  # the mixed precision of this test's Accelerator, not an earlier one's
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", [
+        "rollout.max_completion_length=8", f"model.dtype={dtype}", "algorithm.beta=0.1", "train.batch_size=8",
+        "rollout.group_size=4", "train.micro_batch_size=4"])
+    torch.manual_seed(0)
+    policy, ref = load_policy_and_reference(str(micro_model_dir), cfg.model, cfg.algorithm.beta)
+    learner = Learner(cfg, make_accelerator(cfg), policy, ref)
+    assert learner.accelerator.mixed_precision == {"float32": "no", "bfloat16": "bf16"}[dtype]
+    batch = make_batch(load_tokenizer(str(micro_model_dir)))
+    ref_logprobs = learner.reference_logprobs(batch)  # [8, C]
+    policy_logprobs = learner._frozen_logprobs(learner.model, batch)  # the prepared policy, same rows and order
+    assert policy_logprobs.abs().max() > 1.0  # real logprobs, not masked zeros
+    assert (ref_logprobs - policy_logprobs).abs().max().item() < 1e-6
+    metrics = learner.step(batch)
+    assert abs(metrics["kl"]) < 1e-6
+    AcceleratorState._reset_state(True)
