@@ -24,12 +24,12 @@ $(VLLM_STAMP): $(STAMP) rl/rollout/engines/install_vllm.sh
 	bash rl/rollout/engines/install_vllm.sh $(PY)
 	touch $(VLLM_STAMP)
 
-# The code reward's sandbox (sandbox/bwrap.py) needs bubblewrap: installed here when missing and we are root.
+# The sandbox (sandbox/bwrap.py: the code reward and the python tool) needs bubblewrap: installed here when missing and we are root.
 setup-sandbox:
 	@if command -v bwrap >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
-	else echo "setup-sandbox: bubblewrap (bwrap) is missing: run 'sudo apt-get install bubblewrap' (the code reward's sandbox tests are skipped until then)"; fi
+	else echo "setup-sandbox: bubblewrap (bwrap) is missing: run 'sudo apt-get install bubblewrap' (the sandbox tests of the code reward and the python tool are skipped until then)"; fi
 
 test: setup setup-vllm setup-sandbox
 	$(PY) -m pytest -q --durations=12 tests -m "not matrix"

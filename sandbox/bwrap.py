@@ -47,11 +47,12 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("bwrap", "none")
 NOBODY = 65534
-_FIX = "install it (`apt-get install bubblewrap`) or choose `sandbox: none` (no isolation) for the code reward"
+_FIX = "install it (`apt-get install bubblewrap`), or give the code reward `sandbox: none` (no isolation)"
 
 
 class SandboxError(RuntimeError):
-    """The sandbox cannot run on this machine (raised when a code reward is built, with the fix in one line)."""
+    """The sandbox cannot run on this machine (raised when a code reward or the python tool is built, with the fix in
+    one line)."""
 
 
 @dataclass(frozen=True)
@@ -183,17 +184,19 @@ class Sandbox:
     def check(self) -> None:
         """Start one trivial sandboxed program; SandboxError (one line, with the fix) if that fails."""
         if self.backend == "bwrap" and shutil.which("bwrap") is None:
-            raise SandboxError(f"the code reward's sandbox needs bubblewrap (`bwrap`), which is not installed: {_FIX}")
+            raise SandboxError(f"the sandbox (code reward, python tool) needs bubblewrap (`bwrap`), which is not "
+                               f"installed: {_FIX}")
         if self.backend == "bwrap" and shutil.which("prlimit") is None:
-            raise SandboxError("the code reward's sandbox needs `prlimit` (util-linux): `apt-get install util-linux`")
+            raise SandboxError("the sandbox (code reward, python tool) needs `prlimit` (util-linux): "
+                               "`apt-get install util-linux`")
         try:
             res = self.run(["-c", "print('ok')"], wall_s=30)
         except OSError as e:
-            raise SandboxError(f"the code reward's sandbox failed to start ({e}): {_FIX}") from None
+            raise SandboxError(f"the sandbox (code reward, python tool) failed to start ({e}): {_FIX}") from None
         if res.stdout.strip() != b"ok":
             why = res.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise SandboxError(f"the code reward's sandbox failed to start ({why[-1] if why else 'no output'}; user "
-                               f"namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1): {_FIX}")
+            raise SandboxError(f"the sandbox (code reward, python tool) failed to start "
+                               f"({why[-1] if why else 'no output'}; user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1): {_FIX}")
 
     def run(self, args: list[str], stdin: bytes = b"", wall_s: float | None = None,
             pass_fds: tuple[int, ...] = ()) -> RunResult:
