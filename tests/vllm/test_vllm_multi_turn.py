@@ -125,3 +125,21 @@ def test_multi_turn_episodes_match_the_transformers_engine(hf, vllm_engine, tok)
     m = batch.completion_mask
     torch.testing.assert_close(batch.sampling_logprobs * m, learner * m, rtol=0, atol=1e-4)
     assert m.sum() == sum(c.mask.count(1) for c in got)
+
+
+def test_grpo_runs_multi_turn_episodes_on_vllm(tmp_path):
+    """The recipe path: tools + an environment on rollout.engine=vllm (colocated; weights pushed every step). The
+    micro model at hidden 64 (head_dim 32, which vLLM's CPU attention needs); the same run as
+    tests/stages/test_grpo_tools.py on the transformers engine."""
+    import math
+
+    from rl.tiny.build import TinySpec, build_tiny_model
+    from tests.conftest import MICRO_SPEC
+    from tests.stages.test_grpo_prompts import run_grpo
+    model = build_tiny_model(TinySpec(**{**MICRO_SPEC, "hidden_size": 64}), cache_dir=tmp_path / "micro")
+    rows = run_grpo(model, tmp_path, "tools=[python]", "episodes.style=torl", "rollout.engine=vllm",
+                    "episodes.environment=tests.rollout.episodes.tools_fixtures:CheckTwice",
+                    "episodes.max_turn_tokens=3", "rollout.max_completion_length=24", "episodes.sandboxes=1")
+    assert len(rows) == 3
+    for m in rows:  # every episode: turn 1, the environment's answer, turn 2 (unless EOS came first)
+        assert math.isfinite(m["loss"]) and 1 < m["tools/turns"] <= 2 and m["tools/observation_tokens"] > 0
