@@ -30,8 +30,6 @@ def test_grpo_runs_multi_turn_episodes(micro_model_dir, tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     (["tools=[python]"], "needs data.template=chat"),  # hermes (the default style) on the r1_zero template
     (["tools=[python]", "episodes.style=torl", "rollout.async_steps=1"], "rollout.async_steps=0"),
-    (["tools=[python]", "episodes.style=torl", "rollout.engine=vllm", "rollout.vllm_mode=server",
-      "rollout.vllm_server_url=http://x:8000"], "vllm_mode=colocate"),
     (["tools=[python]", "episodes.style=torl", "episodes.max_turns=0"], "episodes.max_turns=0"),
     (["tools=[python, tests.rollout.episodes.tools_fixtures:multiply]", "episodes.style=torl"],
      "torl calls only the python tool"),
@@ -47,9 +45,12 @@ def test_recipe_errors(overrides, message):
         load_config(GRPOConfig, TINY, overrides)  # validates
 
 
-def test_recipe_accepts_the_colocated_vllm_engine():
-    """Multi-turn episodes run on colocated vLLM (stop strings passed through: tests/vllm/test_vllm_multi_turn.py)."""
+@pytest.mark.parametrize("mode", ["colocate", "server"])
+def test_recipe_accepts_the_vllm_engines(mode):
+    """Multi-turn episodes run on vLLM, colocated or server (stop strings passed through:
+    tests/vllm/test_vllm_multi_turn.py, tests/vllm/test_vllm_server.py)."""
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import load_config
-    cfg = load_config(GRPOConfig, TINY, ["tools=[python]", "episodes.style=torl", "rollout.engine=vllm"])
-    assert (cfg.rollout.engine, cfg.rollout.vllm_mode, cfg.tools) == ("vllm", "colocate", ["python"])
+    cfg = load_config(GRPOConfig, TINY, ["tools=[python]", "episodes.style=torl", "rollout.engine=vllm",
+                                         f"rollout.vllm_mode={mode}", "rollout.vllm_server_url=http://x:8000"])
+    assert (cfg.rollout.engine, cfg.rollout.vllm_mode, cfg.tools) == ("vllm", mode, ["python"])
