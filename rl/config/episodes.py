@@ -32,8 +32,7 @@ class EpisodesConfig:
     sandboxes: int = 4  # warm sandboxes shared by all episodes' python calls (bounded parallelism)
     workers: int = 8  # environments answering at once
 
-    def check(self, tools: list[str], template: str, engine: str, async_steps: int,
-              vllm_mode: str = "colocate") -> None:
+    def check(self, tools: list[str], template: str, async_steps: int) -> None:
         if not tools and self.environment is None:
             return
         if self.style not in ("hermes", "torl"):
@@ -46,9 +45,6 @@ class EpisodesConfig:
         if async_steps:  # the rollout worker process generates single-turn batches ahead of the learner
             raise ConfigError("multi-turn episodes (tools / episodes.environment) need rollout.async_steps=0 so far "
                               "(the asynchronous rollout worker runs single-turn batches only)")
-        if engine == "vllm" and vllm_mode != "colocate":
-            raise ConfigError("multi-turn episodes (tools / episodes.environment) run on rollout.engine=hf or vllm "
-                              "with vllm_mode=colocate so far (server mode is not tested with them yet)")
         for key in ("max_turns", "max_tool_calls", "max_calls_per_turn", "max_observation_chars", "sandboxes",
                     "workers", "python_memory_mb"):
             if getattr(self, key) < 1:
