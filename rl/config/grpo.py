@@ -322,7 +322,7 @@ class GRPOConfig:
         if not t.dist_timeout_s > 0:
             raise ConfigError(f"train.dist_timeout_s={t.dist_timeout_s} must be > 0 (seconds)")
         r.check_parallel("GRPO", tensor_parallel_ok=False)
-        self.episodes.check(self.tools, self.data.template, r.engine, r.async_steps)
+        self.episodes.check(self.tools, self.data.template, r.async_steps)  # any engine; not async_steps
         if r.async_steps < 0 or r.worker_threads < 0:
             raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
         if r.async_steps > 0:

@@ -43,3 +43,14 @@ def test_recipe_errors(overrides, message):
     from rl.config.recipe import load_config
     with pytest.raises(ConfigError, match=message):
         load_config(GRPOConfig, TINY, overrides)  # validates
+
+
+@pytest.mark.parametrize("mode", ["colocate", "server"])
+def test_recipe_accepts_the_vllm_engines(mode):
+    """Multi-turn episodes run on vLLM, colocated or server (stop strings passed through:
+    tests/vllm/test_vllm_multi_turn.py, tests/vllm/test_vllm_server.py)."""
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config
+    cfg = load_config(GRPOConfig, TINY, ["tools=[python]", "episodes.style=torl", "rollout.engine=vllm",
+                                         f"rollout.vllm_mode={mode}", "rollout.vllm_server_url=http://x:8000"])
+    assert (cfg.rollout.engine, cfg.rollout.vllm_mode, cfg.tools) == ("vllm", mode, ["python"])

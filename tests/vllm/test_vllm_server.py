@@ -116,6 +116,30 @@ def test_server_generate_push_and_logprobs(server, tiny_model_dir, tok):
     eng.close()
 
 
+def test_server_multi_turn_episodes_and_stop_strings_match_transformers(server, tiny_model_dir, tok):
+    """Stop strings reach the server and end a request at the token completing one, kept (as hf.py), and whole
+    multi-turn episodes (greedy) are the transformers engine's token for token: the tiny model greedily repeats
+    its last token, so "answer><" completes inside the 2nd generated "<answer>" (tests/vllm/test_vllm_multi_turn.py)."""
+    from test_vllm_multi_turn import episodes
+    from transformers import AutoModelForCausalLM
+
+    from rl.rollout.engines.hf import HFEngine
+    url, _ = server
+    eng = VLLMEngine(tiny_model_dir, tok, mode="server", server_url=url, timeout_s=60, weight_transfer="disk")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    eng.update_weights(model)  # undo the earlier tests' pushes
+    hf = HFEngine(model, tok)
+    params = SamplingParams(greedy=True, max_tokens=8, stop=("answer><",))
+    (c,), = eng.generate([tok("User: <answer>")["input_ids"]], params)
+    assert [tok.decode([i]) for i in c.completion_ids] == ["<answer>", "<answer>"] and c.finish_reason == "stop"
+    prompts = ["User: <answer>", "User: 12-7 = ?"]
+    ref, got = episodes(hf, tok, prompts), episodes(eng, tok, prompts)
+    assert [c.mask[:3] for c in got] == [[1, 1, 0]] * 2 + [[1, 1, 1]] * 2
+    assert [(c.completion_ids, c.mask, c.finish_reason, c.info) for c in got] == \
+        [(c.completion_ids, c.mask, c.finish_reason, c.info) for c in ref]
+    eng.close()
+
+
 def test_unreachable_server_fails_fast(tiny_model_dir, tok):
     t0 = time.monotonic()
     with pytest.raises(VLLMServerError, match="not healthy"):

@@ -120,7 +120,8 @@ class VLLMEngine:
             warnings.warn(f"VLLMEngine: {va.logprob_caveat}", stacklevel=2)
             self._warned_truncation = True
         common = dict(n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=params.top_k,
-                      max_tokens=params.max_tokens, greedy=params.greedy, eos_token_id=self.eos_token_id)
+                      max_tokens=params.max_tokens, greedy=params.greedy, eos_token_id=self.eos_token_id,
+                      stop=tuple(params.stop))  # stop strings: the completing token kept, as the HF engine does
         if self.seed_mode == "per_request" or self._server is not None:
             # prompt i draws with seeds seed + i*n ... seed + i*n + n-1 (vLLM gives child j of a request seed + j)
             seeds = [None if params.seed is None else params.seed + i * params.n for i in range(len(prompts))]

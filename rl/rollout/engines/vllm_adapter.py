@@ -133,8 +133,10 @@ class RawCompletion:
 
 
 def sampling_params(*, n: int, temperature: float, top_p: float, top_k: int, max_tokens: int, seed: int | None,
-                    greedy: bool, eos_token_id: int | None):
-    """One vLLM SamplingParams. Greedy = temperature 0 (vLLM's argmax path; logprobs at temperature 1)."""
+                    greedy: bool, eos_token_id: int | None, stop: tuple[str, ...] = ()):
+    """One vLLM SamplingParams. Greedy = temperature 0 (vLLM's argmax path; logprobs at temperature 1). `stop`:
+    as hf.py, a request ends at the token completing a stop string, kept (vLLM keeps every generated id; it matches
+    on its own detokenized text, which must then keep special tokens as hf.py's does: Qwen base's `<|im_end|>`)."""
     from vllm import SamplingParams as VSP
 
     return VSP(
@@ -147,8 +149,9 @@ def sampling_params(*, n: int, temperature: float, top_p: float, top_k: int, max
         logprobs=0,
         stop_token_ids=[eos_token_id] if eos_token_id is not None else None,
         ignore_eos=False,
-        detokenize=False,  # the engine decodes with the project's tokenizer, like the HF engine
-        skip_special_tokens=True,
+        detokenize=bool(stop),  # the engine decodes with the project's tokenizer; vLLM's text only for `stop`
+        skip_special_tokens=not stop,
+        stop=list(stop) or None, include_stop_str_in_output=True,
     )
 
 
@@ -273,10 +276,13 @@ def completions_payload(model: str, prompts: list[list[int]], vparams: dict) -> 
 
 
 def server_sampling_fields(*, n: int, temperature: float, top_p: float, top_k: int, max_tokens: int,
-                           seed: int | None, greedy: bool, eos_token_id: int | None) -> dict:
+                           seed: int | None, greedy: bool, eos_token_id: int | None, stop: tuple[str, ...] = ()
+                           ) -> dict:
     d = {"n": n, "temperature": 0.0 if greedy else temperature, "top_p": 1.0 if greedy else top_p,
          "top_k": 0 if greedy or not top_k or top_k <= 0 else top_k, "max_tokens": max_tokens,
-         "skip_special_tokens": True, "ignore_eos": False}
+         "skip_special_tokens": not stop, "ignore_eos": False}  # `stop`: as sampling_params
+    if stop:
+        d.update(stop=list(stop), include_stop_str_in_output=True)
     if eos_token_id is not None:
         d["stop_token_ids"] = [eos_token_id]
     if seed is not None:

@@ -31,6 +31,7 @@ class FakeServer:
     def __init__(self, length=4, interval=0.0, stall_after=None, stall_s=30.0):
         self.length, self.interval, self.stall_after, self.stall_s = length, interval, stall_after, stall_s
         self.paths: list[str] = []
+        self.bodies: list[dict] = []  # the /v1/completions requests
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -57,6 +58,7 @@ class FakeServer:
                 if self.path != "/v1/completions":
                     return self._json({})
                 assert body["stream"] is True
+                fake.bodies.append(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Transfer-Encoding", "chunked")
@@ -120,6 +122,37 @@ def test_streamed_completions_are_assembled_per_prompt():
                                                                   [[50, 51, 52], [51, 52, 53]]]
             assert groups[1][0].logprobs == [-0.1, -0.2, -0.3] and groups[0][1].finish_reason == "length"
         client.close()
+
+
+class Chars:
+    """A tokenizer stand-in: id = ord(character), no eos."""
+    eos_token_id = None
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(map(chr, ids))
+
+
+@pytest.mark.parametrize("stop, expected", [
+    # no stop strings: nothing about them in the request, special tokens skipped as before
+    ((), {"skip_special_tokens": True}),
+    # stop strings (multi-turn episodes): the server ends a request at the token completing one, that token kept
+    # in token_ids (and the string in its text), matched on text with special tokens (a template's <|im_end|>),
+    # as the colocated engine and hf.py do
+    (("```output", "<|im_end|>"), {"stop": ["```output", "<|im_end|>"], "include_stop_str_in_output": True,
+                                   "skip_special_tokens": False}),
+])
+def test_stop_strings_reach_the_server(stop, expected):
+    from rl.core.episode import SamplingParams
+    from rl.rollout.engines.vllm import VLLMEngine
+    with fake_server(length=2) as server:
+        engine = VLLMEngine("fake", Chars(), mode="server", server_url=server.url, timeout_s=5,
+                            weight_transfer="disk")
+        (c,), = engine.generate([[70]], SamplingParams(greedy=True, max_tokens=2, stop=stop))
+        engine.close()
+    assert c.completion_ids == [70, 71] and c.text == "FG"
+    (body,) = server.bodies
+    got = {k: body[k] for k in ("stop", "include_stop_str_in_output", "skip_special_tokens") if k in body}
+    assert got == expected
 
 
 def test_slow_but_steady_stream_outlasts_the_timeout():

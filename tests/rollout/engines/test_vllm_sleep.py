@@ -26,7 +26,7 @@ class FakeTokenizer:
 def calls(monkeypatch):
     log: list[str] = []
 
-    def fake_generate(llm, prompts, params):
+    def fake_generate(llm, prompts, params, on_step=None):
         log.append("generate")
         return [[va.RawCompletion([7, 8], "length", [-0.5, -0.25]) for _ in range(p["n"])] for p in params]
 
