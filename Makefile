@@ -64,6 +64,7 @@ bench: setup
 	$(PY) -m rl.bench.memory --json runs/bench/memory.json
 	$(PY) -m rl.bench.lora --json runs/bench/lora.json
 	$(PY) -m rl.bench.lora --interleave 4 --json runs/bench/lora_timing.json
+	$(PY) -m rl.bench.packing --json runs/bench/packing.json
 
 # One GPU, nothing downloaded: a random-init model of Qwen2.5-1.5B's shape through rl/grpo.py with vLLM colocated,
 # sleep mode, bf16 and 4k-token completions, then the same with async_steps=1; prints s/step, generated tokens/s,
