@@ -34,6 +34,7 @@ from rl.core.episode import BATCH_FIELDS, Batch
 from rl.config.grpo import GRPOConfig
 from rl.core.losses import Normalizer, get_aggregation, get_kl_estimator, get_surrogate, policy_loss
 from rl.train.micro_batches import MicroBatcher, accumulation
+from rl.train.packed_attention import use_row_attention
 from rl.train.policy import CausalLMLogprobs, packing_support
 from rl.core.importance import truncated_is_weights
 from rl.core.schedules import lr_factor_fn
@@ -90,6 +91,8 @@ class Learner:
         self.balance_metrics: dict[str, float] = {}  # the last step's rank token balance (token budget only)
         self.micro_batcher = MicroBatcher(accelerator, train.micro_batch_size, train.max_tokens_per_micro_batch,
                                           packing_support(model) if train.max_tokens_per_micro_batch > 0 else None)
+        if self.micro_batcher.packed:
+            use_row_attention(model)  # sdpa -> sdpa_packed: packed rows attend row by row (rl/train/packed_attention.py)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
@@ -109,6 +112,8 @@ class Learner:
             if alg.beta > 0:  # the policy with its adapters switched off (no second copy)
                 self.ref_model, self.reference_mode = self.model, self.lora.adapter_disabled
         if ref_model is not None:
+            if self.micro_batcher.packed:
+                use_row_attention(ref_model)
             ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
             self.ref_model = distributed.prepare_reference(accelerator, ref)
 

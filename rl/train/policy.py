@@ -15,7 +15,8 @@ padding does not shift them.
 
 `packed=True` runs the same rows as one padding-free sequence [1, L] (rl/core/packing.py: real tokens end to end,
 position ids restarting on every row, no attention mask), which transformers' attention turns into per-row causal
-attention (a block-diagonal mask for sdpa / eager / flex, the varlen kernel for flash-attention). The returned
+attention (the varlen kernel for flash-attention, row by row for `sdpa_packed`, rl/train/packed_attention.py, a
+block-diagonal mask for sdpa / eager / flex). The returned
 [n, C] tensors are the same as the padded forward's. `packing_support(lm)` says whether a model can take it.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from rl.core.collate import position_ids
 from rl.core.logprobs import DEFAULT_CHUNK_ELEMENTS, chunked_token_logprobs
 from rl.core.packing import pack_rows
+from rl.train.packed_attention import row_boundaries
 
 # Config attributes that change logits after the LM head; the chunked head does not apply them, so refuse the model.
 UNSUPPORTED_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
@@ -49,7 +51,7 @@ def check_supported(lm: torch.nn.Module) -> None:
 
 
 # Attention implementations whose transformers mask (or varlen kernel) isolates rows packed with restarting positions.
-PACKING_ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
+PACKING_ATTENTION = ("sdpa", "sdpa_packed", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
 # Layer kinds that are attention (anything else, e.g. linear attention or a state-space layer, carries state across
 # the packed rows' boundaries).
 ATTENTION_LAYERS = ("full_attention", "sliding_attention", "chunked_attention")
@@ -123,8 +125,9 @@ class CausalLMLogprobs(torch.nn.Module):
         needed = completion_mask > 0  # [n, C]
         if packed:
             ids, pos, predict_at, targets = pack_rows(input_ids, attention_mask, completion_mask)  # [1, L], [M]
-            hidden = self.lm.base_model(input_ids=ids, position_ids=pos, attention_mask=None,
-                                        use_cache=False).last_hidden_state  # [1, L, H]
+            # the row boundaries go to flash-attention's varlen kernel, or to sdpa_packed (rl/train/packed_attention.py)
+            hidden = self.lm.base_model(input_ids=ids, position_ids=pos, attention_mask=None, use_cache=False,
+                                        **row_boundaries(attention_mask)).last_hidden_state  # [1, L, H]
             h = hidden[0, predict_at]  # [M, H]
         else:
             hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask,

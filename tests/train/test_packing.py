@@ -10,6 +10,7 @@ from rl.core.collate import collate
 from rl.core.episode import Completion, Episode
 from rl.train import policy as policy_module
 from rl.train.models import load_causal_lm, load_tokenizer
+from rl.train.packed_attention import row_boundaries, sdpa_packed_attention, use_row_attention
 from rl.train.policy import CausalLMLogprobs, packing_support
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -45,13 +46,18 @@ def forward_backward(policy, batch, packed):
 # 5e-7 of max 6.5). bf16 autocast: matmuls round to 8 mantissa bits and the two layouts accumulate the gradient in a
 # different order; measured: logprobs identical, gradients max |diff| 0.012 of max 6.5 (0.2%), so 1e-2 (gradients:
 # relative to their largest entry).
-@pytest.mark.parametrize("attn, dtype, atol", [("sdpa", torch.float32, 1e-5), ("eager", torch.float32, 1e-5),
-                                               ("sdpa", torch.bfloat16, 1e-2)])
+# sdpa_packed: row by row (what the learner switches sdpa models to); sdpa / eager: transformers' block-diagonal mask.
+@pytest.mark.parametrize("attn, dtype, atol", [("sdpa_packed", torch.float32, 1e-5), ("sdpa", torch.float32, 1e-5),
+                                               ("eager", torch.float32, 1e-5), ("sdpa_packed", torch.bfloat16, 1e-2)])
 def test_packed_equals_padded_logprobs_loss_and_gradients(micro_model_dir, attn, dtype, atol):
     tok = load_tokenizer(str(micro_model_dir))
     batch = lengths_batch(tok, T=16)
     assert batch.attention_mask.sum(-1).tolist() == list(range(1, 17))
-    policy = CausalLMLogprobs(load_causal_lm(str(micro_model_dir), attn_implementation=attn))
+    lm = load_causal_lm(str(micro_model_dir), attn_implementation=attn.removesuffix("_packed"))
+    if attn == "sdpa_packed":
+        assert use_row_attention(lm)  # sdpa -> sdpa_packed
+    assert lm.config._attn_implementation == attn
+    policy = CausalLMLogprobs(lm)
     assert packing_support(policy.lm) is None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         padded = forward_backward(policy, batch, packed=False)
@@ -64,13 +70,25 @@ def test_packed_equals_padded_logprobs_loss_and_gradients(micro_model_dir, attn,
         assert (got - want).abs().max().item() <= atol * max(scale, 1.0), name
 
 
-def test_packed_rows_do_not_see_each_other(micro_model_dir):
+@pytest.mark.parametrize("row_attention", [True, False], ids=["sdpa_packed", "sdpa"])
+def test_packed_rows_do_not_see_each_other(micro_model_dir, row_attention, monkeypatch):
     """A row's logprobs packed beside others equal its logprobs alone (no attention across the boundary)."""
     tok = load_tokenizer(str(micro_model_dir))
     batch = lengths_batch(tok, T=8)
-    policy = CausalLMLogprobs(load_causal_lm(str(micro_model_dir)))
+    lm = load_causal_lm(str(micro_model_dir))
+    if row_attention:
+        use_row_attention(lm)
+    policy = CausalLMLogprobs(lm)
+    calls = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda q, *a, **kw: calls.append(q.shape[2]) or sdpa(q, *a, **kw))
     with torch.no_grad():
         together, _ = policy(batch.input_ids, batch.attention_mask, batch.completion_mask, packed=True)
+    # 2 layers: row by row, one call per row of 1..8 tokens; else one call over the 36 packed tokens
+    assert calls == (list(range(1, 9)) * 2 if row_attention else [36, 36])
+    monkeypatch.undo()
+    with torch.no_grad():
         for i in range(len(batch)):
             alone, _ = policy(batch.input_ids[i:i + 1], batch.attention_mask[i:i + 1],
                               batch.completion_mask[i:i + 1], packed=True)
@@ -83,10 +101,12 @@ def weights_of(learner):
 
 BUDGET_CASES = [({"algorithm.loss": "dapo"}, 12), ({"algorithm.loss": "grpo"}, 24),
                 # mu = 2 and a KL term: the no-grad old and reference passes run packed too
-                ({"algorithm.loss": "bnpo", "algorithm.num_iterations": 2, "algorithm.beta": 0.1}, 12)]
+                ({"algorithm.loss": "bnpo", "algorithm.num_iterations": 2, "algorithm.beta": 0.1}, 12),
+                # LoRA: adapters on q/k/v/o, base frozen; the packed rows go through the same adapted layers
+                ({"algorithm.loss": "dapo", "model.lora.enabled": "true", "model.lora.r": 2, "model.lora.alpha": 4}, 16)]
 
 
-@pytest.mark.parametrize("extra, budget", BUDGET_CASES, ids=["dapo-12", "grpo-24", "bnpo-mu2-kl-12"])
+@pytest.mark.parametrize("extra, budget", BUDGET_CASES, ids=["dapo-12", "grpo-24", "bnpo-mu2-kl-12", "lora-dapo-16"])
 def test_token_budget_split_equals_fixed_split(micro_model_dir, extra, budget):
     """Loss, grad norm and weights after 3 steps: micro-batches of 2 rows vs packed bins of <= `budget` tokens
     (rows here are 5 to 11 tokens long: budget 12 makes 7 bins of 1-2 rows, 24 makes 3 bins of 2-3 rows)."""
@@ -129,3 +149,21 @@ def test_packing_support_refuses_layers_that_are_not_attention(micro_model_dir):
     assert packing_support(lm) is None
     lm.config.layer_types = ["linear_attention", "full_attention"]
     assert packing_support(lm) == "LlamaForCausalLM has linear_attention layers, which carry state across packed rows"
+
+
+def test_row_boundaries_and_row_attention_by_hand():
+    """cu [0, 3, 5]: rows [0, 3) and [3, 5). Row by row equals sdpa over the block-diagonal causal mask; without
+    boundaries the function is plain sdpa (generation and padded forwards unchanged)."""
+    got = row_boundaries(torch.tensor([[0, 1, 1], [1, 1, 1]]))
+    assert got["cu_seq_lens_q"].tolist() == [0, 2, 5] and got["max_length_q"] == 3
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4, generator=g) for _ in range(3))  # [1, heads, L, d]
+    module = torch.nn.Module()
+    rows, _ = sdpa_packed_attention(module, q, k, v, None, cu_seq_lens_q=torch.tensor([0, 3, 5]))  # [1, 5, 2, 4]
+    seq = torch.tensor([0, 0, 0, 1, 1])
+    pos = torch.arange(5)
+    mask = (seq[:, None] == seq[None, :]) & (pos[:, None] >= pos[None, :])  # [5, 5] block-diagonal causal
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2)
+    torch.testing.assert_close(rows, want, atol=1e-6, rtol=0)
+    plain, _ = sdpa_packed_attention(module, q, k, v, mask[None, None])
+    torch.testing.assert_close(plain, want, atol=1e-6, rtol=0)
