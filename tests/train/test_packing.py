@@ -167,3 +167,21 @@ def test_row_boundaries_and_row_attention_by_hand():
     torch.testing.assert_close(rows, want, atol=1e-6, rtol=0)
     plain, _ = sdpa_packed_attention(module, q, k, v, mask[None, None])
     torch.testing.assert_close(plain, want, atol=1e-6, rtol=0)
+
+
+def test_generation_is_unchanged_by_row_attention(micro_model_dir):
+    """The transformers engine decodes with the learner's model: after sdpa -> sdpa_packed (no row boundaries in
+    generation) greedy decoding of left-padded prompts gives the same tokens and scores."""
+    tok = load_tokenizer(str(micro_model_dir))
+    batch = lengths_batch(tok, T=6)
+    P = batch.input_ids.shape[1] - batch.completion_length
+    ids, mask = batch.input_ids[:, :P], batch.attention_mask[:, :P]  # the prompts (1-2 tokens), left-padded
+    assert P == 2 and mask[:, 0].tolist() == [0, 0, 0, 0, 0, 1]
+    lm = load_causal_lm(str(micro_model_dir))
+    kwargs = dict(attention_mask=mask, max_new_tokens=5, do_sample=False, output_scores=True,
+                  return_dict_in_generate=True, pad_token_id=tok.pad_token_id)
+    before = lm.generate(ids, **kwargs)
+    assert use_row_attention(lm)
+    after = lm.generate(ids, **kwargs)
+    assert torch.equal(after.sequences, before.sequences)
+    torch.testing.assert_close(torch.stack(after.scores), torch.stack(before.scores), atol=1e-5, rtol=0)
