@@ -17,7 +17,8 @@ recipes/tiny/r1_zero.yaml (dapo, beta 0, mu 1); float32, CPU; model from rl/benc
 Both modes in one process, each its own learner on its own copy of the model: `Learner.step` (prepare,
 forward/backward, AdamW step) on the same batch, the modes stepped in turn for one warm-up round and `--steps` timed
 rounds (load from other processes then falls on both alike): `tokens_per_s` = real tokens of the batch / the
-fastest step (other load only ever adds time); then, per mode, one more step under rl/bench/tracker.py `PeakMemory` (allocated CPU tensor bytes above the weights and
+fastest step (other load only ever adds time), and `tokens_per_cpu_s` from this process's CPU time
+(time.process_time: on a shared machine less disturbed by other processes than wall time); then, per mode, one more step under rl/bench/tracker.py `PeakMemory` (allocated CPU tensor bytes above the weights and
 optimizer state: activations, saved tensors, logits chunks, gradients) = `peak_bytes`. Also reported: micro-batches
 per step, the largest micro-batch's tokens as the model saw them (padded: rows x longest row; packed: its real tokens)
 and the padding fraction of the padded mode.
@@ -92,13 +93,15 @@ def run(modes: list[str], model_name: str, lengths: list[int], micro_batch: int,
     real = int(batch.attention_mask.sum())
     learners = {m: make_learner(m, path, rows, max(lengths), micro_batch, budget) for m in modes}
     times: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, list[float]] = {m: [] for m in modes}
     metrics: dict[str, dict] = {}
     for r in range(steps + 1):  # round 0 warms up
         for m in modes:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             metrics[m] = learners[m].step(batch)
             times[m].append(time.perf_counter() - t0)
-            print(f"[packing] round {r} {m}: {times[m][-1]:.2f} s", flush=True)
+            cpu[m].append(time.process_time() - c0)
+            print(f"[packing] round {r} {m}: {times[m][-1]:.2f} s wall, {cpu[m][-1]:.2f} s CPU", flush=True)
     out = []
     for m in modes:
         with PeakMemory() as mem:
@@ -110,29 +113,33 @@ def run(modes: list[str], model_name: str, lengths: list[int], micro_batch: int,
             shapes = [trim_padding(ordered.slice(s, s + micro_batch)).input_ids.shape for s in range(0, rows,
                                                                                                     micro_batch)]
             micro, largest, seen = len(shapes), max(a * b for a, b in shapes), sum(a * b for a, b in shapes)
-        best = min(times[m][1:])
+        best, best_cpu = min(times[m][1:]), min(cpu[m][1:])
         out.append({"mode": m, "model": model_name, "rows": rows, "real_tokens": real, "tokens_through_model": seen,
                     "padding_frac": round(1 - real / seen, 3), "micro_batches": micro,
                     "largest_micro_batch_tokens": largest, "s_per_step_min": round(best, 3),
                     "s_per_step": [round(t, 3) for t in times[m][1:]], "tokens_per_s": round(real / best, 1),
+                    "cpu_s_per_step_min": round(best_cpu, 3), "cpu_s_per_step": [round(t, 3) for t in cpu[m][1:]],
+                    "tokens_per_cpu_s": round(real / best_cpu, 1),
                     "peak_bytes": mem.peak_bytes, "loss": metrics[m]["loss"], "grad_norm": metrics[m]["grad_norm"],
                     "torch_threads": torch.get_num_threads()})
     return out
 
 
 def table(results: list[dict]) -> str:
-    rows = ["| mode | micro-batches | largest micro-batch (tokens) | padding | s/step (min) | tokens/s | peak GiB |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| mode | micro-batches | largest micro-batch (tokens) | padding | s/step (min) | tokens/s | "
+            "CPU s/step (min) | tokens/CPU s | peak GiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if "error" in r:
             rows.append(f"| {r['mode']} | {r['error'][:80]} ||||||")
             continue
         rows.append(f"| {r['mode']} | {r['micro_batches']:.0f} | {r['largest_micro_batch_tokens']:,.0f} | "
                     f"{r['padding_frac']:.0%} | {r['s_per_step_min']:.2f} | {r['tokens_per_s']:,.0f} | "
+                    f"{r['cpu_s_per_step_min']:.2f} | {r['tokens_per_cpu_s']:,.0f} | "
                     f"{r['peak_bytes'] / 2**30:.3f} |")
     by = {r["mode"]: r for r in results if "error" not in r}
     if len(by) == 2:
         rows.append(f"\npacked / padded: {by['packed']['tokens_per_s'] / by['padded']['tokens_per_s']:.2f}x tokens/s, "
+                    f"{by['packed']['tokens_per_cpu_s'] / by['padded']['tokens_per_cpu_s']:.2f}x tokens/CPU s, "
                     f"{by['packed']['peak_bytes'] / by['padded']['peak_bytes']:.2f}x peak memory")
     return "\n".join(rows)
 
