@@ -39,7 +39,7 @@ test: setup setup-vllm setup-sandbox
 # test runs three of its cells. Also the vLLM-colocated cells (test_launch_matrix_vllm.py) and the real distillation
 # chain's shape (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT).
 test-matrix: setup
-	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py \
+	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_packed_ranks.py \
 		tests/bench/test_gpu_check.py -m matrix
 
 test-fast: setup setup-sandbox

@@ -93,7 +93,11 @@ class MicroBatcher:
 def accumulation(accelerator, model, last: bool):
     """`accelerator.accumulate` for a step whose number of micro-batches is not fixed: gradients are synchronised
     (DDP / FSDP2), and DeepSpeed's engine steps, on the micro-batch marked `last` only. accelerate's own `accumulate`
-    decides by counting micro-batches against `gradient_accumulation_steps`, which a token budget does not fix."""
+    decides by counting micro-batches against `gradient_accumulation_steps`, which a token budget does not fix.
+    Sets accelerate 1.15's GradientState through its `_set_sync_gradients` (what `accumulate` itself calls), which
+    `accelerator.backward` (DeepSpeed's boundary) and the wrapped optimizer's `step` read; re-check on an upgrade.
+    The backward's loss scale is unchanged: accelerate and DeepSpeed still divide by the configured accumulation
+    steps, and `distributed.loss_scale_for_backward` multiplies that back."""
     accelerator.gradient_state._set_sync_gradients(last)
     with contextlib.nullcontext() if last else accelerator.no_sync(model):
         yield

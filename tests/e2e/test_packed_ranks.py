@@ -23,9 +23,9 @@ def one_process(micro_model_dir, tmp_path_factory):
     return torch.load(out)
 
 
-# DDP: gradients synchronised on the last micro-batch only; ZeRO-3: every forward and backward is a collective, so
-# a rank running fewer micro-batches than the other would hang it
-@pytest.mark.parametrize("strategy", ["ddp", "zero3"])
+# DDP: gradients synchronised on the last micro-batch only; ZeRO-3 / FSDP2: every forward and backward is a
+# collective, so a rank running fewer micro-batches than the other would hang it. FSDP2 in `make test-matrix`.
+@pytest.mark.parametrize("strategy", ["ddp", "zero3", pytest.param("fsdp2", marks=pytest.mark.matrix)])
 def test_balanced_two_processes_equal_one(strategy, micro_model_dir, one_process, tmp_path):
     launch(strategy, micro_model_dir, tmp_path / "two.pt", *PACKED)
     one, two = one_process, torch.load(tmp_path / "two.pt")
@@ -38,3 +38,28 @@ def test_balanced_two_processes_equal_one(strategy, micro_model_dir, one_process
         assert b["train"]["train/micro_batches"] == 3  # both ranks (rank 1 split its 2 bins to 3)
     assert one["steps"][0]["grad_norm"] > 0.1
     assert_same_weights(two["weights"], one["weights"], atol=1e-5)
+
+
+@pytest.mark.matrix
+def test_balanced_two_processes_equal_one_in_bf16(micro_model_dir, tmp_path):
+    """DDP x bf16 autocast (make test-matrix): the same packed, balanced steps in bf16 on 2 processes and on 1. The
+    rows of a micro-batch differ between the two runs (balanced ranks vs all rows on one), so bf16 rounding differs:
+    loss and grad norm within 2%, and the weight updates (final - initial) point the same way (cosine > 0.99) with
+    the same size (norm ratio within 2%)."""
+    from rl.train.models import load_causal_lm
+    bf16 = [*PACKED, "model.dtype=bfloat16"]
+    launch("single", micro_model_dir, tmp_path / "one.pt", *bf16)
+    launch("ddp", micro_model_dir, tmp_path / "two.pt", *bf16)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert (one["mixed_precision"], two["mixed_precision"]) == ("bf16", "bf16")
+    for a, b in zip(one["steps"], two["steps"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-2, abs=1e-4)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=2e-2)
+        assert b["train"]["train/rank_token_imbalance"] == pytest.approx(35 / 33.5)
+    start = {n: t.float() for n, t in load_causal_lm(str(micro_model_dir)).state_dict().items()}
+    names = sorted(one["weights"])
+    up1 = torch.cat([(one["weights"][n] - start[n]).flatten() for n in names])
+    up2 = torch.cat([(two["weights"][n] - start[n]).flatten() for n in names])
+    assert up1.norm() > 1e-2
+    assert torch.nn.functional.cosine_similarity(up1, up2, dim=0) > 0.99
+    assert float(up2.norm() / up1.norm()) == pytest.approx(1.0, abs=2e-2)
