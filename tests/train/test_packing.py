@@ -103,10 +103,12 @@ BUDGET_CASES = [({"algorithm.loss": "dapo"}, 12), ({"algorithm.loss": "grpo"}, 2
                 # mu = 2 and a KL term: the no-grad old and reference passes run packed too
                 ({"algorithm.loss": "bnpo", "algorithm.num_iterations": 2, "algorithm.beta": 0.1}, 12),
                 # LoRA: adapters on q/k/v/o, base frozen; the packed rows go through the same adapted layers
-                ({"algorithm.loss": "dapo", "model.lora.enabled": "true", "model.lora.r": 2, "model.lora.alpha": 4}, 16)]
+                ({"algorithm.loss": "dapo", "model.lora.enabled": "true", "model.lora.r": 2, "model.lora.alpha": 4}, 16),
+                # activation checkpointing: the recomputed forward gets the same row boundaries
+                ({"algorithm.loss": "dapo", "model.gradient_checkpointing": "true"}, 16)]
 
 
-@pytest.mark.parametrize("extra, budget", BUDGET_CASES, ids=["dapo-12", "grpo-24", "bnpo-mu2-kl-12", "lora-dapo-16"])
+@pytest.mark.parametrize("extra, budget", BUDGET_CASES, ids=["dapo-12", "grpo-24", "bnpo-mu2-kl-12", "lora-dapo-16", "checkpointing-dapo-16"])
 def test_token_budget_split_equals_fixed_split(micro_model_dir, extra, budget):
     """Loss, grad norm and weights after 3 steps: micro-batches of 2 rows vs packed bins of <= `budget` tokens
     (rows here are 5 to 11 tokens long: budget 12 makes 7 bins of 1-2 rows, 24 makes 3 bins of 2-3 rows)."""
