@@ -40,7 +40,7 @@ test: setup setup-vllm setup-sandbox
 # chain's shape (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT), and the sharded evaluation's
 # ZeRO-3 lock-step and async cells (tests/e2e/test_sharded_eval.py).
 test-matrix: setup
-	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_sharded_eval.py \
+	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_sharded_eval.py tests/e2e/test_packed_ranks.py \
 		tests/bench/test_gpu_check.py -m matrix
 
 test-fast: setup setup-sandbox
@@ -65,6 +65,7 @@ bench: setup
 	$(PY) -m rl.bench.memory --json runs/bench/memory.json
 	$(PY) -m rl.bench.lora --json runs/bench/lora.json
 	$(PY) -m rl.bench.lora --interleave 4 --json runs/bench/lora_timing.json
+	$(PY) -m rl.bench.packing --json runs/bench/packing.json
 
 # One GPU, nothing downloaded: a random-init model of Qwen2.5-1.5B's shape through rl/grpo.py with vLLM colocated,
 # sleep mode, bf16 and 4k-token completions, then the same with async_steps=1; prints s/step, generated tokens/s,

@@ -217,6 +217,9 @@ class TrainConfig(LRScheduleKeys):
     max_steps: int = 100  # generation batches
     batch_size: int = 64  # completions per step per process = prompts per step * group_size
     micro_batch_size: int = 16  # completions per forward/backward pass
+    # > 0: micro-batches by a budget of real tokens (prompt + completion) instead of micro_batch_size rows, each run as
+    # one padding-free packed sequence, ranks balanced by tokens (rl/train/micro_batches.py); 0: micro_batch_size rows
+    max_tokens_per_micro_batch: int = 0
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
@@ -311,6 +314,9 @@ class GRPOConfig:
         if t.batch_size % t.micro_batch_size:
             raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
                               f"train.micro_batch_size={t.micro_batch_size}")
+        if t.max_tokens_per_micro_batch < 0:
+            raise ConfigError(f"train.max_tokens_per_micro_batch={t.max_tokens_per_micro_batch} must be >= 0 "
+                              f"(0: micro-batches of train.micro_batch_size rows)")
         for key, value in (("train.max_steps", t.max_steps), ("algorithm.num_iterations", a.num_iterations),
                            ("rollout.max_completion_length", r.max_completion_length),
                            ("algorithm.max_sampling_rounds", a.max_sampling_rounds),

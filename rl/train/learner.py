@@ -14,7 +14,10 @@ The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/train/d
     engine steps on the last micro-batch of the step only; the loss normaliser (`losses.Normalizer`) is fixed for the
     whole step, across processes for `dapo`, before the first backward pass, so the update depends neither on the
     micro-batch split nor on the number of processes;
-  - rows are ordered by length and each micro-batch trimmed to its own longest row (rl/core/collate.py);
+  - micro-batches (rl/train/micro_batches.py): a fixed number of rows, ordered by length and trimmed to each
+    micro-batch's longest row (rl/core/collate.py); or, with `train.max_tokens_per_micro_batch`, rows binned under a
+    token budget and each micro-batch run as one padding-free packed sequence, ranks balanced by tokens and agreeing
+    on the number of micro-batches (rl/core/packing.py);
   - the LR schedule is a plain LambdaLR stepped once per optimizer step (not accelerate's, which steps
     num_processes times).
 """
@@ -26,11 +29,13 @@ import time
 import torch
 
 from rl.train import distributed
-from rl.core.collate import by_length, trim_padding
+from rl.core.collate import by_length
 from rl.core.episode import BATCH_FIELDS, Batch
 from rl.config.grpo import GRPOConfig
 from rl.core.losses import Normalizer, get_aggregation, get_kl_estimator, get_surrogate, policy_loss
-from rl.train.policy import CausalLMLogprobs
+from rl.train.micro_batches import MicroBatcher, accumulation
+from rl.train.packed_attention import use_row_attention
+from rl.train.policy import CausalLMLogprobs, packing_support
 from rl.core.importance import truncated_is_weights
 from rl.core.schedules import lr_factor_fn
 
@@ -83,6 +88,11 @@ class Learner:
             raise ValueError(f"trainable weights in {', '.join(low)}: AdamW updates at small learning rates round away "
                              f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
                              f"(mixed precision)")
+        self.balance_metrics: dict[str, float] = {}  # the last step's rank token balance (token budget only)
+        self.micro_batcher = MicroBatcher(accelerator, train.micro_batch_size, train.max_tokens_per_micro_batch,
+                                          packing_support(model) if train.max_tokens_per_micro_batch > 0 else None)
+        if self.micro_batcher.packed:
+            use_row_attention(model)  # sdpa -> sdpa_packed: packed rows attend row by row (rl/train/packed_attention.py)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
@@ -104,6 +114,8 @@ class Learner:
             if alg.beta > 0:  # the policy with its adapters switched off (no second copy)
                 self.ref_model, self.reference_mode = self.model, self.lora.adapter_disabled
         if ref_model is not None:
+            if self.micro_batcher.packed:
+                use_row_attention(ref_model)
             ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
             self.ref_model = distributed.prepare_reference(accelerator, ref)
 
@@ -131,15 +143,20 @@ class Learner:
         """How a checkpoint's consolidated weights are written: None = a full Hugging Face model; LoRA: the adapter."""
         return None if self.lora is None else self.lora.write_adapter
 
-    def _micro_batches(self, batch: Batch) -> list[Batch]:
-        size = self.cfg.train.micro_batch_size
-        return [trim_padding(batch.slice(s, s + size)) for s in range(0, len(batch), size)]
-
     @torch.no_grad()
     def _frozen_logprobs(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         temperature, C = self.cfg.rollout.temperature, batch.completion_length
-        return torch.cat([_pad_columns(model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature)[0], C)
-                          for mb in self._micro_batches(batch)])  # [N, C]
+        out = torch.zeros(len(batch), C, dtype=torch.float32, device=batch.input_ids.device)  # [N, C]
+        start = 0
+        for rows, mb in self.micro_batcher.split(batch):
+            lp = _pad_columns(model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
+                                    packed=self.micro_batcher.packed)[0], C)  # [n, C]
+            if rows is None:
+                out[start:start + len(mb)] = lp
+                start += len(mb)
+            else:
+                out[rows] = lp
+        return out
 
     def normalizer(self, batch: Batch) -> Normalizer:
         local_tokens = batch.completion_mask.sum()
@@ -156,8 +173,9 @@ class Learner:
             raise ValueError(f"a step trains on {self.accumulation_steps * self.cfg.train.micro_batch_size} rows per "
                              f"process (train.batch_size), got {len(batch)}")
         device = self.accelerator.device
-        batch, _ = by_length(Batch(*(None if t is None else t.to(device)
-                                     for t in (getattr(batch, f) for f in BATCH_FIELDS))))
+        batch = Batch(*(None if t is None else t.to(device) for t in (getattr(batch, f) for f in BATCH_FIELDS)))
+        batch, self.balance_metrics = self.micro_batcher.exchange_rows(batch)  # token budget, several ranks
+        batch, _ = by_length(batch)
         self.model.train()
         if alg.num_iterations > 1 and batch.old_logprobs is None:
             batch.old_logprobs = self._frozen_logprobs(self.model, batch)
@@ -199,10 +217,13 @@ class Learner:
         # metric sums stay on the device until the pass ends: one host sync per pass, not several per micro-batch
         zero = torch.zeros((), device=self.accelerator.device)
         sums = dict.fromkeys(("loss", "clipped_tokens", "kl_tokens", "diff_sum", "diff_max", "entropy_sum"), zero)
-        for mb in self._micro_batches(batch):
-            with self.accelerator.accumulate(self.model):
+        micro_batches = self.micro_batcher.split(batch)
+        for i, (_, mb) in enumerate(micro_batches):
+            with (accumulation(self.accelerator, self.model, last=i == len(micro_batches) - 1)
+                  if self.micro_batcher.packed else self.accelerator.accumulate(self.model)):
                 logprobs, entropy = self.model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
-                                               with_entropy=first_pass)  # [n, C], [n, C] | None
+                                               with_entropy=first_pass,
+                                               packed=self.micro_batcher.packed)  # [n, C], [n, C] | None
                 if first_pass:  # engine vs learner logprobs on the sampled tokens, and entropy, free from this pass
                     diff = (logprobs.detach() - mb.sampling_logprobs).abs() * mb.completion_mask  # [n, C]
                     sums["diff_sum"] = sums["diff_sum"] + diff.sum()
@@ -260,6 +281,8 @@ class Learner:
             "rollout/logprob_diff_max": totals["diff_max"],
             "time/train_s": time.time() - t0,
         }
+        metrics.update(self.balance_metrics)
+        metrics.update(self.micro_batcher.last)
         if alg.beta > 0 and not alg.kl_in_reward:
             metrics["kl"] = totals["kl_tokens"] / (tokens * alg.num_iterations)
         return metrics

@@ -12,16 +12,25 @@ DeepSpeed ZeRO-3's parameter fetching. `accelerator.prepare` receives this modul
 Only the C completion positions go through the LM head, and of those only the ones that count in the loss
 (`completion_mask`): the others get logprob 0 and no LM-head work. Positions follow the attention mask, so left
 padding does not shift them.
+
+`packed=True` runs the same rows as one padding-free sequence [1, L] (rl/core/packing.py: real tokens end to end,
+position ids restarting on every row, no attention mask, the row boundaries as flash-attention's `cu_seq_lens`), which
+transformers' attention turns into per-row causal attention: flash-attention's varlen kernel, row by row for
+`sdpa_packed` (rl/train/packed_attention.py), a block-diagonal mask for sdpa / eager / flex. The returned [n, C]
+tensors are the padded forward's. `packing_support(lm)` says whether a model can take packed rows.
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Callable, ContextManager
 
 import torch
 
 from rl.core.collate import position_ids
 from rl.core.logprobs import DEFAULT_CHUNK_ELEMENTS, chunked_token_logprobs
+from rl.core.packing import pack_rows
+from rl.train.packed_attention import row_boundaries
 
 # Config attributes that change logits after the LM head; the chunked head does not apply them, so refuse the model.
 UNSUPPORTED_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
@@ -39,6 +48,31 @@ def check_supported(lm: torch.nn.Module) -> None:
     head = lm.get_output_embeddings()
     if head is None or getattr(head, "bias", None) is not None:
         raise ValueError(f"{type(lm).__name__}: the LM head must be a bias-free linear layer")
+
+
+# Attention implementations whose transformers mask (or varlen kernel) isolates rows packed with restarting positions.
+PACKING_ATTENTION = ("sdpa", "sdpa_packed", "eager", "flex_attention", "flash_attention_2", "flash_attention_3")
+# Layer kinds that are attention (anything else, e.g. linear attention or a state-space layer, carries state across
+# the packed rows' boundaries).
+ATTENTION_LAYERS = ("full_attention", "sliding_attention", "chunked_attention")
+
+
+def packing_support(lm: torch.nn.Module) -> str | None:
+    """None when `lm` can run packed rows (see the module docstring), else the reason it cannot (one line).
+    Needs: an attention implementation from PACKING_ATTENTION, a decoder whose modelling module builds its masks with
+    transformers' `create_causal_mask` (which detects packed position ids), and attention in every layer."""
+    config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+    attn = getattr(config, "_attn_implementation", None)
+    if attn not in PACKING_ATTENTION:
+        return f"attention implementation {attn!r} is not one of {', '.join(PACKING_ATTENTION)}"
+    base = getattr(lm, "base_model", lm)
+    module = sys.modules.get(type(base).__module__)
+    if module is None or not hasattr(module, "create_causal_mask"):
+        return f"{type(base).__name__} does not build its attention masks with transformers' create_causal_mask"
+    other = sorted(set(getattr(config, "layer_types", None) or ()) - set(ATTENTION_LAYERS))
+    if other:
+        return f"{type(lm).__name__} has {', '.join(other)} layers, which carry state across packed rows"
+    return None
 
 
 class CausalLMLogprobs(torch.nn.Module):
@@ -82,16 +116,25 @@ class CausalLMLogprobs(torch.nn.Module):
         return self.lm.get_output_embeddings()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
-                temperature: float = 1.0, with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                temperature: float = 1.0, with_entropy: bool = False, packed: bool = False,
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """input_ids, attention_mask [n, P + C] (prompt left-padded, completion right-padded); completion_mask
-        [n, C] (1 on tokens whose logprob is needed). Position P - 1 + t predicts completion token t."""
+        [n, C] (1 on tokens whose logprob is needed). Position P - 1 + t predicts completion token t.
+        packed: the rows run as one sequence of their real tokens (rl/core/packing.py), same results."""
         n, C = completion_mask.shape
-        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                    position_ids=position_ids(attention_mask),
-                                    use_cache=False).last_hidden_state  # [n, P + C, H]
         needed = completion_mask > 0  # [n, C]
-        h = hidden[:, -C - 1:-1][needed]  # [M, H], M = needed positions
-        targets = input_ids[:, -C:][needed]  # [M]
+        if packed:
+            ids, pos, predict_at, targets = pack_rows(input_ids, attention_mask, completion_mask)  # [1, L], [M]
+            # the row boundaries go to flash-attention's varlen kernel, or to sdpa_packed (rl/train/packed_attention.py)
+            hidden = self.lm.base_model(input_ids=ids, position_ids=pos, attention_mask=None, use_cache=False,
+                                        **row_boundaries(attention_mask)).last_hidden_state  # [1, L, H]
+            h = hidden[0, predict_at]  # [M, H]
+        else:
+            hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                        position_ids=position_ids(attention_mask),
+                                        use_cache=False).last_hidden_state  # [n, P + C, H]
+            h = hidden[:, -C - 1:-1][needed]  # [M, H], M = needed positions
+            targets = input_ids[:, -C:][needed]  # [M]
         weight = self.lm.get_output_embeddings().weight  # [V, H]
         if type(weight).__name__ == "DTensor":
             # accelerate's FSDP2 layout keeps lm_head in a group that stays unsharded through forward and backward

@@ -1,14 +1,17 @@
 """K GRPO learner steps on fixed batches, under whatever launcher runs this script; rank 0 saves what tests compare.
 
-    python tests/e2e/learner_steps.py MODEL_DIR OUT.pt [--steps 3] [--save-after 1 --ckpt DIR] [--resume DIR] [a.b=c ...]
+    python tests/e2e/learner_steps.py MODEL_DIR OUT.pt [--steps 3] [--save-after 1 --ckpt DIR] [--resume DIR] [--skew]
+                                      [a.b=c ...]
     accelerate launch --config_file <strategy config> --num_processes 2 tests/e2e/learner_steps.py ...   (CPU: see
     tests/e2e/launch.py for the adaptations)
 
 Step s trains on the same 8 rows whatever the number of processes W: rank r takes rows [r*8/W, (r+1)*8/W) of the
-batch built from seed s (advantages included, so no rollouts and no sampling: only the learner differs). Saved:
+batch built from seed s (advantages included, so no rollouts and no sampling: only the learner differs); with --skew
+the rows are first ordered longest first, so rank 0 holds the longest rows (a token imbalance between ranks). Saved:
 
     {"world", "strategy", "mixed_precision",
-     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr", "kl" (rank 0's, beta > 0)}],
+     "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr", "kl" (rank 0's, beta > 0),
+                "train": {rank 0's train/* metrics (micro-batches, rank token balance)}}, ...],
      "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path),
      "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty),
      "master_weights": {name: float32 tensor}   the optimizer's float32 masters (DeepSpeed keeps them apart from the
@@ -40,6 +43,7 @@ def main():
     ap.add_argument("--save-after", type=int, default=0)
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--resume", default=None)
+    ap.add_argument("--skew", action="store_true")
     args, overrides = ap.parse_known_args()  # the rest: recipe overrides a.b=c
     sys.path.insert(0, str(ROOT / "tests" / "train"))
     from test_learner import make_batch  # tests/train/test_learner.py
@@ -80,11 +84,16 @@ def main():
         first = load_training_state(accelerator, Path(args.resume), learner.scheduler)["step"] + 1
     steps = []
     for step in range(first, args.steps + 1):
-        batch = make_batch(tok, n=rows, seed=step).slice(rank * per, (rank + 1) * per)
+        batch = make_batch(tok, n=rows, seed=step)
+        if args.skew:
+            from rl.core.collate import by_length
+            batch = by_length(batch)[0]
+        batch = batch.slice(rank * per, (rank + 1) * per)
         metrics = learner.step(batch)
         loss = accelerator.reduce(torch.tensor([metrics["loss"]], device=accelerator.device), "mean").item()
         steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"],
-                      "kl": metrics.get("kl")})
+                      "kl": metrics.get("kl"),
+                      "train": {k: v for k, v in metrics.items() if k.startswith("train/")}})
         if step == args.save_after:
             save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
                             {"sampler_position": 0}, weights_prefix=POLICY_PREFIX,

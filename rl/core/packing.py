@@ -1,0 +1,138 @@
+"""Padding-free micro-batches under a token budget (pure): which rows train together, how many tokens each rank gets,
+and how one micro-batch is laid end to end as a single packed sequence.
+
+1. Bins (`first_fit_decreasing`): rows sorted longest first, each put into the first bin where it still fits under
+   `budget` tokens (prompt + completion), else into a new bin. A row longer than the budget gets a bin of its own.
+
+       lengths [5, 9, 3, 4, 6], budget 10 -> order 9, 6, 5, 4, 3
+       9 -> bin A (9);  6 -> new bin B (6);  5 -> B is full at 11, new bin C (5);  4 -> B (10);  3 -> C (8)
+       -> [[1], [4, 3], [0, 2]]   (row indices; bins hold 9, 10 and 8 tokens)
+
+2. Equal counts (`split_bins`): every rank must run the same number of micro-batches (under ZeRO-3 / FSDP2 every
+   forward is a collective, and the last micro-batch is the one whose backward synchronises), so a rank with fewer
+   bins than the largest count splits its heaviest bin (of at least two rows) in two until the counts agree.
+   Splitting never makes a bin heavier, so the budget still holds.
+
+       [[1], [4, 3], [0, 2]] with lengths above, to 4 bins -> heaviest splittable bin [4, 3] (10) -> [4], [3]
+       -> [[1], [0, 2], [4], [3]]   (sorted by tokens, heaviest first: 9, 8, 6, 4)
+
+3. Ranks (`balance_ranks`): the rows of all W ranks are dealt out again so that every rank keeps the same number of
+   rows (the `grpo` and `dr_grpo` normalisers count sequences per rank) and about the same number of tokens
+   (verl's sequence-length balancing): longest first, each row to the rank with the fewest tokens that still has
+   room.
+
+       lengths [8, 7, 1, 2] on W = 2 (2 rows each); as given (rows 0-1 on r0, 2-3 on r1): 15 and 3 tokens
+       8 -> r0 (8); 7 -> r1 (7); 2 -> r1 (9); 1 -> r0 (9)   -> [[0, 2], [1, 3]], 9 tokens each
+       imbalance (max / mean tokens per rank) 15 / 9 = 1.67 -> 1.0
+
+4. Layout (`pack_rows`): a micro-batch of padded rows [n, P + C] (prompt left-padded, completion right-padded, as
+   collate.py builds them) becomes one sequence [1, L] of its real tokens, L = sum of the rows' lengths, with
+   position ids restarting at 0 on every row. A causal attention that starts a new sequence where the position ids
+   restart (transformers' packed-sequence masks for sdpa / eager / flex, flash-attention's varlen path) gives every
+   row exactly the attention it has alone: no padding token passes through an MLP or the LM head.
+
+       rows [[PAD, 4, 9], [5, 6, 7]], P = 2, C = 1, completion_mask [[1], [1]]
+       -> input_ids [[4, 9, 5, 6, 7]], position_ids [[0, 1, 0, 1, 2]]
+          predict_at [0, 3] (packed positions whose hidden state predicts each counted completion token),
+          targets [9, 7]
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from rl.core.collate import position_ids
+from rl.core.episode import BATCH_FIELDS, Batch
+
+
+def first_fit_decreasing(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """Row indices grouped into bins of at most `budget` tokens (a row above the budget alone), first-fit over rows
+    sorted longest first (ties in row order). Bins come in the order they were opened; see the module example."""
+    if budget < 1:
+        raise ValueError(f"token budget {budget} must be at least 1")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    bins: list[list[int]] = []
+    loads: list[int] = []
+    for i in order:
+        n = int(lengths[i])
+        for b, load in enumerate(loads):
+            if load + n <= budget:
+                bins[b].append(i)
+                loads[b] += n
+                break
+        else:
+            bins.append([i])
+            loads.append(n)
+    return bins
+
+
+def split_bins(bins: list[list[int]], lengths: Sequence[int], count: int) -> list[list[int]]:
+    """`bins` split until there are `count` of them: the heaviest bin holding two rows or more is halved (its rows,
+    longest first, dealt to the lighter half). Returns bins sorted by tokens, heaviest first (ties: earlier first).
+    Needs `count` <= the number of rows; see the module example."""
+    rows = sum(len(b) for b in bins)
+    if count > rows:
+        raise ValueError(f"cannot make {count} micro-batches from {rows} rows")
+    out = [list(b) for b in bins]
+
+    def load(b):
+        return sum(int(lengths[i]) for i in b)
+    while len(out) < count:
+        k = max((j for j in range(len(out)) if len(out[j]) > 1), key=lambda j: load(out[j]))
+        halves: list[list[int]] = [[], []]
+        for i in sorted(out[k], key=lambda i: -lengths[i]):
+            halves[0 if load(halves[0]) <= load(halves[1]) else 1].append(i)
+        out[k:k + 1] = halves
+    return sorted(out, key=load, reverse=True)
+
+
+def balance_ranks(lengths: Sequence[int], world: int) -> list[list[int]]:
+    """Rows (indices into `lengths`, all ranks' rows) dealt to `world` ranks, len(lengths) / world each, with about
+    equal tokens: longest first, each to the rank with the fewest tokens that has room (ties: lower rank). Each
+    rank's rows are returned in ascending index order. See the module example."""
+    if world < 1 or len(lengths) % world:
+        raise ValueError(f"{len(lengths)} rows cannot be dealt equally to {world} ranks")
+    per = len(lengths) // world
+    ranks: list[list[int]] = [[] for _ in range(world)]
+    loads = [0] * world
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = min((r for r in range(world) if len(ranks[r]) < per), key=lambda r: loads[r])
+        ranks[r].append(i)
+        loads[r] += int(lengths[i])
+    return [sorted(r) for r in ranks]
+
+
+def imbalance(loads: Sequence[float]) -> float:
+    """max / mean of per-rank (or per-micro-batch) token counts: 1.0 is perfect balance. [9, 9] -> 1.0;
+    [15, 3] -> 15 / 9 = 1.667; all zero -> 1.0."""
+    mean = sum(loads) / max(len(loads), 1)
+    return float(max(loads) / mean) if mean > 0 else 1.0
+
+
+def select_rows(batch: Batch, rows: torch.Tensor) -> Batch:
+    """The rows `rows` [n] (long) of `batch`, in that order (copies)."""
+    return Batch(*(None if t is None else t.index_select(0, rows.to(t.device))
+                   for t in (getattr(batch, f) for f in BATCH_FIELDS)))
+
+
+def pack_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Padded rows -> one packed sequence. input_ids, attention_mask [n, P + C]; completion_mask [n, C].
+
+    Returns (input_ids [1, L], position_ids [1, L], predict_at [M], targets [M]) where L = real tokens, M = counted
+    completion tokens in row-major order (the order of `hidden[:, P - 1:-1][completion_mask > 0]` in the padded
+    layout), predict_at the packed position whose hidden state predicts each of them. See the module example."""
+    n, T = input_ids.shape
+    C = completion_mask.shape[1]
+    P = T - C
+    real = attention_mask > 0  # [n, T]
+    needed = completion_mask > 0  # [n, C]
+    if P < 1 or not bool(real[:, P - 1:T - 1][needed].all()) or not bool(real[:, P:][needed].all()):
+        raise ValueError("a counted completion token is padding or has no real token before it (empty prompt?)")
+    index = (real.flatten().cumsum(0) - 1).view(n, T)  # [n, T] packed position of each real token
+    packed_ids = input_ids[real].unsqueeze(0)  # [1, L]
+    packed_pos = position_ids(attention_mask.long())[real].unsqueeze(0)  # [1, L]
+    predict_at = index[:, P - 1:T - 1][needed]  # [M]
+    targets = input_ids[:, P:][needed]  # [M]
+    return packed_ids, packed_pos, predict_at, targets
