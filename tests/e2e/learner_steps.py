@@ -11,7 +11,7 @@ the rows are first ordered longest first, so rank 0 holds the longest rows (a to
 
     {"world", "strategy", "mixed_precision",
      "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr", "kl" (rank 0's, beta > 0),
-                "train": {rank 0's train/* metrics (micro-batches, rank token balance)}}, ...],
+                "train/...": rank 0's train/* metrics (micro-batches, rank token balance), flat}, ...],
      "weights": {name: tensor}   after the last step, from Learner.full_named_parameters() (the vLLM push path),
      "adapters": {name: tensor}  with model.lora.enabled: the LoRA A/B tensors themselves (else empty),
      "master_weights": {name: float32 tensor}   the optimizer's float32 masters (DeepSpeed keeps them apart from the
@@ -93,7 +93,7 @@ def main():
         loss = accelerator.reduce(torch.tensor([metrics["loss"]], device=accelerator.device), "mean").item()
         steps.append({"step": step, "loss": loss, "grad_norm": metrics["grad_norm"], "lr": metrics["lr"],
                       "kl": metrics.get("kl"),
-                      "train": {k: v for k, v in metrics.items() if k.startswith("train/")}})
+                      **{k: v for k, v in metrics.items() if k.startswith("train/")}})
         if step == args.save_after:
             save_checkpoint(accelerator, args.ckpt, step, learner.model, tok, learner.scheduler,
                             {"sampler_position": 0}, weights_prefix=POLICY_PREFIX,

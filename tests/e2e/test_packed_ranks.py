@@ -33,9 +33,9 @@ def test_balanced_two_processes_equal_one(strategy, micro_model_dir, one_process
     for a, b in zip(one["steps"], two["steps"]):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
-        assert b["train"]["train/rank_token_imbalance_before"] == pytest.approx(41 / 33.5)
-        assert b["train"]["train/rank_token_imbalance"] == pytest.approx(35 / 33.5)
-        assert b["train"]["train/micro_batches"] == 3  # both ranks (rank 1 split its 2 bins to 3)
+        assert b["train/rank_token_imbalance_before"] == pytest.approx(41 / 33.5)
+        assert b["train/rank_token_imbalance"] == pytest.approx(35 / 33.5)
+        assert b["train/micro_batches"] == 3  # both ranks (rank 1 split its 2 bins to 3)
     assert one["steps"][0]["grad_norm"] > 0.1
     assert_same_weights(two["weights"], one["weights"], atol=1e-5)
 
@@ -55,7 +55,7 @@ def test_balanced_two_processes_equal_one_in_bf16(micro_model_dir, tmp_path):
     for a, b in zip(one["steps"], two["steps"]):
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-2, abs=1e-4)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=2e-2)
-        assert b["train"]["train/rank_token_imbalance"] == pytest.approx(35 / 33.5)
+        assert b["train/rank_token_imbalance"] == pytest.approx(35 / 33.5)
     start = {n: t.float() for n, t in load_causal_lm(str(micro_model_dir)).state_dict().items()}
     names = sorted(one["weights"])
     up1 = torch.cat([(one["weights"][n] - start[n]).flatten() for n in names])
