@@ -123,6 +123,31 @@ def evaluation_set_line(train: str, test: str | None, test_split: str, num_rows:
     return line
 
 
+def training_set_line(train: str, split: str, num_rows: int, prompt_column: str, gold_column: str, num_train: int,
+                      prompts_drawn: int | None = None) -> str:
+    """What a training stage says at start-up about the rows it trains on, so a setting that does not apply (the
+    recipe's `data.num_train: 2000` on a 30-row file) is never silent:
+
+    >>> training_set_line("procedural:arithmetic", "train", 2000, "prompt", "answer", 2000, 40 * 8)
+    'training: 2000 rows of procedural:arithmetic (train; data.num_train=2000); 320 prompts drawn over the run (0.16 passes)'
+    >>> training_set_line("mine.jsonl", "train", 30, "problem", "solution", 2000, 40 * 8)  # doctest: +NORMALIZE_WHITESPACE
+    "training: 30 rows of mine.jsonl (train; prompt column 'problem', gold column 'solution'; data.num_train=2000
+    applies to procedural tasks only: a file is used whole); 320 prompts drawn over the run (10.67 passes)"
+
+    `prompts_drawn`: steps x prompts per step x processes (None: not said; SFT counts epochs instead).
+    """
+    if train.startswith("procedural:"):
+        what = f"{split}; data.num_train={num_train}"
+    else:
+        what = f"{split}; prompt column {prompt_column!r}, gold column {gold_column!r}"
+        if num_train != num_rows:
+            what += f"; data.num_train={num_train} applies to procedural tasks only: a file is used whole"
+    line = f"training: {num_rows} rows of {train} ({what})"
+    if prompts_drawn is not None and num_rows:
+        line += f"; {prompts_drawn} prompts drawn over the run ({prompts_drawn / num_rows:.2f} passes)"
+    return line
+
+
 def load_examples(source: str, split: str = "train", **kwargs) -> list[dict[str, Any]]:
     """Rows of `source`/`split` as canonical examples (at most `limit`); keywords as `load_examples_and_gold`."""
     return load_examples_and_gold(source, split, **kwargs)[0]

@@ -167,8 +167,9 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         (out / "config.yaml").write_text(dump_yaml(cfg))
         print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}, {strategy(accelerator)}, "
               f"mixed precision {accelerator.mixed_precision}):\n{dump_yaml(cfg)}", flush=True)
-        from data.loading import evaluation_set_line
+        from data.loading import evaluation_set_line, training_set_line
         d = cfg.data
+        print(f"[grpo] {training_set_line(d.train, d.train_split, len(train_rows), d.prompt_column, d.answer_column, d.num_train, cfg.train.max_steps * cfg.prompts_per_step * world)}", flush=True)  # noqa: E501
         print(f"[grpo] {evaluation_set_line(d.train, d.test, d.test_split, len(test_rows))}"
               f"{f', every {cfg.logging.eval_every} steps and at the end' if d.test and cfg.logging.eval_every else ''}",
               flush=True)
