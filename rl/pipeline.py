@@ -34,8 +34,61 @@ from typing import Any, Callable
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 
 
-def stage(run: Path, name: str, fn: Callable[[], dict], log: Callable[[str], None]) -> dict:
+# The stages in the order they run, with their usual seconds on 2 cores (PRIOR_S: see Progress). A build stage is
+# one of the tiny models, made on first use (rl/tiny/build.py) and cached under $R1_CACHE afterwards.
+STAGES = ("build tiny", "r1_zero", "cold_start", "r1", "build tiny-student", "distill", "student_grpo",
+          "build tiny-code", "r1_zero_code", "export", "evaluation")
+PRIOR_S = {"build tiny": 300, "r1_zero": 60, "cold_start": 30, "r1": 60, "build tiny-student": 180, "distill": 90,
+           "student_grpo": 50, "build tiny-code": 200, "r1_zero_code": 90, "export": 5, "evaluation": 120}
+
+
+def about(seconds: float) -> str:
+    """A duration for a person: `about(42)` -> 'about 40 s', `about(150)` -> 'about 3 min' (to the half minute
+    below 10 min: `about(320)` -> 'about 5.5 min')."""
+    if seconds < 90:
+        return f"about {max(10, round(seconds, -1)):.0f} s"
+    minutes = round(seconds / 30) / 2 if seconds < 600 else round(seconds / 60)
+    return f"about {minutes:g} min"
+
+
+def stage_line(k: int, n: int, name: str, prior_s: float, left_prior_s: float, speed: float) -> str:
+    """The line a stage starts with: its number of all, its own estimate and the whole rest of the run's, both the
+    usual seconds (PRIOR_S) times `speed`, this machine's pace so far (measured / usual over the stages run):
+
+    >>> stage_line(3, 11, "cold_start", 30, 600, 1.5)
+    '[pipeline] stage 3 of 11: cold_start (about 40 s; this and the 8 stages after it: about 15 min)'
+    """
+    rest = f"this and the {n - k} stage{'s' if n - k != 1 else ''} after it" if n > k else "the last stage"
+    return f"[pipeline] stage {k} of {n}: {name} ({about(prior_s * speed)}; {rest}: {about(left_prior_s * speed)})"
+
+
+class Progress:
+    """Numbers the stages (k of N) and estimates what is left. The pace is measured: the seconds the stages run so
+    far took over their usual seconds (1.0 until one has run; reused and cached stages do not count)."""
+
+    def __init__(self, log: Callable[[str], None], stages=STAGES, prior_s=PRIOR_S):
+        self.log, self.stages, self.prior_s = log, list(stages), dict(prior_s)
+        self.ran: list[tuple[float, float]] = []  # (usual, measured) seconds of the stages run here
+
+    @property
+    def speed(self) -> float:
+        usual = sum(u for u, _ in self.ran)
+        return sum(m for _, m in self.ran) / usual if usual else 1.0
+
+    def start(self, name: str) -> None:
+        k = self.stages.index(name) + 1
+        left = sum(self.prior_s[s] for s in self.stages[k - 1:])
+        self.log(stage_line(k, len(self.stages), name, self.prior_s[name], left, self.speed))
+
+    def finished(self, name: str, seconds: float) -> None:
+        self.ran.append((self.prior_s[name], seconds))
+
+
+def stage(run: Path, name: str, fn: Callable[[], dict], log: Callable[[str], None],
+          progress: Progress | None = None) -> dict:
     """Run `fn` unless run/name/.done exists; the marker (written atomically) holds fn's JSON-able summary."""
+    if progress is not None:
+        progress.start(name)
     marker = run / name / ".done"
     if marker.is_file():
         log(f"[pipeline] {name}: done, reusing {run / name}")
@@ -47,8 +100,24 @@ def stage(run: Path, name: str, fn: Callable[[], dict], log: Callable[[str], Non
     tmp = marker.with_name(".done.tmp")
     tmp.write_text(json.dumps(summary, indent=1, default=str))
     os.replace(tmp, marker)
+    if progress is not None:
+        progress.finished(name, summary["seconds"])
     log(f"[pipeline] {name}: finished in {summary['seconds']:.0f}s")
     return summary
+
+
+def build_stage(name: str, progress: Progress) -> str:
+    """The path of tiny model `name`: cached, or built now (timed as a stage)."""
+    from rl.tiny.sources import is_cached, resolve_model_path
+    progress.start(f"build {name}")
+    if is_cached(name):
+        progress.log(f"[pipeline] build {name}: cached")
+        return resolve_model_path(name)
+    t0 = time.time()
+    path = resolve_model_path(name)
+    progress.finished(f"build {name}", time.time() - t0)
+    progress.log(f"[pipeline] build {name}: finished in {time.time() - t0:.0f}s")
+    return path
 
 
 def same_tokenizer(a: str, b: str) -> bool:
@@ -87,12 +156,12 @@ def count_params(path: str) -> int:
 
 def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, log=print) -> dict[str, Any]:
     from rl.train.checkpoint import latest_checkpoint
-    from rl.tiny.sources import resolve_model_path
 
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    base = resolve_model_path("tiny")
+    progress = Progress(log)
+    base = build_stage("tiny", progress)
 
     def restart(out: Path) -> list[str]:
         """A stage that is not done resumes from its checkpoint; with none (stopped before its first), its partial
@@ -105,17 +174,18 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
         return {"checkpoint": str(latest_checkpoint(out)), "first_eval": res["first_eval"],
                 "last_eval": res["last_eval"]}
 
-    r1_zero = stage(run, "r1_zero", lambda: grpo("r1_zero.yaml", run / "r1_zero"), log)
+    r1_zero = stage(run, "r1_zero", lambda: grpo("r1_zero.yaml", run / "r1_zero"), log, progress)
 
     def cold_start() -> dict:
         from rl.sft import main as sft_main
         res = sft_main([str(RECIPES / "cold_start_sft.yaml"), f"output_dir={run / 'cold_start'}",
                         *restart(run / "cold_start")])
         return {"model_dir": res["model_dir"], "last_eval": res.get("last_eval")}
-    cold = stage(run, "cold_start", cold_start, log)
-    r1 = stage(run, "r1", lambda: grpo("r1.yaml", run / "r1", f"model.name_or_path={cold['model_dir']}"), log)
+    cold = stage(run, "cold_start", cold_start, log, progress)
+    r1 = stage(run, "r1", lambda: grpo("r1.yaml", run / "r1", f"model.name_or_path={cold['model_dir']}"), log,
+               progress)
 
-    student_base = resolve_model_path("tiny-student")
+    student_base = build_stage("tiny-student", progress)
     if not same_tokenizer(base, student_base):
         raise RuntimeError(f"the student {student_base} does not share the base tokenizer: distillation needs it")
 
@@ -124,17 +194,21 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
         res = distill_main([str(RECIPES / "distill.yaml"), f"output_dir={run / 'distill'}",
                             f"teacher.name_or_path={r1['checkpoint']}", "student.name_or_path=tiny-student"])
         return {"traces": res["traces"], "stats": res["stats"], "student": res["student"]["model_dir"]}
-    dist = stage(run, "distill", distill, log)
+    dist = stage(run, "distill", distill, log, progress)
 
     student_grpo = stage(run, "student_grpo",
-                         lambda: grpo("r1_zero.yaml", run / "student_grpo", f"model.name_or_path={student_base}"), log)
+                         lambda: grpo("r1_zero.yaml", run / "student_grpo", f"model.name_or_path={student_base}"), log,
+                         progress)
 
-    r1_zero_code = stage(run, "r1_zero_code", lambda: grpo("r1_zero_code.yaml", run / "r1_zero_code"), log)
+    build_stage("tiny-code", progress)
+    r1_zero_code = stage(run, "r1_zero_code", lambda: grpo("r1_zero_code.yaml", run / "r1_zero_code"), log, progress)
 
     def export_student() -> dict:
         from rl.export import export
         return export(dist["student"], run / "export" / "student", overwrite=True)
-    exported = stage(run, "export", export_student, log)
+    exported = stage(run, "export", export_student, log, progress)
+    progress.start("evaluation")
+    t_eval = time.time()
 
     models = {"base (tiny)": base, "R1-Zero": r1_zero["checkpoint"], "cold-start SFT": cold["model_dir"],
               "R1 (cold start + GRPO)": r1["checkpoint"], "student before distillation": student_base,
@@ -142,6 +216,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
               "student distilled (export)": exported["out_dir"]}
     results = {name: evaluate_one(name.split(" (")[0].replace(" ", "_"), path, run, k, max_tokens, log)
                for name, path in models.items()}
+    progress.finished("evaluation", time.time() - t_eval)
     checks = {
         "student_gain_pass@1": results["student distilled (export)"]["sampled/pass@1"]
         - results["student before distillation"]["sampled/pass@1"],

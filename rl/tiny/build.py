@@ -171,10 +171,15 @@ def progress_line(done: int, total: int, loss: float, elapsed_s: float) -> str:
     return f"[tiny base] step {done}/{total} loss {loss:.4f} ({elapsed_s:.0f}s elapsed, ~{left:.0f}s left)"
 
 
+def cached_path(spec: TinySpec, cache_dir: Path | None = None) -> Path:
+    """Where the model of `spec` is (or will be) cached: $R1_CACHE/tiny/base-<key> (init-<key> when not pretrained)."""
+    return Path(cache_dir or default_cache_dir()) / "tiny" / f"{'base' if spec.pretrain else 'init'}-{spec.key()}"
+
+
 def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | None = None, force: bool = False) -> Path:
     """Path of an HF model dir (config, safetensors, tokenizer) for `spec`, built once and cached atomically."""
-    cache = Path(cache_dir or default_cache_dir()) / "tiny"
-    out = cache / f"{'base' if spec.pretrain else 'init'}-{spec.key()}"
+    out = cached_path(spec, cache_dir)
+    cache = out.parent
     if out.exists() and not force:
         return out
     t0 = time.time()
