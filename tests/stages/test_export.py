@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,3 +136,22 @@ def test_bfloat16_export_never_loads_a_float32_copy(micro_model_dir, tmp_path, m
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", classmethod(recording))
     export(micro_model_dir, tmp_path / "bf16", dtype="bfloat16")
     assert asked == ["bfloat16", "torch.bfloat16"]  # the checkpoint by name, the reload by DTYPES
+
+
+@pytest.mark.parametrize("recipe, expected", [
+    # a plain 4-step GRPO run says so (the card used to claim the whole R1 pipeline)
+    ({"model": {"name_or_path": "tiny"}, "data": {"train": "mine.jsonl"}, "rollout": {"group_size": 8},
+      "rewards": {"accuracy": 1.0, "format": 0.5}, "train": {"max_steps": 4}},
+     "GRPO (rl/grpo.py): 4 steps from `tiny` on `mine.jsonl`, rewards accuracy, format."),
+    ({"model": {"name_or_path": "tiny"}, "data": {"train": "procedural:cold_start"},
+      "train": {"num_epochs": 2.0, "max_steps": -1}},
+     "Supervised fine-tuning (rl/sft.py): 2.0 epoch(s) from `tiny` on `procedural:cold_start`."),
+    ({"model": {"name_or_path": "tiny-student"}, "data": {"train": "traces.jsonl"}, "train": {"max_steps": 30}},
+     "Supervised fine-tuning (rl/sft.py): 30 steps from `tiny-student` on `traces.jsonl`."),
+    ({}, "A model exported with rl/export.py (no recipe was found beside the checkpoint)."),
+])
+def test_the_model_card_says_what_the_checkpoint_is(recipe, expected):
+    from rl.export import checkpoint_description, model_card
+    assert checkpoint_description(recipe) == expected
+    card = model_card("m", Path("ckpt"), None, {"recipe": recipe}, None, "float32", 0.6, 0.95)
+    assert card.splitlines()[2] == expected and "R1 pipeline" not in card
