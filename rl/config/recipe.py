@@ -74,7 +74,10 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if key not in names:
-            raise ConfigError(f"unknown recipe key {path!r}; valid keys{' in ' + where if where else ''}: "
+            import difflib
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {(where + '.' if where else '') + close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown recipe key {path!r}{hint}; valid keys{' in ' + where if where else ''}: "
                               f"{', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], path)
     try:
