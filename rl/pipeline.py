@@ -17,7 +17,9 @@ Stages (recipes in recipes/tiny/, each run with its own entry point, outputs und
     export/student/  rl/export.py                  the distilled student as a clean HF model dir (checked)
     eval/<model>.json, results.json, results.md, plots/*.png
 
-A stage is skipped when its `.done` marker exists; a stage stopped half way resumes (GRPO and SFT from their latest
+Each stage starts with "stage k of 11" (the three tiny models' builds count as stages: cached or shipped, they take
+a second), its own estimate and the whole rest's, from the usual seconds (PRIOR_S) times the pace this machine has
+shown on the stages run so far. A stage is skipped when its `.done` marker exists; a stage stopped half way resumes (GRPO and SFT from their latest
 checkpoint, distillation from its last finished chunk). Each model is evaluated on the same 200 procedural test
 problems: greedy accuracy, pass@1 (mean over k samples at T=0.6, top_p=0.95), maj@k, strict-format rate, mean length.
 """
@@ -106,17 +108,31 @@ def stage(run: Path, name: str, fn: Callable[[], dict], log: Callable[[str], Non
     return summary
 
 
-def build_stage(name: str, progress: Progress) -> str:
-    """The path of tiny model `name`: cached, or built now (timed as a stage)."""
-    from rl.tiny.sources import is_cached, resolve_model_path
+MODEL_NAMES = ("tiny", "tiny-student", "tiny-code")
+QUICK_S = 5  # a build stage whose model is cached or shipped: a copy at most
+
+
+def model_states() -> dict[str, str]:
+    """How each tiny model will be had: `cached`, `shipped` (rl/tiny/shipped/ has its spec; the hashes are checked
+    when it is installed) or `build`."""
+    from rl.tiny.build import NAMED_SPECS
+    from rl.tiny.shipped import read_manifest
+    from rl.tiny.sources import is_cached
+    shipped = {e.get("key") for e in read_manifest().values()}
+    return {n: "cached" if is_cached(n) else "shipped" if NAMED_SPECS[n].key() in shipped else "build"
+            for n in MODEL_NAMES}
+
+
+def build_stage(name: str, progress: Progress, state: str) -> str:
+    """The path of tiny model `name`: cached, installed from its shipped copy, or built now (only a build is timed
+    into the pace: a copy says nothing about this machine's speed)."""
+    from rl.tiny.sources import resolve_model_path
     progress.start(f"build {name}")
-    if is_cached(name):
-        progress.log(f"[pipeline] build {name}: cached")
-        return resolve_model_path(name)
     t0 = time.time()
     path = resolve_model_path(name)
-    progress.finished(f"build {name}", time.time() - t0)
-    progress.log(f"[pipeline] build {name}: finished in {time.time() - t0:.0f}s")
+    if state == "build" or (state == "shipped" and time.time() - t0 > 60):  # a stale shipped copy: it was built
+        progress.finished(f"build {name}", time.time() - t0)
+    progress.log(f"[pipeline] build {name}: {'cached' if state == 'cached' else f'{state}, {time.time() - t0:.0f}s'}")
     return path
 
 
@@ -160,8 +176,9 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    progress = Progress(log)
-    base = build_stage("tiny", progress)
+    states = model_states()
+    progress = Progress(log, prior_s={**PRIOR_S, **{f"build {n}": QUICK_S for n, st in states.items() if st != "build"}})
+    base = build_stage("tiny", progress, states["tiny"])
 
     def restart(out: Path) -> list[str]:
         """A stage that is not done resumes from its checkpoint; with none (stopped before its first), its partial
@@ -185,7 +202,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     r1 = stage(run, "r1", lambda: grpo("r1.yaml", run / "r1", f"model.name_or_path={cold['model_dir']}"), log,
                progress)
 
-    student_base = build_stage("tiny-student", progress)
+    student_base = build_stage("tiny-student", progress, states["tiny-student"])
     if not same_tokenizer(base, student_base):
         raise RuntimeError(f"the student {student_base} does not share the base tokenizer: distillation needs it")
 
@@ -200,7 +217,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
                          lambda: grpo("r1_zero.yaml", run / "student_grpo", f"model.name_or_path={student_base}"), log,
                          progress)
 
-    build_stage("tiny-code", progress)
+    build_stage("tiny-code", progress, states["tiny-code"])
     r1_zero_code = stage(run, "r1_zero_code", lambda: grpo("r1_zero_code.yaml", run / "r1_zero_code"), log, progress)
 
     def export_student() -> dict:

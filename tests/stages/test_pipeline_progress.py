@@ -40,3 +40,20 @@ def test_progress_measures_this_machines_pace():
 
 def test_every_stage_has_an_estimate():
     assert set(STAGES) == set(PRIOR_S) and len(STAGES) == 11
+
+
+def test_model_states_and_the_build_stages_estimates(tmp_path, monkeypatch):
+    """A fresh cache: every shipped model is `shipped` (its build stage is a copy, estimated at QUICK_S seconds and
+    left out of the pace); once installed it is `cached`."""
+    from rl.pipeline import MODEL_NAMES, QUICK_S, build_stage, model_states
+    from rl.tiny.shipped import read_manifest
+    monkeypatch.setenv("R1_CACHE", str(tmp_path))
+    shipped = set(read_manifest())
+    assert model_states() == {n: "shipped" if n in shipped else "build" for n in MODEL_NAMES}
+    lines = []
+    p = Progress(lines.append, prior_s={**PRIOR_S, "build tiny": QUICK_S})
+    path = build_stage("tiny", p, "shipped")
+    assert (tmp_path / "tiny").is_dir() and str(path).startswith(str(tmp_path))
+    assert p.ran == [] and lines[0].startswith("[pipeline] stage 1 of 11: build tiny (about 10 s;")
+    assert lines[1].startswith("[pipeline] build tiny: shipped, ")
+    assert model_states()["tiny"] == "cached"
