@@ -252,7 +252,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     checks["r1_mixes_under_a_fifth_of_r1_zero_ok"] = checks["r1_mixed_language"] < checks["r1_zero_mixed_language"] / 5
     from rl.distill import rejection_summary
     from rl.evaluate import markdown_table, write_report
-    findings = findings_lines(results, r1_zero, r1_zero_code)
+    findings = findings_lines(results, r1_zero, r1_zero_code, dist["stats"])
     write_report(results, run, k, notes="\n".join(findings) + "\n\n" + rejection_summary(dist["stats"]))
     (run / "checks.json").write_text(json.dumps({**checks, "distill": dist["stats"], "export": exported,
                                                  "wall_s": round(time.time() - t_start, 1)}, indent=1, default=str))
@@ -269,8 +269,21 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     return {"results": results, "checks": checks, "run_dir": str(run)}
 
 
-def findings_lines(results: dict, r1_zero: dict, r1_zero_code: dict) -> list[str]:
-    """The R1 paper's findings as they stand in this run, one line each with its numbers (for results.md)."""
+def rejection_line(stats: dict) -> str:
+    """Finding 3's numbers in one line (stdout shows no results.md table):
+
+    >>> rejection_line({"traces": 4000, "kept": 930, "decontaminated_prompts": 0,
+    ...                 "dropped": {"wrong_or_unformatted": 1057, "duplicate": 2013}})
+    'of 4,000 traces 930 kept; dropped: 1,057 wrong or unformatted, 2,013 duplicate; 0 prompts removed by decontamination (table in results.md).'
+    """
+    dropped = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in stats.get("dropped", {}).items())
+    return (f"of {stats['traces']:,} traces {stats['kept']:,} kept; dropped: {dropped or 'none'}; "
+            f"{stats.get('decontaminated_prompts', 0):,} prompts removed by decontamination (table in results.md).")
+
+
+def findings_lines(results: dict, r1_zero: dict, r1_zero_code: dict, stats: dict | None = None) -> list[str]:
+    """The R1 paper's findings as they stand in this run, one line each with its numbers (for results.md and
+    stdout); `stats`: the distillation's filter counts."""
     def pts(x: float) -> str:
         return f"{100 * x:.1f}"
 
@@ -292,7 +305,8 @@ def findings_lines(results: dict, r1_zero: dict, r1_zero_code: dict) -> list[str
         f"{pts(zero['sampled/mixed_language_frac'])}% for R1-Zero, {pts(r1['sampled/mixed_language_frac'])}% for R1 "
         f"(cold start + GRPO with language_consistency), at pass@1 {pts(zero['sampled/pass@1'])} vs "
         f"{pts(r1['sampled/pass@1'])}; the base: {pts(base['sampled/mixed_language_frac'])}%.",
-        "3. Rejection sampling keeps only clean, correct traces: the filters' counts are in the table below.",
+        f"3. Rejection sampling keeps only clean, correct traces: {rejection_line(stats)}" if stats else
+        "3. Rejection sampling keeps only clean, correct traces (no distillation counts in this run).",
         f"4. Distilling R1 beats RL on the small model: student distilled {pts(dist_s['sampled/pass@1'])} vs student + "
         f"GRPO {pts(grpo_s['sampled/pass@1'])} pass@1.",
     ]

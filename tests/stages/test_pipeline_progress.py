@@ -57,3 +57,20 @@ def test_model_states_and_the_build_stages_estimates(tmp_path, monkeypatch):
     assert p.ran == [] and lines[0].startswith("[pipeline] stage 1 of 11: build tiny (about 10 s;")
     assert lines[1].startswith("[pipeline] build tiny: shipped, ")
     assert model_states()["tiny"] == "cached"
+
+
+def test_finding_3_states_its_numbers_on_stdout():
+    """stdout carries the findings but not results.md's table: finding 3 states the counts itself."""
+    from rl.pipeline import findings_lines
+    ev = {"eval/accuracy": 0.5, "eval/completion_len": 20.0}
+    m = {"sampled/mixed_language_frac": 0.0, "sampled/pass@1": 0.5}
+    results = {k: m for k in ("student + GRPO (R1-Zero recipe)", "student distilled (export)", "base (tiny)",
+                              "R1-Zero", "R1 (cold start + GRPO)")}
+    run = {"first_eval": ev, "last_eval": ev}
+    stats = {"traces": 4000, "kept": 930, "decontaminated_prompts": 0,
+             "dropped": {"wrong_or_unformatted": 1057, "duplicate": 2013}}
+    line = findings_lines(results, run, run, stats)[4]
+    assert line == ("3. Rejection sampling keeps only clean, correct traces: of 4,000 traces 930 kept; dropped: "
+                    "1,057 wrong or unformatted, 2,013 duplicate; 0 prompts removed by decontamination (table in "
+                    "results.md).")
+    assert "table below" not in " ".join(findings_lines(results, run, run, stats))
