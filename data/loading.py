@@ -60,10 +60,15 @@ def read_dataset(source: str, split: str):
             raise DataError(f"dataset file not found: {source}")
         if path.stat().st_size == 0 or (suffix != ".parquet" and not path.read_bytes()[:1 << 20].strip()):
             raise DataError(f"dataset file {source} is empty")
+        was_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # a local file loads in a moment: no "Generating train split" bars
         try:
             return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: str(path)}, split=split)
         except Exception as e:  # noqa: BLE001 (the library's errors are long tracebacks; say which line is bad)
             raise DataError(_bad_file(path, e)) from None
+        finally:
+            if was_on:
+                datasets.enable_progress_bars()
     if path.exists():
         raise DataError(f"dataset {source}: a local {'directory' if path.is_dir() else 'file'} without a known "
                         f"suffix; name the file .jsonl, .json, .parquet or .csv")

@@ -129,3 +129,14 @@ def test_a_reward_needing_a_dropped_column_fails_at_start_up(tmp_path):
                                           r"training data do not have \(columns kept: answer, prompt; data.columns "
                                           r"selects them\)$"):
         load_recipe_and_data([*args, "data.columns=[]"])
+
+
+def test_a_local_file_loads_without_progress_bars(tmp_path, capfd):
+    import uuid
+    import datasets
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"prompt": f"What is 1 + 1? {uuid.uuid4()}", "answer": "2"}) + "\n")  # never cached
+    assert len(load_examples(str(path))) == 1
+    out, err = capfd.readouterr()
+    assert "Generating train split" not in out + err
+    assert datasets.is_progress_bar_enabled()  # left as it was, for hub downloads
