@@ -18,7 +18,13 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-MARKER = "<!-- own-data example: tests/e2e/test_own_data.py runs this block as written -->"
+MARKER = "<!-- own-data example: tests/e2e/test_own_data.py runs these two blocks as written -->"
+
+
+def readme_reward_file() -> str:
+    """The example's reward file (the python block after the marker)."""
+    text = (ROOT / "README.md").read_text()
+    return text.split(MARKER, 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def readme_commands() -> list[list[str]]:
@@ -33,6 +39,8 @@ def test_the_readme_block_is_found():
     cmds = readme_commands()
     assert [c[:2] for c in cmds] == [["python", "rl/grpo.py"], ["python", "rl/evaluate.py"]]
     assert "data.prompt_column=problem" in cmds[0] and "data.prompt_column=problem" in cmds[1]
+    assert "rewards.my_rewards.py:short_answer=0.2" in cmds[0]
+    assert readme_reward_file().startswith("# my_rewards.py")
 
 
 def test_own_data_example_end_to_end(tmp_path):
@@ -41,6 +49,7 @@ def test_own_data_example_end_to_end(tmp_path):
     for name, rows in (("problems.jsonl", train), ("problems_test.jsonl", test)):
         (tmp_path / name).write_text("".join(json.dumps({"problem": r["prompt"], "solution": f"... #### {r['answer']}"})
                                              + "\n" for r in rows))
+    (tmp_path / "my_rewards.py").write_text(readme_reward_file())
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     outputs = []
     for cmd in readme_commands():
@@ -59,6 +68,9 @@ def test_own_data_example_end_to_end(tmp_path):
     evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
              if "eval/accuracy" in line]
     assert [e["step"] for e in evals] == [0, 4]
+    # the reward named by its file's path ran in the scorer's worker processes, every step
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(steps) == 4 and all(0.0 <= m["rewards/my_rewards.py:short_answer/mean"] <= 1.0 for m in steps)
     # the evaluation read the same file with the same column key: 10 problems, judged against `solution`
     results = json.loads((run / "eval" / "results.json").read_text())
     (row,) = results.values()
