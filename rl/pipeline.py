@@ -36,7 +36,8 @@ from typing import Any, Callable
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 
 
-# The stages in the order they run, with their usual seconds on 2 cores (PRIOR_S: see Progress). A build stage is
+# The stages in the order they run, with rough usual seconds on 2 quiet cores (PRIOR_S; a run on a busy machine took
+# 8x these for R1-Zero and cold start). Only the first estimate rests on them: Progress paces the rest by the machine. A build stage is
 # one of the tiny models, made on first use (rl/tiny/build.py) and cached under $R1_CACHE afterwards.
 STAGES = ("build tiny", "r1_zero", "cold_start", "r1", "build tiny-student", "distill", "student_grpo",
           "build tiny-code", "r1_zero_code", "export", "evaluation")
