@@ -114,11 +114,12 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
                    template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = None,
                    temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200,
                    prefilled_think: bool = False, engine: str = "auto", dtype: str | None = None,
-                   tensor_parallel_size: int = 1, prompt_column: str = "prompt", answer_column: str = "answer"
-                   ) -> dict[str, dict[str, float]]:
+                   tensor_parallel_size: int = 1, prompt_column: str = "prompt", answer_column: str = "answer",
+                   answer_from: str = "anywhere") -> dict[str, dict[str, float]]:
     """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark; `limit` None = the
     whole benchmark; `engine`, `dtype`, `tensor_parallel_size`: see the module docstring; `prompt_column` /
-    `answer_column`: the columns of local files (`load_benchmark`). `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
+    `answer_column`: the columns of local files (`load_benchmark`); `answer_from`: where accuracy reads the answer
+    (`anywhere`, or `tag_or_box` as the GPU R1 recipes: rewards/math/accuracy.py). `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
     completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
     mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
     from rl.tiny.sources import check_model_source
@@ -147,7 +148,7 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=max_prompt)
     engine = make_eval_engine(kind, path, tokenizer, dtype, seed, max_model_len=max_prompt + max_tokens,
                               tensor_parallel_size=tensor_parallel_size)
-    rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think),
+    rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think, answer_from=answer_from),
                "format": get_reward("format", prefilled_think=prefilled_think)}
     results = {}
     try:
@@ -225,6 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--system-prompt", default=None, help="system message for --template chat")
     ap.add_argument("--prefilled-think", action="store_true",
                     help="the chat template opens <think> (R1-Distill, Qwen3): judge the answer after </think>")
+    ap.add_argument("--answer-from", default="anywhere", choices=["anywhere", "tag_or_box"],
+                    help="where accuracy reads the answer: anywhere, or only an <answer> tag / \\boxed{} (the GPU R1 "
+                         "recipes' choice)")
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> dict:
     results = evaluate_model(a.model_dir, a.benchmarks.split(","), a.k, a.max_tokens, a.template, a.system_prompt,
                              a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think,
                              engine=a.engine, dtype=a.dtype, tensor_parallel_size=a.tensor_parallel_size,
-                             prompt_column=a.prompt_column, answer_column=a.answer_column)
+                             prompt_column=a.prompt_column, answer_column=a.answer_column,
+                             answer_from=a.answer_from)
     table = {f"{Path(a.model_dir).name} / {Path(b).name if is_local_file(b) else b}": m for b, m in results.items()}
     print(markdown_table(table, a.k), end="")
     if a.out:

@@ -221,3 +221,19 @@ def test_evaluate_cli_accepts_the_training_override_form(tmp_path, micro_model_d
         res = main([str(micro_model_dir), "--benchmarks", str(path), "--k", "1", "--max-tokens", "2", "--engine", "hf",
                     *flag])
         assert res[str(path)]["num_problems"] == 2
+
+
+@pytest.mark.parametrize("flag, stray_score", [([], 1.0), (["--answer-from", "tag_or_box"], 0.0)])
+def test_evaluate_reads_the_answer_where_asked(micro_model_dir, monkeypatch, flag, stray_score):
+    """--answer-from: the accuracy that judges the evaluation reads the answer where the recipe's would."""
+    import rl.evaluate as ev
+    seen = []
+
+    def fake(engine, encoder, examples, *args):
+        rewards = next(a for a in args if isinstance(a, dict))
+        seen.append(rewards["accuracy"](["xx 12 yy 9 zz"], answer=["9"])[0])  # the last number is the gold
+        return {}, None
+    monkeypatch.setattr(ev, "evaluate_greedy", fake)
+    monkeypatch.setattr(ev, "evaluate_sampled", fake)
+    ev.main([str(micro_model_dir), "--limit", "1", "--engine", "hf", *flag])
+    assert seen == [stray_score, stray_score]
