@@ -36,13 +36,14 @@ from typing import Any, Callable
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 
 
-# The stages in the order they run, with rough usual seconds on 2 quiet cores (PRIOR_S; a run on a busy machine took
-# 8x these for R1-Zero and cold start). Only the first estimate rests on them: Progress paces the rest by the machine. A build stage is
+# The stages in the order they run, with rough usual seconds on 2 quiet cores (PRIOR_S: an eighth of what a run on a
+# busy machine took, 2026-12-06: 498, 267, 426, 820, 195 s for r1_zero .. student_grpo; the code stage, export and
+# evaluation are guesses). Only the first estimate rests on them: Progress paces the rest by the machine. A build stage is
 # one of the tiny models, made on first use (rl/tiny/build.py) and cached under $R1_CACHE afterwards.
 STAGES = ("build tiny", "r1_zero", "cold_start", "r1", "build tiny-student", "distill", "student_grpo",
           "build tiny-code", "r1_zero_code", "export", "evaluation")
-PRIOR_S = {"build tiny": 300, "r1_zero": 60, "cold_start": 30, "r1": 60, "build tiny-student": 180, "distill": 90,
-           "student_grpo": 50, "build tiny-code": 200, "r1_zero_code": 90, "export": 5, "evaluation": 120}
+PRIOR_S = {"build tiny": 300, "r1_zero": 60, "cold_start": 35, "r1": 55, "build tiny-student": 180, "distill": 100,
+           "student_grpo": 25, "build tiny-code": 200, "r1_zero_code": 90, "export": 5, "evaluation": 120}
 
 
 def about(seconds: float) -> str:
