@@ -1,5 +1,6 @@
 """The tiny pretrained models, shipped built: a fresh clone does not spend minutes of CPU making each of them (on a
-busy 2-core machine, 2026-12-06: 355 s for `tiny`, 2,217 s for `tiny-student`; installing a shipped copy: seconds).
+busy 2-core machine, 2026-12-06: 355 s for `tiny`, 2,217 s for `tiny-student`, 2,663 s for
+`tiny-code`; installing a shipped copy: seconds).
 
     python -m rl.tiny.shipped            # re-ship: copy the cached builds (made by rl/tiny/build.py) into rl/tiny/shipped/
     python -m rl.tiny.shipped --rebuild  # build them afresh first (minutes each), then ship
