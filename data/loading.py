@@ -60,10 +60,15 @@ def read_dataset(source: str, split: str):
             raise DataError(f"dataset file not found: {source}")
         if path.stat().st_size == 0 or (suffix != ".parquet" and not path.read_bytes()[:1 << 20].strip()):
             raise DataError(f"dataset file {source} is empty")
+        was_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # a local file loads in a moment: no "Generating train split" bars
         try:
             return datasets.load_dataset(LOCAL_FORMATS[suffix], data_files={split: str(path)}, split=split)
         except Exception as e:  # noqa: BLE001 (the library's errors are long tracebacks; say which line is bad)
             raise DataError(_bad_file(path, e)) from None
+        finally:
+            if was_on:
+                datasets.enable_progress_bars()
     if path.exists():
         raise DataError(f"dataset {source}: a local {'directory' if path.is_dir() else 'file'} without a known "
                         f"suffix; name the file .jsonl, .json, .parquet or .csv")
@@ -120,6 +125,31 @@ def evaluation_set_line(train: str, test: str | None, test_split: str, num_rows:
     if test.startswith("procedural:") and not train.startswith("procedural:"):
         line += (f" -- note: the recipe's procedural task, while data.train is {train}: set data.test=YOUR_TEST_FILE "
                  f"(or data.test=null for none)")
+    return line
+
+
+def training_set_line(train: str, split: str, num_rows: int, prompt_column: str, gold_column: str, num_train: int,
+                      prompts_drawn: int | None = None) -> str:
+    """What a training stage says at start-up about the rows it trains on, so a setting that does not apply (the
+    recipe's `data.num_train: 2000` on a 30-row file) is never silent:
+
+    >>> training_set_line("procedural:arithmetic", "train", 2000, "prompt", "answer", 2000, 40 * 8)
+    'training: 2000 rows of procedural:arithmetic (train; data.num_train=2000); 320 prompts drawn over the run (0.16 passes)'
+    >>> training_set_line("mine.jsonl", "train", 30, "problem", "solution", 2000, 40 * 8)  # doctest: +NORMALIZE_WHITESPACE
+    "training: 30 rows of mine.jsonl (train; prompt column 'problem', gold column 'solution'; data.num_train=2000
+    applies to procedural tasks only: a file is used whole); 320 prompts drawn over the run (10.67 passes)"
+
+    `prompts_drawn`: steps x prompts per step x processes (None: not said; SFT counts epochs instead).
+    """
+    if train.startswith("procedural:"):
+        what = f"{split}; data.num_train={num_train}"
+    else:
+        what = f"{split}; prompt column {prompt_column!r}, gold column {gold_column!r}"
+        if num_train != num_rows:
+            what += f"; data.num_train={num_train} applies to procedural tasks only: a file is used whole"
+    line = f"training: {num_rows} rows of {train} ({what})"
+    if prompts_drawn is not None and num_rows:
+        line += f"; {prompts_drawn} prompts drawn over the run ({prompts_drawn / num_rows:.2f} passes)"
     return line
 
 

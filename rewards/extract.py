@@ -234,18 +234,29 @@ def _final_in(text: str) -> tuple[tuple[str, ...], str] | None:
     return None
 
 
-def find_answer(text: str) -> tuple[tuple[str, ...], str]:
+def find_answer(text: str, strict: bool = False) -> tuple[tuple[str, ...], str]:
     """The final answer of `text` as one or more parts, and where it came from:
 
     - `answer`/`boxed`: inside the last <answer>...</answer>, its final boxes (`boxed`) or its whole content;
     - `boxed`: else the final boxes of the text (one part each, duplicates merged);
     - `answer`: a "final answer is ..." statement after the last box (or in a text without boxes);
     - `text`: else the whole text, for math-verify's own extraction.
+
+    `strict`: only the first two (an answer in the format a prompt asks for, which rules can verify); a text with
+    neither gives `((), "none")`:
+
+    >>> find_answer("xx 12 yy 9 zz"), find_answer("xx 12 yy 9 zz", strict=True)
+    ((('xx 12 yy 9 zz',), 'text'), ((), 'none'))
+    >>> find_answer("so \\\\boxed{9}. The answer is 8", strict=True), find_answer("The answer is 8.", strict=True)
+    ((('9',), 'boxed'), ((), 'none'))
     """
     content = last_tag_content(text, ANSWER_OPEN, ANSWER_CLOSE)
     if content is not None:
         found = _final_in(content)
         return found if found is not None else ((cut_justification(clean_answer(content)),), "answer")
+    if strict:
+        spans = boxed_spans(text)
+        return (_dedupe([clean_answer(b) for b in _final_boxes(text, spans)]), "boxed") if spans else ((), "none")
     found = _final_in(text)
     return found if found is not None else ((text,), "text")
 

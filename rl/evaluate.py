@@ -45,12 +45,15 @@ def is_local_file(name: str) -> bool:
     return Path(name).suffix.lower() in LOCAL_FORMATS
 
 
-def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, seed: int = 0) -> list[dict]:
+def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, seed: int = 0,
+                   prompt_column: str = "prompt", answer_column: str = "answer") -> list[dict]:
     """Canonical {"prompt", "answer"} rows of a benchmark in BENCHMARKS (hub sets need the network), or of a local
-    .jsonl/.json/.parquet/.csv file with `prompt` and `answer` (or `solution`) columns, as a GRPO recipe's data."""
+    .jsonl/.json/.parquet/.csv file read as a GRPO recipe reads its data: the question in `prompt_column`, the gold
+    in `answer_column` (`answer`, else `solution`) -- the recipe keys data.prompt_column / data.answer_column, so
+    the file a training run accepted evaluates with the same two settings. Other columns travel to the rewards."""
     if is_local_file(name):
         from data.loading import load_examples
-        return load_examples(name, "train", limit=limit)
+        return load_examples(name, "train", limit=limit, prompt_column=prompt_column, answer_column=answer_column)
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}, or a local "
                          f".jsonl/.json/.parquet/.csv file")
@@ -70,6 +73,7 @@ def load_benchmark(name: str, limit: int | None = None, num_test: int = 200, see
 
 
 ENGINES = ("auto", "hf", "vllm")
+COLUMN_KEYS = ("data.prompt_column=", "data.answer_column=")  # accepted as written in a training command
 
 
 def choose_engine(engine: str = "auto", vllm_available=None, gpu: bool | None = None) -> str:
@@ -110,9 +114,12 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
                    template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = None,
                    temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200,
                    prefilled_think: bool = False, engine: str = "auto", dtype: str | None = None,
-                   tensor_parallel_size: int = 1) -> dict[str, dict[str, float]]:
+                   tensor_parallel_size: int = 1, prompt_column: str = "prompt", answer_column: str = "answer",
+                   answer_from: str = "anywhere") -> dict[str, dict[str, float]]:
     """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark; `limit` None = the
-    whole benchmark; `engine`, `dtype`, `tensor_parallel_size`: see the module docstring. `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
+    whole benchmark; `engine`, `dtype`, `tensor_parallel_size`: see the module docstring; `prompt_column` /
+    `answer_column`: the columns of local files (`load_benchmark`); `answer_from`: where accuracy reads the answer
+    (`anywhere`, or `tag_or_box` as the GPU R1 recipes: rewards/math/accuracy.py). `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
     completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
     mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
     from rl.tiny.sources import check_model_source
@@ -131,7 +138,7 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
         raise ValueError(f"--dtype {dtype!r} is not one of: {', '.join(DTYPES)}")
     if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and kind != "vllm"):
         raise ValueError(f"--tensor-parallel-size {tensor_parallel_size} needs --engine vllm (and that many GPUs)")
-    data = {name: load_benchmark(name, limit, num_test, seed) for name in benchmarks}
+    data = {name: load_benchmark(name, limit, num_test, seed, prompt_column, answer_column) for name in benchmarks}
     path = resolve_model_path(model_dir)
     tokenizer = load_tokenizer(path)
     positions = context_length(path)
@@ -141,7 +148,7 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=max_prompt)
     engine = make_eval_engine(kind, path, tokenizer, dtype, seed, max_model_len=max_prompt + max_tokens,
                               tensor_parallel_size=tensor_parallel_size)
-    rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think),
+    rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think, answer_from=answer_from),
                "format": get_reward("format", prefilled_think=prefilled_think)}
     results = {}
     try:
@@ -207,13 +214,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", help="write results.json and results.md here")
     ap.add_argument("--benchmarks", default="arithmetic",
                     help=f"comma-separated: {', '.join(BENCHMARKS)}, or local .jsonl/.json/.parquet/.csv files "
-                         f"with prompt and answer columns")
+                         f"(columns: --prompt-column / --answer-column)")
+    ap.add_argument("--prompt-column", "--data.prompt_column", dest="prompt_column", default="prompt",
+                    help="local files: the question column (the recipe's data.prompt_column; default prompt)")
+    ap.add_argument("--answer-column", "--data.answer_column", dest="answer_column", default="answer",
+                    help="local files: the gold column (the recipe's data.answer_column; default answer, else "
+                         "solution)")
     ap.add_argument("--template", default="r1_zero", choices=["r1_zero", "chat", "plain"])
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--limit", type=int, default=None, help="at most this many problems per benchmark (default: all)")
     ap.add_argument("--system-prompt", default=None, help="system message for --template chat")
     ap.add_argument("--prefilled-think", action="store_true",
                     help="the chat template opens <think> (R1-Distill, Qwen3): judge the answer after </think>")
+    ap.add_argument("--answer-from", default="anywhere", choices=["anywhere", "tag_or_box"],
+                    help="where accuracy reads the answer: anywhere, or only an <answer> tag / \\boxed{} (the GPU R1 "
+                         "recipes' choice)")
     ap.add_argument("--temperature", type=float, default=0.6)
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
@@ -222,12 +237,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                     help="default: bfloat16 on a GPU, float32 on the CPU")
     ap.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs to shard the model over")
-    a = ap.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = ap.parse_args([f"--{t}" if t.startswith(COLUMN_KEYS) else t for t in argv])  # a recipe's override as is
     if a.k < 1:
         raise ValueError(f"--k {a.k} must be at least 1")
     results = evaluate_model(a.model_dir, a.benchmarks.split(","), a.k, a.max_tokens, a.template, a.system_prompt,
                              a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think,
-                             engine=a.engine, dtype=a.dtype, tensor_parallel_size=a.tensor_parallel_size)
+                             engine=a.engine, dtype=a.dtype, tensor_parallel_size=a.tensor_parallel_size,
+                             prompt_column=a.prompt_column, answer_column=a.answer_column,
+                             answer_from=a.answer_from)
     table = {f"{Path(a.model_dir).name} / {Path(b).name if is_local_file(b) else b}": m for b, m in results.items()}
     print(markdown_table(table, a.k), end="")
     if a.out:

@@ -111,13 +111,33 @@ def run_info(ckpt: Path) -> dict[str, Any]:
     return info
 
 
+def checkpoint_description(recipe: dict) -> str:
+    """What an exported checkpoint is, from its run's recipe (config.yaml), for the model card's first line:
+
+    >>> checkpoint_description({"model": {"name_or_path": "tiny"}, "data": {"train": "procedural:arithmetic"},
+    ...     "rollout": {}, "rewards": {"accuracy": 1.0, "format": 0.5}, "train": {"max_steps": 4}})
+    'GRPO (rl/grpo.py): 4 steps from `tiny` on `procedural:arithmetic`, rewards accuracy, format.'
+    >>> checkpoint_description({})
+    'A model exported with rl/export.py (no recipe was found beside the checkpoint).'
+    """
+    if not recipe:
+        return "A model exported with rl/export.py (no recipe was found beside the checkpoint)."
+    base = (recipe.get("model") or {}).get("name_or_path", "unknown")
+    train, steps = (recipe.get("data") or {}).get("train", "unknown"), (recipe.get("train") or {}).get("max_steps")
+    if "rollout" in recipe and "rewards" in recipe:
+        return (f"GRPO (rl/grpo.py): {steps} steps from `{base}` on `{train}`, rewards "
+                f"{', '.join(recipe['rewards'])}.")
+    length = f"{steps} steps" if isinstance(steps, int) and steps > 0 else \
+        f"{(recipe.get('train') or {}).get('num_epochs', '?')} epoch(s)"
+    return f"Supervised fine-tuning (rl/sft.py): {length} from `{base}` on `{train}`."
+
+
 def model_card(name: str, ckpt: Path, base: str | None, info: dict, evaluation: dict | None, dtype: str,
                temperature: float, top_p: float) -> str:
     recipe = info.get("recipe") or {}
     model_sec = recipe.get("model") or recipe.get("teacher") or {}
     data = recipe.get("data") or {}
-    lines = [f"# {name}", "", "Exported with `rl/export.py` from this project's R1 pipeline "
-             "(R1-Zero GRPO, cold-start SFT, GRPO, distillation).", "",
+    lines = [f"# {name}", "", checkpoint_description(recipe), "",
              f"- **Checkpoint:** `{ckpt}`", f"- **Base model:** `{base or model_sec.get('name_or_path', 'unknown')}`",
              f"- **Training data:** `{data.get('train', 'unknown')}` (template `{data.get('template', '?')}`)",
              f"- **Weights dtype:** {dtype}",

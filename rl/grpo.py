@@ -95,8 +95,11 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
               f"mixed precision {accelerator.mixed_precision}"
               f"{f', process-group timeout {timeout:.0f} s' if timeout is not None else ''}):\n{dump_yaml(cfg)}",
               flush=True)
-        from data.loading import evaluation_set_line
+        from data.loading import evaluation_set_line, training_set_line
         d = cfg.data
+        drawn = cfg.train.max_steps * cfg.prompts_per_step * world  # prompts the run will draw
+        print("[grpo] " + training_set_line(d.train, d.train_split, len(train_rows), d.prompt_column, d.answer_column,
+                                            d.num_train, drawn), flush=True)
         print(f"[grpo] {evaluation_set_line(d.train, d.test, d.test_split, len(test_rows))}"
               f"{f', every {cfg.logging.eval_every} steps and at the end' if d.test and cfg.logging.eval_every else ''}",
               flush=True)

@@ -45,3 +45,22 @@ def test_recipe_is_valid(path):
 def test_recipes_are_plain_yaml_mappings():
     for path in ALL:
         assert isinstance(yaml.safe_load(path.read_text()), dict), path
+
+
+@pytest.mark.parametrize("recipe, answer_from", [
+    ("r1_zero.yaml", "tag_or_box"), ("r1_zero_8k.yaml", "tag_or_box"), ("r1.yaml", "tag_or_box"),
+    ("tiny/r1_zero.yaml", "anywhere"),  # the miniature's findings were measured with the answer read anywhere
+])
+def test_where_the_r1_recipes_read_the_answer(recipe, answer_from):
+    """R1 asks for the answer in a specified format so that rules can verify it: the R1 recipes' accuracy (training
+    and held-out evaluation) credits only an <answer> tag or a \\boxed{} answer, never a stray last number."""
+    from rewards import get_reward
+    from rl.config.grpo import GRPOConfig
+    from rewards.scoring.registry import eval_rewards
+    from rewards.scoring.scorer import _parse_spec
+    cfg = load_config(GRPOConfig, RECIPES / recipe)
+    params = {n: p for n, _, p in _parse_spec(cfg.rewards)}["accuracy"]
+    stray = ["xx 12 yy 9 zz"]  # the issue's completion: its last number is the gold, in no answer format
+    expected = [0.0] if answer_from == "tag_or_box" else [1.0]
+    assert get_reward("accuracy", **params)(stray, answer=["\\boxed{9}"]) == expected
+    assert eval_rewards(cfg.eval_rewards)["accuracy"](stray, answer=["\\boxed{9}"]) == expected

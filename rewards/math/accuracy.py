@@ -203,10 +203,15 @@ def integer_verdict(candidate: str, gold: str) -> float | None:
     return None
 
 
+ANSWER_FROM = ("anywhere", "tag_or_box")  # where `accuracy` reads the answer (see make_accuracy)
+
+
 def judge(text: str, gold: Any, max_chars: int = DEFAULT_MAX_CHARS, fast_integers: bool = True,
-          after_think: bool = False, reasoning_delimiters: tuple[str, ...] = (THINK_CLOSE,)) -> float | None:
+          after_think: bool = False, reasoning_delimiters: tuple[str, ...] = (THINK_CLOSE,),
+          answer_from: str = "anywhere") -> float | None:
     """1.0 if the final answer in `text` equals `gold`, 0.0 if not (or no answer found), None if gold is unparseable.
-    With `after_think`, only the text after the reasoning counts (0.0 if the reasoning never closes). May raise
+    With `after_think`, only the text after the reasoning counts (0.0 if the reasoning never closes). With
+    `answer_from="tag_or_box"` only an <answer> tag or a final \\boxed{} is read (0.0 without either). May raise
     ItemTimeout (from an enclosing deadline)."""
     if gold is None:
         return None
@@ -217,7 +222,9 @@ def judge(text: str, gold: Any, max_chars: int = DEFAULT_MAX_CHARS, fast_integer
         text = after_reasoning(text, reasoning_delimiters)
         if text is None:
             return None if parse_gold(gold) is None else 0.0
-    parts, source = find_answer(cap_tail(text, max_chars))
+    parts, source = find_answer(cap_tail(text, max_chars), strict=answer_from == "tag_or_box")
+    if source == "none":
+        return None if parse_gold(gold) is None else 0.0
     if fast_integers and source != "text" and len(parts) == 1:
         gold_parts, _ = gold_answer(gold)
         verdict = integer_verdict(parts[0], gold_parts[0]) if len(gold_parts) == 1 else None
@@ -285,12 +292,19 @@ GOLD_COLUMNS = (("answer", "solution"),)  # `requires`: one of these columns
 
 @register_reward("accuracy", factory=True)
 def make_accuracy(timeout_s: float | None = 5.0, max_chars: int = DEFAULT_MAX_CHARS, fast_integers: bool = True,
-                  after_think: bool = False, reasoning_delimiters: list[str] | tuple[str, ...] = (THINK_CLOSE,)):
+                  after_think: bool = False, reasoning_delimiters: list[str] | tuple[str, ...] = (THINK_CLOSE,),
+                  answer_from: str = "anywhere"):
     """1.0/0.0 per completion against the `answer` (or `solution`) column (None: gold unparseable). `timeout_s`: per
     item, when called outside the scorer's workers; `max_chars`: only the text's tail of that length is parsed;
     `fast_integers`: compare plain integers (<= 15 digits) directly instead of through math-verify (same verdict);
     `after_think`: judge only the text after the last of `reasoning_delimiters` (0.0 when the reasoning never
-    closes)."""
+    closes); `answer_from`: where the answer is read, `tag_or_box` (the R1 recipes: the last <answer> tag, else the
+    final \\boxed{}; any other text scores 0.0, as R1 asks for the answer "in a specified format" so that rules can
+    verify it) or `anywhere` (also a "The answer is ..." statement, else math-verify's reading of the text's tail,
+    e.g. its last number)."""
+    if answer_from not in ANSWER_FROM:
+        raise ValueError(f"reward 'accuracy': parameter 'answer_from' must be one of {', '.join(ANSWER_FROM)}, got "
+                         f"{answer_from!r}")
     _check_positive("accuracy", timeout_s=timeout_s, max_chars=max_chars)
     for name, value in (("fast_integers", fast_integers), ("after_think", after_think)):
         if not isinstance(value, bool):
@@ -309,7 +323,8 @@ def make_accuracy(timeout_s: float | None = 5.0, max_chars: int = DEFAULT_MAX_CH
         timeouts = 0
         for c, gold in zip(completions, golds, strict=True):
             text = completion_text(c)
-            value = run_with_deadline(lambda: judge(text, gold, max_chars, fast_integers, after_think, delimiters),
+            value = run_with_deadline(lambda: judge(text, gold, max_chars, fast_integers, after_think, delimiters,
+                                                        answer_from),
                                       timeout_s, on_timeout="timeout")
             if value == "timeout":
                 timeouts, value = timeouts + 1, 0.0

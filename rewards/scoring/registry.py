@@ -40,15 +40,19 @@ class RewardEntry:
     factory: bool  # obj(**params) returns the reward function
     cheap: bool  # True: the scorer runs it in the parent process; False: in its worker processes
     batched: bool = False  # True: called once per batch with every completion, in the parent process
+    source: str | None = None  # "/abs/path/file.py:func" when the reward was named by a file path
 
     @property
     def ref(self) -> str:
-        """An import path that rebuilds this entry in another process ("module:qualname")."""
-        return f"{self.obj.__module__}:{self.obj.__qualname__}"
+        """An import path that rebuilds this entry in another process ("module:qualname", or the file's absolute
+        path "/abs/file.py:qualname" for a reward named by path)."""
+        return self.source or f"{self.obj.__module__}:{self.obj.__qualname__}"
 
     @property
     def importable(self) -> bool:
         """Whether `ref` can be imported in a fresh (forkserver/spawn) worker process."""
+        if self.source is not None:
+            return "<locals>" not in self.obj.__qualname__
         if "<locals>" in self.obj.__qualname__ or "<lambda>" in self.obj.__qualname__:
             return False
         if self.obj.__module__ in ("__main__", "__mp_main__"):
@@ -87,29 +91,86 @@ def register_reward(name: str, *, factory: bool = False, cheap: bool = False, ba
 
 def _unknown(name: Any, why: str = "") -> ValueError:
     return ValueError(f"unknown reward {name!r}{why}; valid: {', '.join(REWARDS)} (or an import path "
-                      f"'pkg.module:function')")
+                      f"'pkg.module:function', or a file 'path/to/file.py:function')")
+
+
+def is_file_reference(name: str) -> bool:
+    """Whether a reward name points at a file ("path/to/file.py:func") rather than a module ("pkg.mod:func").
+
+    >>> [is_file_reference(n) for n in ("my_rewards.py:short", "lib/r.py:f", "my_pkg.my_rewards:f", "accuracy")]
+    [True, True, False, False]
+    """
+    module, sep, _ = name.rpartition(":")
+    return bool(sep) and module.endswith(".py")
+
+
+def _import_file(path: str) -> Any:
+    """The module of a .py file, loaded once per process under a name made of its absolute path (a worker process
+    that rebuilds the reward loads the same file). FileNotFoundError names the absolute path looked at."""
+    import hashlib
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path).expanduser().resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"no file {file}" + ("" if Path(path).is_absolute() else
+                                                     f" ({path} relative to the working directory {Path.cwd()})"))
+    module_name = f"_reward_file_{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:10]}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
+
+
+def _where_modules_are_looked_for(module_name: str) -> str:
+    """The directories an import of `module_name` searched, for the error: '' stands for the working directory."""
+    from pathlib import Path
+    dirs = [str(Path.cwd()) if not p else p for p in sys.path if not p or Path(p).is_dir()]
+    shown = ", ".join(dirs[:4]) + (f" and {len(dirs) - 4} more" if len(dirs) > 4 else "")
+    top = module_name.split(".")[0]
+    return (f"; looked for module {top!r} in sys.path ({shown}); name a file instead: "
+            f"'path/to/{top}.py:function'")
 
 
 def resolve(name: str) -> RewardEntry:
-    """The entry for a registry key or an import path "pkg.module:attr" (imported here). ValueError if neither."""
+    """The entry for a registry key, an import path "pkg.module:attr" (imported here) or a file path
+    "path/to/file.py:attr" (loaded here; relative to the working directory). ValueError if none of them, saying
+    where the module or file was looked for."""
     if not isinstance(name, str):
         raise _unknown(name)
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" not in name:
         raise _unknown(name)
-    module_name, _, attr = name.partition(":")
+    by_file = is_file_reference(name)
+    module_name, _, attr = name.rpartition(":") if by_file else name.partition(":")
+    source = None
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import_file(module_name) if by_file else importlib.import_module(module_name)
+        if by_file:
+            source = f"{obj.__file__}:{attr}"
         for part in attr.split("."):
             obj = getattr(obj, part)
+    except FileNotFoundError as e:
+        raise ValueError(f"reward {name!r}: {e}") from None
+    except ModuleNotFoundError as e:
+        where = _where_modules_are_looked_for(module_name) if e.name and module_name.startswith(e.name) else ""
+        raise _unknown(name, f" (import failed: {type(e).__name__}: {e}{where})") from None
     except (ImportError, AttributeError, ValueError) as e:
         raise _unknown(name, f" (import failed: {type(e).__name__}: {e})") from None
     if not callable(obj):
         raise ValueError(f"reward {name!r} is not callable")
     return RewardEntry(name, obj, bool(getattr(obj, "__reward_factory__", False)),
                        bool(getattr(obj, "__reward_cheap__", False)),
-                       bool(getattr(obj, "__reward_batched__", False) or getattr(obj, "batched", False) is True))
+                       bool(getattr(obj, "__reward_batched__", False) or getattr(obj, "batched", False) is True),
+                       source)
 
 
 class Reward:

@@ -16,8 +16,68 @@ Multi-process: accelerate launch --config_file recipes/accelerate/ddp.yaml {scri
 """
 
 
-def usage(script: str, example: str) -> str:
-    return USAGE.format(script=script, example=example)
+SCHEMAS = {"rl/grpo.py": ("rl.config.grpo", "GRPOConfig"), "rl/sft.py": ("rl.config.sft", "SFTConfig"),
+           "rl/distill.py": ("rl.config.distill", "DistillConfig")}
+
+
+def _value(v) -> str:
+    import json
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    return json.dumps(v, separators=(",", ":")) if isinstance(v, (list, tuple, dict)) else str(v)
+
+
+def schema_help(schema, width: int = 118) -> str:
+    """Every section of a recipe schema with its keys and defaults, one wrapped paragraph per section:
+
+    >>> from dataclasses import dataclass, field
+    >>> @dataclass
+    ... class Train:
+    ...     learning_rate: float = 1e-6
+    ...     seed: int = 0
+    >>> @dataclass
+    ... class Recipe:
+    ...     output_dir: str = "runs/x"
+    ...     train: Train = field(default_factory=Train)
+    >>> print(schema_help(Recipe))
+    keys and defaults (section.key=value overrides any of them):
+      output_dir=runs/x
+      train: learning_rate=1e-06, seed=0
+    """
+    import dataclasses
+    import textwrap
+
+    def section(obj, prefix: str) -> list[tuple[str, list[str]]]:
+        plain, nested = [], []
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                nested += section(value, f"{prefix}{f.name}.")
+            else:
+                plain.append(f"{f.name}={_value(value)}")
+        return [(prefix.rstrip("."), plain)] + nested
+
+    lines = ["keys and defaults (section.key=value overrides any of them):"]
+    for name, keys in section(schema(), ""):
+        if not keys:
+            continue
+        if not name:
+            lines += ["  " + k for k in keys]
+            continue
+        lines += textwrap.wrap(f"{name}: " + ", ".join(keys), width, initial_indent="  ", subsequent_indent="    ",
+                               break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def usage(script: str, example: str, keys: bool = False) -> str:
+    """The usage text; with `keys`, every section's keys and defaults after it (`--help`)."""
+    text = USAGE.format(script=script, example=example)
+    if keys and script in SCHEMAS:  # before the closing launch line
+        import importlib
+        module, name = SCHEMAS[script]
+        head, sep, launch = text.partition("\nMulti-process")
+        text = head + "\n" + schema_help(getattr(importlib.import_module(module), name)) + "\n" + sep + launch
+    return text
 
 
 def recipe_cli(main: Callable[[], object], script: str, example: str, argv: list[str] | None = None,
@@ -26,7 +86,7 @@ def recipe_cli(main: Callable[[], object], script: str, example: str, argv: list
     arguments at all prints it to stderr (exit 2) rather than silently starting a run of the schema defaults."""
     args = sys.argv[1:] if argv is None else argv
     if any(a in ("-h", "--help") for a in args):
-        print(usage(script, example), end="")
+        print(usage(script, example, keys=True), end="")
         sys.exit(0)
     if not args:
         print(usage(script, example) + "error: no recipe given", file=sys.stderr)

@@ -74,7 +74,10 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
     for key, value in values.items():
         path = f"{where}.{key}" if where else key
         if key not in names:
-            raise ConfigError(f"unknown recipe key {path!r}; valid keys{' in ' + where if where else ''}: "
+            import difflib
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {(where + '.' if where else '') + close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown recipe key {path!r}{hint}; valid keys{' in ' + where if where else ''}: "
                               f"{', '.join(names)}")
         kwargs[key] = _coerce(value, hints[key], path)
     try:
@@ -89,8 +92,12 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str = "") -> Any:
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
     """Set `a.b.c` in the YAML tree. A reward given as a plain weight (`rewards: {format: 0.5}`) is the section
     `{weight: 0.5}`, so `rewards.format.weight=1` and `rewards.format.prefilled_think=true` work whatever form the
-    recipe used."""
+    recipe used. A reward named by import path or file keeps its dots: `rewards.lib/mine.py:short.weight=0.2` sets
+    `weight` of the reward `lib/mine.py:short`."""
     keys = dotted.split(".")
+    if keys[0] == "rewards" and ":" in dotted:
+        i = next(i for i, k in enumerate(keys) if ":" in k)
+        keys = ["rewards", ".".join(keys[1:i + 1]), *keys[i + 1:]]
     node = tree
     if len(keys) == 3 and keys[0] == "rewards":
         rewards = tree.get("rewards")

@@ -1,6 +1,7 @@
 """Build the tiny tokenizer, tiny decoders and the tiny *base model*, offline, cached by their settings.
 
-    python -m rl.tiny.build     # prints the path of the cached base model; builds it the first time
+    python -m rl.tiny.build     # prints the path of the cached base model; installs the shipped copy
+                                # (rl/tiny/shipped.py) or, when that does not match this builder, builds it
                                 # (1,200 steps: 4-5 min on 2 quiet cores, 20+ min on a loaded machine)
 
 The base model is a small Llama-architecture decoder (HF format, safetensors) trained from random initialisation by
@@ -171,17 +172,30 @@ def progress_line(done: int, total: int, loss: float, elapsed_s: float) -> str:
     return f"[tiny base] step {done}/{total} loss {loss:.4f} ({elapsed_s:.0f}s elapsed, ~{left:.0f}s left)"
 
 
+def cached_path(spec: TinySpec, cache_dir: Path | None = None) -> Path:
+    """Where the model of `spec` is (or will be) cached: $R1_CACHE/tiny/base-<key> (init-<key> when not pretrained)."""
+    return Path(cache_dir or default_cache_dir()) / "tiny" / f"{'base' if spec.pretrain else 'init'}-{spec.key()}"
+
+
 def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | None = None, force: bool = False) -> Path:
     """Path of an HF model dir (config, safetensors, tokenizer) for `spec`, built once and cached atomically."""
-    cache = Path(cache_dir or default_cache_dir()) / "tiny"
-    out = cache / f"{'base' if spec.pretrain else 'init'}-{spec.key()}"
+    out = cached_path(spec, cache_dir)
+    cache = out.parent
     if out.exists() and not force:
         return out
+    if spec.pretrain and not force:  # the shipped, hash-checked copy of a named model (rl/tiny/shipped.py)
+        from rl.tiny.shipped import install_shipped
+        installed, why = install_shipped(spec, out)
+        if installed is not None:
+            print(f"[tiny build] {out.name}: the shipped copy (rl/tiny/shipped/, sha256 checked), cached in {cache}",
+                  flush=True)
+            return installed
     t0 = time.time()
     torch_threads = torch.get_num_threads()
     if spec.pretrain:
-        print(f"[tiny base] building {out.name} once (cached in {cache}): {spec.steps} pretraining steps, about "
-              f"4-5 min on 2 quiet cores, 20 min or more on a busy machine", flush=True)
+        print(f"[tiny build] building {out.name} once (cached in {cache}; {why}): {spec.steps} pretraining steps of "
+              f"a {spec.hidden_size}-wide, {spec.num_layers}-layer model; the lines below say the time left",
+              flush=True)
     corpus = world_corpus(spec)
     tokenizer = build_tokenizer([p + c for p, c in corpus], spec.vocab_size)
     model = build_model(tokenizer, spec)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from rl.tiny.build import NAMED_SPECS, build_tiny_model
+from rl.tiny.build import NAMED_SPECS, build_tiny_model, cached_path
 from rl.train import models
 
 TINY_SOURCES: models.ModelSources = {name: partial(build_tiny_model, spec) for name, spec in NAMED_SPECS.items()}
@@ -28,3 +28,8 @@ def resolve_model_path(name_or_path: str) -> str:
 def check_model_source(name_or_path: str, key: str = "model.name_or_path") -> None:
     """rl.train.models.check_model_source with the tiny models as sources (a tiny name is always fine)."""
     models.check_model_source(name_or_path, key, TINY_SOURCES)
+
+
+def is_cached(name: str) -> bool:
+    """Whether tiny model `name` is built already (resolving it then takes no time)."""
+    return cached_path(NAMED_SPECS[name]).is_dir()

@@ -40,43 +40,52 @@ def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str 
     """Training reward (mean, and per reward function), held-out greedy accuracy/format, and how the chains change:
     mean completion length (tokens) with the shares of completions that check and redo ("wait, ...") and that mix
     languages in their chain."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_png) if out_png else Path(run_dir) / "progress.png"
+    fig = progress_figure(read_metrics(run_dir), title or Path(run_dir).name)
+    fig.savefig(out, dpi=110, bbox_inches="tight")  # the legends sit below the panels
+    plt.close(fig)
+    return out
+
+
+def progress_figure(metrics: list[dict], title: str):
+    """The three panels of `plot_run` as a matplotlib figure: whole steps on every x axis (a 4-step run shows
+    0 1 2 3 4, not 0.5 steps), legends below the panels (never over a curve), both y axes of the third panel
+    labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    metrics = read_metrics(run_dir)
     train = [m for m in metrics if "reward/mean" in m]
     evals = [m for m in metrics if "eval/accuracy" in m]
-    out = Path(out_png) if out_png else Path(run_dir) / "progress.png"
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
     steps = [m["step"] for m in train]
     ax1.plot(steps, [m["reward/mean"] for m in train], label="reward (weighted total)", lw=2)
     for key in sorted({k for m in train for k in m if k.startswith("rewards/") and k.endswith("/mean")}):
         ax1.plot(steps, [m.get(key) for m in train], label=key.split("/")[1], alpha=0.7)
-    ax1.set_xlabel("step")
     ax1.set_title("training reward")
-    ax1.legend(fontsize=8)
     ax2.plot([m["step"] for m in evals], [m["eval/accuracy"] for m in evals], "o-", label="accuracy (greedy)")
     ax2.plot([m["step"] for m in evals], [m["eval/format"] for m in evals], "s--", label="strict format")
     ax2.set_ylim(0, 1.02)
-    ax2.set_xlabel("step")
     ax2.set_title("held-out evaluation")
-    ax2.legend(fontsize=8)
     ax3.plot(steps, [m.get("completion_len/mean") for m in train], color="C2", label="completion length (tokens)")
-    ax3.set_xlabel("step")
     ax3.set_ylabel("tokens")
     ax3.set_title("chains of thought")
     share = ax3.twinx()
     share.plot(steps, [m.get("check_redo_frac") for m in train], color="C3", ls="--", label="check/redo share")
     share.plot(steps, [m.get("mixed_language_frac") for m in train], color="C4", ls=":", label="mixed-language share")
     share.set_ylim(0, 1.02)
-    lines = ax3.get_lines() + share.get_lines()
-    ax3.legend(lines, [ln.get_label() for ln in lines], fontsize=8)
-    fig.suptitle(title or Path(run_dir).name)
+    share.set_ylabel("share of completions")
+    for ax, lines in ((ax1, ax1.get_lines()), (ax2, ax2.get_lines()), (ax3, ax3.get_lines() + share.get_lines())):
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig
 
 
 if __name__ == "__main__":

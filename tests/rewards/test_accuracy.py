@@ -167,3 +167,26 @@ def test_integer_fast_path_agrees_with_math_verify():
     golds = [g for _, g in pairs]
     assert ACC(completions, answer=golds) == slow(completions, answer=golds)
     assert ma.integer_verdict("1234567890123456", "1234567890123456") is None  # 16 digits: math-verify decides
+
+
+STRICT = get_reward("accuracy", timeout_s=1.0, answer_from="tag_or_box")
+
+
+@pytest.mark.parametrize("completion, gold, anywhere, tag_or_box", [
+    ("xx 12 yy 9 zz", "\\boxed{9}", 1.0, 0.0),              # the case: the last number, no format
+    ("3+4=7, 7*5=35. The answer is 35.", "35", 1.0, 0.0),  # a stated answer, not the asked format
+    ("<think> 4*5=20 </think> The answer is 23.", "23", 1.0, 0.0),
+    ("<think> 4*5=20 </think> <answer> 23 </answer>", "23", 1.0, 1.0),  # the template's tag
+    ("so it is \\boxed{23}", "23", 1.0, 1.0),                # a boxed answer
+    ("\\boxed{23}, or in words, the answer is 24", "23", 0.0, 1.0),  # strict reads the box, not the statement
+    ("<answer> The answer is 23. </answer>", "23", 1.0, 1.0),  # a statement inside the tag is the tag's content
+    ("no answer at all", "not a number {", None, None),     # unparseable gold: None either way
+])
+def test_where_the_answer_is_read(completion, gold, anywhere, tag_or_box):
+    assert ACC([completion], answer=[gold]) == [anywhere]
+    assert STRICT([completion], answer=[gold]) == [tag_or_box]
+
+
+def test_answer_from_is_checked():
+    with pytest.raises(ValueError, match="parameter 'answer_from' must be one of anywhere, tag_or_box, got 'tag'"):
+        get_reward("accuracy", answer_from="tag")

@@ -104,3 +104,54 @@ def test_no_heavy_imports():
     for heavy in ("vllm", "wandb", "accelerate", "torch"):
         assert f"import {heavy}" not in src and f"from {heavy}" not in src
     assert rewards.__all__
+
+
+SHORT_ANSWER = "def short_answer(completions, limit: int = 5, **columns):\n" \
+               "    return [1.0 if len(c) < limit else 0.0 for c in completions]\n"
+
+
+@pytest.mark.parametrize("written", ["my_rewards.py:short_answer", "sub/my_rewards.py:short_answer", "ABS"])
+def test_reward_named_by_file_path(tmp_path, monkeypatch, written):
+    # the file lives in tmp_path/sub; the run starts in tmp_path (or anywhere, for the absolute path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "my_rewards.py").write_text(SHORT_ANSWER)
+    monkeypatch.chdir(tmp_path / "sub" if written.startswith("my_rewards") else tmp_path)
+    name = f"{tmp_path}/sub/my_rewards.py:short_answer" if written == "ABS" else written
+    fn = get_reward(name, limit=3)
+    assert fn.__name__ == "short_answer" and fn(["ab", "abcd"]) == [1.0, 0.0]  # "ab" is under 3 chars, "abcd" not
+    # workers rebuild it by the file's absolute path, from any working directory
+    assert fn.entry.importable and fn.entry.ref == f"{tmp_path}/sub/my_rewards.py:short_answer"
+    code = "import pickle, sys; print(pickle.loads(sys.stdin.buffer.read())(['a', 'abcdef']))"
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(fn), capture_output=True, cwd="/",
+                         env={"PYTHONPATH": str(importlib.import_module("rewards").__path__[0].rsplit("/", 1)[0])})
+    assert out.stdout.decode().strip() == "[1.0, 0.0]", out.stderr.decode()[-500:]
+
+
+def test_reward_import_errors_say_where_they_looked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError) as e:
+        get_reward("my_rewards:short_answer")  # a module that is not on sys.path (it lives in another folder)
+    msg = str(e.value)
+    assert "No module named 'my_rewards'" in msg and "looked for module 'my_rewards' in sys.path (" in msg
+    assert "'path/to/my_rewards.py:function'" in msg and "\n" not in msg
+    with pytest.raises(ValueError) as e:
+        get_reward("lib/my_rewards.py:short_answer")
+    assert str(e.value) == (f"reward 'lib/my_rewards.py:short_answer': no file {tmp_path}/lib/my_rewards.py "
+                            f"(lib/my_rewards.py relative to the working directory {tmp_path})")
+    (tmp_path / "r.py").write_text(SHORT_ANSWER)
+    with pytest.raises(ValueError, match=r"unknown reward 'r.py:long_answer' \(import failed: AttributeError"):
+        get_reward("r.py:long_answer")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("rewards.lib/mine.py:short=0.2", {"lib/mine.py:short": 0.2}),
+    ("rewards.lib/mine.py:short.limit=3", {"lib/mine.py:short": {"weight": 1.0, "limit": 3}}),
+    ("rewards.my_pkg.mine:short.weight=0.5", {"my_pkg.mine:short": {"weight": 0.5}}),
+])
+def test_overrides_keep_the_dots_of_a_reward_path(override, expected):
+    from rl.config.recipe import _set_path, parse_override
+    tree = {"rewards": {"lib/mine.py:short": {"weight": 1.0}}} if "limit" in override else {"rewards": {}}
+    _set_path(tree, *parse_override(override))
+    assert tree["rewards"] == expected

@@ -79,6 +79,28 @@ def test_start_up_says_which_set_is_evaluated(train, test, rows, expected):
     assert evaluation_set_line(train, test, "test", rows) == expected
 
 
+@pytest.mark.parametrize("train, rows, columns, num_train, drawn, expected", [
+    # 40 steps x 8 prompts = 320 drawn; over 2000 rows that is 320 / 2000 = 0.16 passes
+    ("procedural:arithmetic", 2000, ("prompt", "answer"), 2000, 320, "training: 2000 rows of procedural:arithmetic "
+     "(train; data.num_train=2000); 320 prompts drawn over the run (0.16 passes)"),
+    # the issue's case: the recipe's num_train 2000 on a 30-row file; 320 / 30 = 10.67 passes
+    ("mine.jsonl", 30, ("problem", "solution"), 2000, 320, "training: 30 rows of mine.jsonl (train; prompt column "
+     "'problem', gold column 'solution'; data.num_train=2000 applies to procedural tasks only: a file is used "
+     "whole); 320 prompts drawn over the run (10.67 passes)"),
+    ("mine.jsonl", 30, ("prompt", "answer"), 30, None, "training: 30 rows of mine.jsonl (train; prompt column "
+     "'prompt', gold column 'answer')"),  # num_train equal to the rows: nothing to say about it
+])
+def test_start_up_says_which_rows_are_trained_on(train, rows, columns, num_train, drawn, expected):
+    from data.loading import training_set_line
+    assert training_set_line(train, "train", rows, *columns, num_train, drawn) == expected
+
+
+def test_loading_doctests():
+    import doctest
+    import data.loading
+    assert doctest.testmod(data.loading).failed == 0
+
+
 def test_data_columns_keeps_only_the_named_columns(tmp_path):
     """OpenR1-style rows: data.columns=[source] keeps `source`, drops the heavy `generations`; an unknown name is
     one line; null keeps everything (TRL's behaviour)."""
@@ -107,3 +129,14 @@ def test_a_reward_needing_a_dropped_column_fails_at_start_up(tmp_path):
                                           r"training data do not have \(columns kept: answer, prompt; data.columns "
                                           r"selects them\)$"):
         load_recipe_and_data([*args, "data.columns=[]"])
+
+
+def test_a_local_file_loads_without_progress_bars(tmp_path, capfd):
+    import uuid
+    import datasets
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"prompt": f"What is 1 + 1? {uuid.uuid4()}", "answer": "2"}) + "\n")  # never cached
+    assert len(load_examples(str(path))) == 1
+    out, err = capfd.readouterr()
+    assert "Generating train split" not in out + err
+    assert datasets.is_progress_bar_enabled()  # left as it was, for hub downloads

@@ -196,3 +196,44 @@ def test_evaluate_model_on_the_hf_engine_and_bad_engine_options(micro_model_dir,
         evaluate_model(str(micro_model_dir), ["arithmetic"], limit=1, engine="hf", tensor_parallel_size=2)
     with pytest.raises(ValueError, match="--dtype 'int8' is not one of"):
         evaluate_model(str(micro_model_dir), ["arithmetic"], limit=1, engine="hf", dtype="int8")
+
+
+@pytest.mark.parametrize("columns, expected", [
+    # the file a training run accepted with data.prompt_column=problem (gold: `solution`, the alias of `answer`)
+    ({"prompt_column": "problem"}, [("What is 2 + 3?", "5"), ("What is 7 - 4?", "3")]),
+    ({"prompt_column": "problem", "answer_column": "final"}, [("What is 2 + 3?", "five"), ("What is 7 - 4?", "three")]),
+])
+def test_local_file_with_the_recipe_column_keys(tmp_path, columns, expected):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"problem": "What is 2 + 3?", "solution": "5", "final": "five"}\n'
+                    '{"problem": "What is 7 - 4?", "solution": "3", "final": "three"}\n')
+    rows = load_benchmark(str(path), **columns)
+    assert [(r["prompt"], r["answer"]) for r in rows] == expected
+    with pytest.raises(ValueError, match="has no column 'prompt'"):  # without the key: the one-line error
+        load_benchmark(str(path))
+
+
+def test_evaluate_cli_accepts_the_training_override_form(tmp_path, micro_model_dir, capsys):
+    from rl.evaluate import main
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(f'{{"problem": "What is {a} + {b}?", "solution": "{a + b}"}}\n' for a, b in [(1, 2), (3, 4)]))
+    for flag in (["data.prompt_column=problem"], ["--prompt-column", "problem"], ["--data.prompt_column=problem"]):
+        res = main([str(micro_model_dir), "--benchmarks", str(path), "--k", "1", "--max-tokens", "2", "--engine", "hf",
+                    *flag])
+        assert res[str(path)]["num_problems"] == 2
+
+
+@pytest.mark.parametrize("flag, stray_score", [([], 1.0), (["--answer-from", "tag_or_box"], 0.0)])
+def test_evaluate_reads_the_answer_where_asked(micro_model_dir, monkeypatch, flag, stray_score):
+    """--answer-from: the accuracy that judges the evaluation reads the answer where the recipe's would."""
+    import rl.evaluate as ev
+    seen = []
+
+    def fake(engine, encoder, examples, *args):
+        rewards = next(a for a in args if isinstance(a, dict))
+        seen.append(rewards["accuracy"](["xx 12 yy 9 zz"], answer=["9"])[0])  # the last number is the gold
+        return {}, None
+    monkeypatch.setattr(ev, "evaluate_greedy", fake)
+    monkeypatch.setattr(ev, "evaluate_sampled", fake)
+    ev.main([str(micro_model_dir), "--limit", "1", "--engine", "hf", *flag])
+    assert seen == [stray_score, stray_score]

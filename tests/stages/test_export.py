@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -206,3 +207,22 @@ def test_bf16_learner_probe_passes_a_right_export_and_fails_a_wrong_merge(micro_
     save_file({k: 2 * v if "lora_B" in k else v for k, v in adapter.items()}, ckpt / "adapter_model.safetensors")
     with pytest.raises(RuntimeError, match="export check failed: on the learner's probe"):
         export(ckpt, tmp_path / "scaled_b", dtype="bfloat16")
+
+
+@pytest.mark.parametrize("recipe, expected", [
+    # a plain 4-step GRPO run says so (the card used to claim the whole R1 pipeline)
+    ({"model": {"name_or_path": "tiny"}, "data": {"train": "mine.jsonl"}, "rollout": {"group_size": 8},
+      "rewards": {"accuracy": 1.0, "format": 0.5}, "train": {"max_steps": 4}},
+     "GRPO (rl/grpo.py): 4 steps from `tiny` on `mine.jsonl`, rewards accuracy, format."),
+    ({"model": {"name_or_path": "tiny"}, "data": {"train": "procedural:cold_start"},
+      "train": {"num_epochs": 2.0, "max_steps": -1}},
+     "Supervised fine-tuning (rl/sft.py): 2.0 epoch(s) from `tiny` on `procedural:cold_start`."),
+    ({"model": {"name_or_path": "tiny-student"}, "data": {"train": "traces.jsonl"}, "train": {"max_steps": 30}},
+     "Supervised fine-tuning (rl/sft.py): 30 steps from `tiny-student` on `traces.jsonl`."),
+    ({}, "A model exported with rl/export.py (no recipe was found beside the checkpoint)."),
+])
+def test_the_model_card_says_what_the_checkpoint_is(recipe, expected):
+    from rl.export import checkpoint_description, model_card
+    assert checkpoint_description(recipe) == expected
+    card = model_card("m", Path("ckpt"), None, {"recipe": recipe}, None, "float32", 0.6, 0.95)
+    assert card.splitlines()[2] == expected and "R1 pipeline" not in card
