@@ -119,13 +119,16 @@ def update_stored_as(ckpt, dtype):
 def test_cell_starts_and_trains(strategy, dtype, tmp):
     stdout, metrics, ckpt = cell(strategy, dtype, tmp)
     mixed = {"float32": "no", "bfloat16": "bf16"}[dtype]
-    assert f"(2 processes, {strategy}, mixed precision {mixed})" in stdout
+    assert f"(2 processes, {strategy}, mixed precision {mixed}, process-group timeout 1800 s)" in stdout
     train = [m for m in metrics if "loss" in m]
     assert [m["step"] for m in train] == [1, 2]
     assert [m["step"] for m in metrics if "eval/accuracy" in m] == [0, 2]
     for m in train:
         assert all(math.isfinite(m[k]) for k in ("loss", "grad_norm", "reward/mean", "entropy"))
-        assert m["grad_norm"] > 0 and m["lr"] > 0
+        assert m["lr"] > 0
+        # a gradient exactly when some group's rewards differ (a step whose groups all scored alike has none: with
+        # 4 samples of 16 tokens that happens by chance, e.g. step 1 of the zero3-bf16 cell on 2026-12-06)
+        assert (m["grad_norm"] > 0) == (m["zero_std_frac"] < 1), m
     # the checkpoint's config says what its tensors are (ZeRO bf16 stores the masters rounded to bf16)
     config = json.loads((ckpt / "config.json").read_text())
     stored = {str(t.dtype).removeprefix("torch.") for t in load_file(ckpt / "model.safetensors").values()}
@@ -158,7 +161,7 @@ def test_async_cell_trains_with_each_ranks_own_worker(strategy, dtype, tmp):
     version 1 reached each rank's worker through the bucketed push before batch 3 was generated."""
     stdout, metrics, ckpt = cell(strategy, dtype, tmp, async_steps=1)
     mixed = {"float32": "no", "bfloat16": "bf16"}[dtype]
-    assert f"(2 processes, {strategy}, mixed precision {mixed})" in stdout
+    assert f"(2 processes, {strategy}, mixed precision {mixed}, process-group timeout 1800 s)" in stdout
     for rank in (0, 1):
         assert re.search(rf"rank {rank}: rollout worker pid \d+ on cpu \(hf engine, {dtype}, 1 step\(s\) ahead",
                          stdout), stdout[-2000:]
@@ -169,7 +172,8 @@ def test_async_cell_trains_with_each_ranks_own_worker(strategy, dtype, tmp):
         assert [m[f"rollout/{key}_max"] for m in train] == expected  # every rank had exactly this value
     for m in train:
         assert all(math.isfinite(m[k]) for k in ("loss", "grad_norm", "reward/mean", "entropy"))
-        assert m["grad_norm"] > 0
+        assert (m["grad_norm"] > 0) == (m["zero_std_frac"] < 1), m  # a gradient exactly when some group varies
+    assert any(m["grad_norm"] > 0 for m in train)
     # step 1: both ranks' engines hold the base weights the learners start from. fp32: numerics only (measured
     # 1.3e-5); bf16: the engine's bf16 weights and decoding (measured mean 0.0017 on 2026-12-02; the synchronous
     # cell, sampling with the learner's own model, 0.0009)
