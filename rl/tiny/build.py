@@ -127,9 +127,26 @@ def build_model(tokenizer, spec: TinySpec):
     return model
 
 
+PRETRAIN_THREADS = 1  # torch threads while pretraining: the same weights whoever builds (see `pretrain`)
+
+
 def pretrain(model, tokenizer, docs: list[tuple[str, str]], spec: TinySpec, log_every: int = 100) -> list[float]:
     """Next-token training on (prompt, completion) docs (AdamW, cosine schedule), prompt and completion tokenized
-    apart as in RL, EOS after the completion. Returns the loss every `log_every` steps."""
+    apart as in RL, EOS after the completion. Returns the loss every `log_every` steps.
+
+    Runs on PRETRAIN_THREADS (1) torch threads whatever the caller set: CPU kernels split their sums by the thread
+    count, and 1,200 steps of AdamW turn those last bits into different models (on 2026-12-06 a 2-thread and a
+    1-thread build of `tiny` differed by up to 0.27 in a weight). With one thread a build is reproducible, so the
+    shipped copies (rl/tiny/shipped.py) are exactly what a rebuild gives."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(PRETRAIN_THREADS)
+    try:
+        return _pretrain(model, tokenizer, docs, spec, log_every)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(model, tokenizer, docs, spec, log_every) -> list[float]:
     gen = torch.Generator().manual_seed(spec.seed)
     prompts = tokenizer([p for p, _ in docs], add_special_tokens=False)["input_ids"]
     completions = tokenizer([c for _, c in docs], add_special_tokens=False)["input_ids"]
@@ -191,7 +208,7 @@ def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | Non
                   flush=True)
             return installed
     t0 = time.time()
-    torch_threads = torch.get_num_threads()
+    torch_threads = PRETRAIN_THREADS if spec.pretrain else torch.get_num_threads()
     if spec.pretrain:
         print(f"[tiny build] building {out.name} once (cached in {cache}; {why}): {spec.steps} pretraining steps of "
               f"a {spec.hidden_size}-wide, {spec.num_layers}-layer model; the lines below say the time left",

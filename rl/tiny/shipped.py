@@ -17,8 +17,9 @@ of building only when all three agree with the code at hand:
 - every file's sha256 (a damaged or edited file is never loaded).
 
 Otherwise the model is built as before, and tests/stages/test_shipped_models.py fails until the copies are re-shipped.
-The weights are the builder's output on one machine (torch's CPU kernels; threads and library versions may move the
-last bits): a rebuild elsewhere gives a model of the same behaviour, not byte-identical files.
+Pretraining runs on one torch thread (rl/tiny/build.py `pretrain`), so a rebuild with the same library versions gives
+the same weights as the shipped copies (checked on 2026-12-06: two 1-thread builds of `tiny`, in different processes
+and callers, were byte-identical); other torch versions or CPUs may still move the last bits.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def builder_fingerprint(spec) -> str:
     """sha256 (16 hex digits) of the weight-determining builder code and of `spec`'s pretraining documents."""
     from rl.tiny import build
     h = hashlib.sha256()
-    for fn in (build.build_tokenizer, build.build_model, build.pretrain, build.world_corpus):
+    for fn in (build.build_tokenizer, build.build_model, build.pretrain, build._pretrain, build.world_corpus):
         h.update(inspect.getsource(fn).encode())
     h.update(json.dumps([build.SPECIAL, build.TAGS, build.CHAT_TEMPLATE]).encode())
     h.update(json.dumps(build.world_corpus(spec)).encode())
