@@ -91,10 +91,11 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_yaml(cfg))
         timeout = process_group_timeout_s()  # read back from the process group (train.dist_timeout_s)
+        from rl.config.summary import grpo_summary
         print(f"[grpo] resolved config ({world} process{'es' if world > 1 else ''}, {strategy(accelerator)}, "
               f"mixed precision {accelerator.mixed_precision}"
-              f"{f', process-group timeout {timeout:.0f} s' if timeout is not None else ''}):\n{dump_yaml(cfg)}",
-              flush=True)
+              f"{f', process-group timeout {timeout:.0f} s' if timeout is not None else ''}); the whole config: "
+              f"{out / 'config.yaml'}\n{grpo_summary(cfg, world)}", flush=True)
         from data.loading import evaluation_set_line, training_set_line
         d = cfg.data
         drawn = cfg.train.max_steps * cfg.prompts_per_step * world  # prompts the run will draw
