@@ -1,6 +1,7 @@
 """Entry-point glue shared by the rl/ scripts: bad input ends as one line and exit code 2."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -110,3 +111,31 @@ def run_cli(main: Callable[[], object], errors: tuple[type[Exception], ...] | No
     except failures as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    if launched_rank():
+        exit_without_teardown()
+
+
+def launched_rank() -> bool:
+    """True in a process started by `accelerate launch` / `torchrun` with more than one process (WORLD_SIZE > 1)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def exit_without_teardown(code: int = 0) -> None:
+    """End a launched rank that finished its run: flush, then `os._exit`, skipping interpreter finalization.
+
+    Why (torch 2.13, deepspeed 0.18, gloo): the entry points destroy the process group when they finish
+    (`accelerator.end_training()`), but DeepSpeed keeps Python references to gloo process groups
+    (`deepspeed.utils.groups._WORLD_GROUP`, ZeRO-3 parameters' `ds_process_group`), so their worker threads
+    (`pt_gloo_runloop`, `gloo_tcp_loop`) outlive it, and destroying them during finalization now and then aborts the
+    rank ("terminate called without an active exception"; 1 launch in ~18 of tests/e2e/test_real_chain.py's ZeRO-3 SFT
+    here, after every file was written; pytorch#190489). By this point every checkpoint, log and model is written and
+    closed (atomically), so nothing is lost by not finalizing; open `logging` handlers are flushed first.
+    """
+    import logging
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to flush
+            pass
+    os._exit(code)
