@@ -209,10 +209,15 @@ def make_code(sandbox: str = "bwrap", partial: bool = False, timeout_s: float | 
 
 
 def summarize(counts: dict[str, float]) -> dict[str, float]:
-    """Step metrics from summed counters: pass_rate (tests passed / run), compile_errors, test_timeouts,
-    run_timeouts, tests_not_reached, sandbox_kills, no_program."""
+    """Step metrics from summed counters: pass_rate (tests passed / run; absent when no test ran: on a rank that
+    scored no program it is "no data", which the cross-rank mean skips, where a NaN would make the run's mean NaN),
+    compile_errors, test_timeouts, run_timeouts, tests_not_reached, sandbox_kills, no_program.
+
+        {"tests_run": 8, "tests_passed": 3, "no_program": 1} -> pass_rate 0.375, no_program 1, the rest 0
+        {"no_program": 2}                                    -> no pass_rate key; no_program 2, the rest 0
+    """
     run = counts.get("tests_run", 0.0)
-    return {"pass_rate": counts.get("tests_passed", 0.0) / run if run else float("nan"),
+    return {**({"pass_rate": counts.get("tests_passed", 0.0) / run} if run else {}),
             **{k: counts.get(k, 0.0) for k in ("compile_errors", "test_timeouts", "run_timeouts", "tests_not_reached",
                                                "sandbox_kills", "no_program")}}
 

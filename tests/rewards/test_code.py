@@ -123,6 +123,27 @@ def test_tests_not_reached_are_counted_apart_from_kills():
     assert code_summarize(m)["tests_not_reached"] == 2.0  # reported per step as rewards/code/tests_not_reached
 
 
+@pytest.mark.parametrize("counts, expected", [
+    ({"tests_run": 8, "tests_passed": 3, "no_program": 1}, {"pass_rate": 0.375, "no_program": 1.0}),  # 3 / 8
+    ({"tests_run": 2, "tests_passed": 2}, {"pass_rate": 1.0}),
+    ({"no_program": 2}, {"no_program": 2.0}),  # no test ran: no pass_rate (not NaN, which made the ranks' mean NaN)
+    ({}, {}),
+])
+def test_step_metrics_from_counters(counts, expected):
+    zeros = dict.fromkeys(("compile_errors", "test_timeouts", "run_timeouts", "tests_not_reached", "sandbox_kills",
+                           "no_program"), 0.0)
+    assert code_summarize(counts) == {**zeros, **expected}
+
+
+def test_a_rank_that_ran_no_test_leaves_the_runs_pass_rate_alone():
+    from tests.stages.test_grpo_metrics import reduce_everywhere
+    ranks = [{"loss": 1.0, **{f"rewards/code/{k}": v for k, v in code_summarize({"tests_run": 4, "tests_passed": 1}).items()}},
+             {"loss": 1.0, **{f"rewards/code/{k}": v for k, v in code_summarize({"no_program": 1}).items()}}]
+    for got, _ in reduce_everywhere(ranks):
+        assert got["rewards/code/pass_rate"] == 0.25  # 1 / 4 from rank 0 alone (was NaN: rank 1 sent NaN)
+        assert got["rewards/code/no_program"] == 0.5  # (0 + 1) / 2 ranks
+
+
 def test_the_scorer_deadline_follows_the_code_budget():
     """The scorer's per-item deadline for `code` is its cap + 5 s (65 s at the defaults), not `scoring.timeout_s`
     (5 s), which would cut the 60-test row's run (>= 4.8 s) and score it 0.0; other rewards keep `timeout_s`."""
