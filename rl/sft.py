@@ -117,18 +117,29 @@ def make_eval_callback(cfg, tokenizer, test_rows: list[dict], logger, results: d
     encoder = PromptEncoder(tokenizer, cfg.data.template, cfg.data.system_prompt, cfg.rollout.max_prompt_length)
 
     class EvalCallback(TrainerCallback):
-        def _evaluate(self, state, model) -> None:
-            sharded = shards_parameters()  # every forward is collective: all ranks decode in lock step
-            if not test_rows or not (state.is_world_process_zero or sharded):
-                return
-            sync = None
-            if sharded:
-                from accelerate import PartialState
+        said = False  # the sharding line is printed once
 
-                from rl.train.distributed import DecodeSync
-                sync = DecodeSync(PartialState())
+        def _evaluate(self, state, model) -> None:
+            """Sharded as GRPO's: every rank decodes and scores its contiguous share of the problems and the
+            results are all-gathered (rl/rollout/episodes/evaluation.py), so no rank idles while rank 0 evaluates
+            the whole set; with sharded parameters every forward is collective, so the ranks decode in lock step."""
+            if not test_rows:
+                return
+            from accelerate import PartialState
+
+            from rl.train.distributed import DecodeSync, gather_objects
+            ranks = PartialState()
+            if ranks.num_processes > 1 and state.is_world_process_zero and not self.said:
+                from rl.rollout.episodes.evaluation import shard_bounds
+                shares = [hi - lo for lo, hi in (shard_bounds(len(test_rows), r, ranks.num_processes)
+                                                 for r in range(ranks.num_processes))]
+                print(f"[sft] evaluation sharded over {ranks.num_processes} processes: "
+                      f"{' + '.join(map(str, shares))} problems", flush=True)
+                self.said = True
+            sync = DecodeSync(ranks) if shards_parameters() else None
             metrics, rows = evaluate_greedy(HFEngine(model, tokenizer, sync=sync), encoder, test_rows,
-                                            cfg.rollout.max_completion_length, rewards)
+                                            cfg.rollout.max_completion_length, rewards, rank=ranks.process_index,
+                                            world=ranks.num_processes, gather=gather_objects)
             if not state.is_world_process_zero:
                 return
             logger.log(metrics, state.global_step)

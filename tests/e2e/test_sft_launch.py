@@ -58,3 +58,28 @@ def test_sft_launch_cell(strategy, dtype, micro_model_dir, tmp_path):
     # optimizer; the saved model is the module's), float32 otherwise
     want = torch.bfloat16 if strategy.startswith("zero") and dtype == "bfloat16" else torch.float32
     assert {t.dtype for t in trained.values()} == {want}
+
+
+def first_eval(out) -> dict:
+    import json
+    return next(m for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "eval/accuracy" in m)
+
+
+@pytest.mark.matrix
+def test_sft_evaluation_is_sharded_and_gives_one_process_figures(micro_model_dir, tmp_path):
+    """The in-run evaluation is sharded as GRPO's (each rank greedy-decodes its share, results all-gathered): the
+    step-0 evaluation of 2 DDP processes equals 1 process's, figure for figure (greedy, float32: the same model
+    decodes each problem the same wherever it runs). Before, rank 0 evaluated everything while rank 1 waited."""
+    common = ["recipes/tiny/cold_start_sft.yaml", f"model.name_or_path={micro_model_dir}", "model.dtype=float32",
+              "train.max_steps=1", "train.batch_size=4", "data.num_train=16", "data.max_length=256",
+              "rollout.max_prompt_length=512", "rollout.max_completion_length=8", "data.max_eval_samples=7",
+              "logging.progress_bar=false"]  # 7 problems: rank 0 decodes 4, rank 1 3
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sys.executable, "rl/sft.py", *common, f"output_dir={one}"], timeout=600)
+    log = run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ROOT / "recipes/accelerate/ddp.yaml"), "--num_processes", "2", "--main_process_port",
+               str(free_port()), "rl/sft.py", *common, f"output_dir={two}"], timeout=600).stdout
+    assert "[sft] evaluation sharded over 2 processes: 4 + 3 problems" in log
+    a, b = first_eval(one), first_eval(two)
+    assert a["step"] == b["step"] == 0
+    assert {k: v for k, v in a.items() if k.startswith("eval/")} == {k: v for k, v in b.items() if k.startswith("eval/")}
