@@ -107,7 +107,10 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
               f"{f', every {cfg.logging.eval_every} steps and at the end' if d.test and cfg.logging.eval_every else ''}",
               flush=True)
     sc = cfg.scoring
-    scorer = RewardScorer(cfg.rewards, num_workers=sc.workers, timeout_s=sc.timeout_s,
+    from rl.config.reward_checks import with_model_paths
+    with accelerator.main_process_first():  # a tiny reward model (`model: tiny-rm`) is built once, by rank 0
+        reward_spec = with_model_paths(cfg.rewards, resolve_model_path)
+    scorer = RewardScorer(reward_spec, num_workers=sc.workers, timeout_s=sc.timeout_s,
                           max_error_frac=sc.max_error_frac, error_window=sc.error_window,
                           reward_sets=cfg.reward_sets)
     scorer.warmup()  # a reward model loads here, beside the policy, once (a bad path fails before the policy loads)

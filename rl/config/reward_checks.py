@@ -67,3 +67,15 @@ def reward_specs_by_row(rewards: dict, reward_sets: dict | None, rows: list[dict
     for row in rows:
         first.setdefault(row.get("task"), row)
     return [({name: rewards[name] for name in reward_sets[task]}, row) for task, row in first.items()]
+
+
+def with_model_paths(rewards: dict, resolve) -> dict:
+    """The `rewards:` spec with each reward's `model` parameter (a reward model) passed through `resolve` (the
+    stages' model sources: a tiny name such as `tiny-rm` becomes its cached directory; a path or hub name stays).
+
+    >>> with_model_paths({"accuracy": 1.0, "reward_model": {"weight": 0.5, "model": "tiny-rm"}}, str.upper)
+    {'accuracy': 1.0, 'reward_model': {'weight': 0.5, 'model': 'TINY-RM'}}
+    """
+    return {name: {**value, "model": resolve(value["model"])}
+            if isinstance(value, dict) and isinstance(value.get("model"), str) else value
+            for name, value in rewards.items()}
