@@ -2,7 +2,8 @@
 what R1's last stage scores with a reward model instead of rules.
 
 A prompt asks for a small social act: greet someone, thank them for a thing, say goodbye, ask them for a thing. The
-preferred reply is polite and concise; the others are rude, verbose (polite, then padded), or off-topic (arithmetic).
+preferred reply is polite and concise; the others are rude, verbose (polite, then padded), off-topic (arithmetic), junk (what an untrained policy
+writes) or garbled (a near miss of the good reply: the reward model must not pay for one).
 
     >>> general_prompt("thank", "Ann", "tea")
     'Thank Ann for the tea'
@@ -26,7 +27,7 @@ from data.tasks import arithmetic_dataset
 KINDS = ("greet", "thank", "goodbye", "ask")
 NAMES = ("Ann", "Bo", "Cy", "Di", "Ed", "Flo", "Gus", "Hal", "Ivy", "Jo", "Kim", "Lu", "Max", "Ned", "Oli", "Pam")
 ITEMS = ("tea", "book", "cake", "pen", "map", "hat", "cup", "lamp")
-QUALITIES = ("good", "rude", "verbose", "off_topic", "junk")
+QUALITIES = ("good", "rude", "verbose", "off_topic", "junk", "garbled")
 
 _PROMPTS = {"greet": "Greet {name}", "thank": "Thank {name} for the {item}", "goodbye": "Say goodbye to {name}",
             "ask": "Ask {name} for the {item}"}
@@ -44,7 +45,8 @@ def general_prompt(kind: str, name: str, item: str) -> str:
 
 def write_reply(kind: str, name: str, item: str, quality: str, problem: str = "3 + 4 * 5") -> str:
     """The reply text (no tags) of one quality: good (polite, concise), rude, verbose (good + padding), off_topic
-    (an arithmetic fact), junk (fragments of tags and arithmetic, seeded by `problem`; possibly empty)."""
+    (an arithmetic fact), junk (fragments of tags and arithmetic, or letter soup, seeded by `problem`; possibly
+    empty), garbled (the good reply with a few characters changed, seeded by `problem`)."""
     if quality == "good":
         return _GOOD[kind]
     if quality == "rude":
@@ -58,6 +60,13 @@ def write_reply(kind: str, name: str, item: str, quality: str, problem: str = "3
         if rng.random() < 0.5:
             return " ".join(rng.choice(_JUNK) for _ in range(rng.randrange(0, 10)))
         return "".join(rng.choice("abcdefghiklmnoprstuwy    .,!?") for _ in range(rng.randrange(1, 30)))
+    if quality == "garbled":  # the good reply with 1-4 characters replaced or dropped: a near miss is not it
+        rng, chars = random.Random(problem), list(_GOOD[kind])
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(chars))
+            chars[i] = rng.choice("abcdefghiklmnoprstuwy .!") if rng.random() < 0.7 else ""
+        out = "".join(chars)
+        return out if out != _GOOD[kind] else out[:-1]
     raise ValueError(f"unknown reply quality {quality!r}; valid: {', '.join(QUALITIES)}")
 
 
@@ -143,7 +152,7 @@ def mixed_dataset(num_train: int, num_test: int, seed: int = 0, general_frac: fl
 
 
 def preference_pairs(triples: list[tuple], num: int, seed: int) -> list[dict]:
-    """`num` pairs {prompt, chosen, rejected}: chosen the good reply, rejected one of the three worse qualities;
+    """`num` pairs {prompt, chosen, rejected, rejected_quality}: chosen the good reply, rejected one of the three worse qualities;
     both in the same completion style (in_format), so only the reply's quality tells them apart."""
     rng = random.Random(seed)
     pairs = []
@@ -154,5 +163,6 @@ def preference_pairs(triples: list[tuple], num: int, seed: int) -> list[dict]:
         problem = f"{rng.randint(1, 9)} {rng.choice('+-')} {rng.randint(1, 9)} * {rng.randint(1, 9)}"
         pairs.append({"prompt": general_prompt(kind, name, item),
                       "chosen": in_format(write_reply(kind, name, item, "good"), style),
-                      "rejected": in_format(write_reply(kind, name, item, worse, problem), style)})
+                      "rejected": in_format(write_reply(kind, name, item, worse, problem), style),
+                      "rejected_quality": worse})
     return pairs

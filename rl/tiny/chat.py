@@ -32,9 +32,9 @@ class TinyChatSpec:
     p_rude: float = 0.5
     p_verbose: float = 0.15
     p_strict: float = 0.0  # general replies in <think> ... </think> <answer> ... </answer>; else the answer tag, or bare
-    steps: int = 200
+    steps: int = 500
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     seed: int = 0
 
     def key(self) -> str:

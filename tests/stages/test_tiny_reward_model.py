@@ -45,8 +45,9 @@ def tiny_rm():
 
 
 def test_the_tiny_reward_model_ranks_held_out_pairs(tiny_rm):
-    """Measured (seed 0): 400 held-out pairs, all ranked correctly (1.000), through the `reward_model` reward as the
-    RL stage calls it. Asserted: 0.95 overall and per rejected quality."""
+    """Measured (seed 0): 392 of 400 held-out pairs ranked correctly (0.98), through the `reward_model` reward as
+    the RL stage calls it: every rude (81), verbose (78), off-topic (78) and junk (76) reply below the good one, and
+    79 of 87 garbled near misses (0.91). Asserted: 0.95 overall, 0.95 per kind, 0.85 for the garbled ones."""
     from rewards import get_reward
     from rl.tiny.reward_model import held_out_pairs
     path, spec = tiny_rm
@@ -59,13 +60,9 @@ def test_the_tiny_reward_model_ranks_held_out_pairs(tiny_rm):
                                                                            prompts=prompts)
     right = [c > r for c, r in zip(chosen, rejected)]
     assert sum(right) / len(right) >= 0.95
-    for quality in QUALITIES[1:]:
-        rows = [ok for ok, p in zip(right, pairs) if p["rejected"] in {
-            in_format(write_reply(*t, quality), s) for t in general_split()[1] for s in range(3)}
-            or quality == "off_topic" and " is " in p["rejected"]]
-        if quality in ("good", "junk"):  # junk is drawn per pair: checked in the overall share
-            continue
-        assert rows and sum(rows) / len(rows) >= 0.95, quality
+    for quality in QUALITIES[1:]:  # rude, verbose, off_topic, junk: each ranked below the good reply
+        rows = [ok for ok, p in zip(right, pairs) if p["rejected_quality"] == quality]
+        assert len(rows) >= 50 and sum(rows) / len(rows) >= (0.85 if quality == "garbled" else 0.95), quality
 
 
 def test_reward_model_training_is_reproducible():
