@@ -5,7 +5,9 @@ data/general_tasks.py's writers, most of them rude (as the base's arithmetic wri
 answers a general prompt rudely under greedy decoding but samples the polite, concise reply often enough for a
 reward model to have signal.
 
-    python -m rl.tiny.chat      # prints the cached path (built once: 150 steps on one thread, about a minute)
+    python -m rl.tiny.chat          # prints the cached path: the shipped copy (rl/tiny/shipped/tiny-chat/), or
+                                    # built once (500 steps on one thread: 80 s of CPU, 6 min on the loaded machine)
+    python -m rl.tiny.chat --ship   # re-ship the cached build with its key, code fingerprint and sha256s
 
 Reproducible as the other tiny builds: one torch thread (rl/tiny/build.py `pretrain`), everything seeded.
 """
@@ -75,6 +77,11 @@ def build_tiny_chat(spec: TinyChatSpec = TinyChatSpec(), cache_dir: Path | None 
     out = Path(cache_dir or default_cache_dir()) / "tiny" / f"chat-{spec.key()}"
     if out.exists():
         return out
+    installed, why = install_shipped_chat(spec, out)
+    if installed is not None:
+        print(f"[tiny chat] {out.name}: the shipped copy (rl/tiny/shipped/tiny-chat/, sha256 checked)", flush=True)
+        return installed
+    print(f"[tiny chat] not using a shipped copy: {why}", flush=True)
     t0 = time.time()
     base = build_tiny_model(NAMED_SPECS["tiny"], cache_dir)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -88,8 +95,70 @@ def build_tiny_chat(spec: TinyChatSpec = TinyChatSpec(), cache_dir: Path | None 
                              {"spec": asdict(spec), "losses": losses, "build_s": round(time.time() - t0, 1)})
 
 
+SHIPPED_CHAT = Path(__file__).resolve().parent / "shipped" / "tiny-chat"  # + SHIPPED.json: key, builder, sha256s
+
+
+def chat_fingerprint(spec: TinyChatSpec) -> str:
+    """sha256 (16 hex) of what determines the weights: the spec key (settings, the base's key, the documents), the
+    fine-tuning code, and the base's own builder fingerprint (rl/tiny/shipped.py)."""
+    import hashlib
+    import inspect
+
+    from rl.tiny import build
+    from rl.tiny.shipped import builder_fingerprint
+    h = hashlib.sha256(spec.key().encode())
+    for fn in (chat_corpus, build_tiny_chat, build.pretrain, build._pretrain):
+        h.update(inspect.getsource(fn).encode())
+    h.update(builder_fingerprint(NAMED_SPECS["tiny"]).encode())
+    return h.hexdigest()[:16]
+
+
+def install_shipped_chat(spec: TinyChatSpec, out: Path, src: Path = SHIPPED_CHAT) -> tuple[Path | None, str]:
+    """Copy the shipped tiny-chat into the cache dir `out` when its key, fingerprint and file hashes all match the
+    code at hand: (out, ""), else (None, why not)."""
+    import json
+    import os
+    import shutil
+
+    from rl.tiny.shipped import sha256_file
+    record = src / "SHIPPED.json"
+    if not record.is_file():
+        return None, f"no {record}"
+    entry = json.loads(record.read_text())
+    if entry.get("key") != spec.key() or entry.get("builder") != chat_fingerprint(spec):
+        return None, "the shipped copy was made by other settings or code: re-ship with python -m rl.tiny.chat --ship"
+    for name, digest in entry["files"].items():
+        if not (src / name).is_file() or sha256_file(src / name) != digest:
+            return None, f"shipped file {src / name} is missing or does not match its sha256"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("SHIPPED.json"))
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process published it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out, ""
+
+
+def ship_chat(spec: TinyChatSpec = TinyChatSpec(), dst: Path = SHIPPED_CHAT) -> Path:
+    """Copy the cached build (built first when missing) into rl/tiny/shipped/tiny-chat/ with its SHIPPED.json."""
+    import json
+    import shutil
+
+    from rl.tiny.shipped import sha256_file
+    built = build_tiny_chat(spec)
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(built, dst)
+    files = {f.name: sha256_file(f) for f in sorted(dst.iterdir()) if f.is_file()}
+    (dst / "SHIPPED.json").write_text(json.dumps({"key": spec.key(), "builder": chat_fingerprint(spec),
+                                                  "files": files}, indent=1, sort_keys=True) + "\n")
+    return dst
+
+
 if __name__ == "__main__":
-    print(build_tiny_chat())
+    import sys
+    print(ship_chat() if "--ship" in sys.argv[1:] else build_tiny_chat())
 
 
 def held_out_general(model_path: str, rm_path: str, num: int = 72, max_new_tokens: int = 40) -> dict[str, float]:

@@ -74,3 +74,17 @@ def test_reward_model_training_is_reproducible():
     assert losses_a == losses_b
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
+
+
+def test_the_shipped_tiny_chat_is_current_and_installs_into_a_fresh_cache(tmp_path):
+    """Fails when the chat corpus, its settings, the fine-tuning code or the base changed without re-shipping:
+    `python -m rl.tiny.chat --ship` after rebuilding (the copy would be ignored and every clone would build it)."""
+    from rl.tiny.chat import SHIPPED_CHAT, TinyChatSpec, build_tiny_chat, install_shipped_chat
+    from rl.tiny.shipped import sha256_file
+    spec = TinyChatSpec()
+    out = build_tiny_chat(spec, cache_dir=tmp_path)
+    assert out == tmp_path / "tiny" / f"chat-{spec.key()}"
+    assert sha256_file(out / "model.safetensors") == sha256_file(SHIPPED_CHAT / "model.safetensors")
+    # another setting: never the shipped copy
+    path, why = install_shipped_chat(TinyChatSpec(steps=7), tmp_path / "other")
+    assert path is None and "python -m rl.tiny.chat --ship" in why
