@@ -17,10 +17,12 @@ Step metrics (RewardScorer: `rewards/reward_model/<key>`): `length_corr`, the Pe
 the completion's length in tokens (the `completion_length` column, else characters): the reward-hacking watch;
 `raw_mean`; `batch_s`, seconds per forward batch.
 
-Runs in the scorer's process (batched=True), never in its worker processes: the model is loaded once per rank.
+Runs in the scorer's process (batched=True), never in its worker processes: the model is loaded once per rank, whole
+(under DeepSpeed ZeRO-3 too: `outside_zero3_init`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -41,6 +43,30 @@ def _messages(prompt: Any, response: str) -> list[dict]:
     else:
         turns = [{"role": "user", "content": "" if prompt is None else str(prompt)}]
     return turns + [{"role": "assistant", "content": response}]
+
+
+@contextlib.contextmanager
+def outside_zero3_init():
+    """Load models as if DeepSpeed ZeRO-3 were off. Under ZeRO-3, accelerate registers its DeepSpeed config with
+    transformers (`HfDeepSpeedConfig`), and every `from_pretrained` then runs inside `deepspeed.zero.Init`, which
+    partitions the parameters across ranks: a reward model called outside the DeepSpeed engine would see empty
+    shards ("Padding_idx must be within num_embeddings"). The registration is lifted for the load and restored after
+    (transformers keeps it in `integrations.deepspeed._hf_deepspeed_config_weak_ref`; re-check on an upgrade)."""
+    try:
+        from transformers.integrations import deepspeed as hf_ds
+    except ImportError:  # pragma: no cover - transformers without its DeepSpeed integration
+        yield
+        return
+    ref = getattr(hf_ds, "_hf_deepspeed_config_weak_ref", None)
+    config = ref() if ref is not None else None
+    if config is None:
+        yield
+        return
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_ds.set_hf_deepspeed_config(config)
 
 
 class RewardModel:
@@ -90,7 +116,8 @@ class RewardModel:
         tokenizer.truncation_side = "left"  # over max_length: the end of the response is kept
         tokenizer.padding_side = "right"
         device, dtype = self._device_and_dtype()
-        model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype)
+        with outside_zero3_init():  # a whole copy per rank, never ZeRO-3 partitions (it only runs forward passes)
+            model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
         self.model, self.tokenizer = model.to(device).eval(), tokenizer

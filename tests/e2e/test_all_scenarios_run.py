@@ -36,3 +36,20 @@ def test_all_scenario_rl_raises_the_reward_model_score_and_keeps_arithmetic(tmp_
     before, after = held_out_general(policy, rm), held_out_general(str(out / "checkpoint-20"), rm)
     assert after["rm_score"] >= before["rm_score"] + 5.0, (before, after)
     assert before["polite_frac"] <= 0.1 and after["polite_frac"] >= 0.5, (before, after)
+
+
+@pytest.mark.matrix
+def test_all_scenarios_under_zero3_bf16_on_two_processes(tmp_path):
+    """The reward model beside a ZeRO-3 policy: each rank loads it whole (rewards/models/reward_model.py
+    `outside_zero3_init`; before, zero.Init partitioned it and the first scoring failed). 38 s here."""
+    import subprocess
+    import sys
+    out = tmp_path / "z3"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/zero3.yaml",
+           "--num_processes", "2", "--main_process_port", "29572", "rl/grpo.py", "recipes/tiny/r1_all_scenarios.yaml",
+           f"output_dir={out}", "logging.progress_bar=false", "train.max_steps=2", "logging.save_every=0",
+           "data.max_eval_samples=16", "model.dtype=bfloat16", "rewards.reward_model.dtype=bfloat16"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    steps = [m for m in read_metrics(out) if "loss" in m]
+    assert len(steps) == 2 and all("rewards/general/reward_model" in m for m in steps if "task/general/frac" in m)

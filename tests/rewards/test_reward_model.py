@@ -171,3 +171,23 @@ def test_a_model_that_is_not_a_one_output_reward_model_fails_at_warmup(tmp_path,
     with RewardScorer({"reward_model": {"model": str(tmp_path / "empty")}}, num_workers=0) as scorer:
         with pytest.raises(ValueError, match="cannot load its config"):
             scorer.warmup()
+
+
+def test_under_zero3_the_reward_model_loads_whole_and_the_deepspeed_config_is_restored(rm_dir):
+    """accelerate registers a ZeRO-3 config with transformers; a reward model loaded under it would be partitioned
+    (empty shards on each rank, the launch failed with "Padding_idx must be within num_embeddings")."""
+    from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled
+    from transformers.integrations import deepspeed as hf_ds
+    want = direct_score(rm_dir, "Greet Ann.", "Hello Ann!")  # before: any load under the config is partitioned
+    config = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    try:
+        assert is_deepspeed_zero3_enabled()
+        rm = get_reward("reward_model", model=rm_dir, mode="whole")
+        got = rm(["Hello Ann!"], prompts=["Greet Ann."])
+        assert is_deepspeed_zero3_enabled()  # restored
+        embed = rm._fn.model.get_input_embeddings().weight
+        assert embed.shape[0] == rm._fn.model.config.vocab_size and embed.numel() > 0
+        assert got == pytest.approx([want], abs=1e-5)
+    finally:
+        hf_ds.unset_hf_deepspeed_config()
+    del config
