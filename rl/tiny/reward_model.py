@@ -1,8 +1,8 @@
 """The tiny world's reward model (`tiny-rm`): a small Llama sequence classifier trained by the project on preference
-pairs of the general prompts (data/general_tasks.py: the polite, concise reply preferred to a rude, a verbose or an
-off-topic one), with the tiny tokenizer and its chat template; R1's helpfulness reward model in miniature.
+pairs of the general prompts (data/general_tasks.py: the polite, concise reply preferred to a rude, a verbose, an
+off-topic, a junk or a garbled one), with the tiny tokenizer and its chat template; R1's helpfulness reward model in miniature.
 
-    python -m rl.tiny.reward_model      # prints the cached path (built once: seconds on one thread)
+    python -m rl.tiny.reward_model      # prints the cached path (built once: ~15 s of CPU on one thread)
 
 Training: Bradley-Terry loss -log sigmoid(r(chosen) - r(rejected)) on pairs of the training prompts, AdamW, one
 torch thread (reproducible, as rl/tiny/build.py's pretraining). Held-out pairs use the test prompts (disjoint).
