@@ -175,15 +175,24 @@ class RewardModel:
 @register_reward("reward_model", factory=True, batched=True)
 def make_reward_model(model: str = "", mode: str = "after_think", normalize: bool = False, batch_size: int = 16,
                       max_length: int = 2048, dtype: str = "auto", device: str = "auto",
-                      reasoning_delimiters: list[str] | tuple[str, ...] = ("</think>",)) -> RewardModel:
+                      reasoning_delimiters: list[str] | tuple[str, ...] = ("</think>",), url: str = "",
+                      timeout_s: float = 60.0, retries: int = 2) -> RewardModel:
     """Check the parameters (nothing is loaded here: a recipe is validated before any model loads) and return the
-    reward; its `warmup()` loads the model. A local `model` path must be a directory."""
+    reward; its `warmup()` loads the model. A local `model` path must be a directory. With `url` instead of `model`
+    the pairs are scored by a server (rewards/models/remote.py; `timeout_s`: its silence deadline)."""
     def bad(what: str) -> ValueError:
         return ValueError(f"reward 'reward_model': {what}")
-    if not isinstance(model, str) or not model:
-        raise bad("parameter 'model' (a path or hub name of a sequence-classification reward model) is required")
+    if bool(model) == bool(url) or not isinstance(model, str) or not isinstance(url, str):
+        raise bad("parameter 'model' (a path or hub name of a sequence-classification reward model) or 'url' (a "
+                  "reward server's address) is required, not both")
+    if url and not url.startswith(("http://", "https://")):
+        raise bad(f"url={url!r} must start with http:// or https://")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+        raise bad(f"timeout_s must be a positive number, got {timeout_s!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise bad(f"retries must be an integer >= 0, got {retries!r}")
     local = Path(model).expanduser()
-    if (local.exists() or model.startswith((".", "/", "~"))) and not local.is_dir():
+    if model and (local.exists() or model.startswith((".", "/", "~"))) and not local.is_dir():
         raise bad(f"model {model!r} is not a directory")
     if mode not in MODES:
         raise bad(f"mode={mode!r} is not one of: {', '.join(MODES)}")
@@ -199,4 +208,8 @@ def make_reward_model(model: str = "", mode: str = "after_think", normalize: boo
     if isinstance(reasoning_delimiters, str) or not reasoning_delimiters \
             or not all(isinstance(d, str) and d for d in reasoning_delimiters):
         raise bad(f"reasoning_delimiters must be a non-empty list of strings, got {reasoning_delimiters!r}")
+    if url:
+        from rewards.models.remote import RemoteRewardModel
+        return RemoteRewardModel(url, float(timeout_s), retries, mode, normalize, batch_size,
+                                 tuple(reasoning_delimiters))
     return RewardModel(model, mode, normalize, batch_size, max_length, dtype, device, tuple(reasoning_delimiters))

@@ -142,7 +142,11 @@ def test_summarize_counts_example():
 
 
 @pytest.mark.parametrize("params, error", [
-    ({}, "parameter 'model' (a path or hub name of a sequence-classification reward model) is required"),
+    ({}, "parameter 'model' (a path or hub name of a sequence-classification reward model) or 'url'"),
+    ({"model": "x", "url": "http://h:1/"}, "is required, not both"),
+    ({"url": "h:1"}, "url='h:1' must start with http:// or https://"),
+    ({"url": "http://h:1/", "timeout_s": 0}, "timeout_s must be a positive number"),
+    ({"url": "http://h:1/", "retries": -1}, "retries must be an integer >= 0"),
     ({"model": "x", "mode": "answer"}, "mode='answer' is not one of: after_think, whole"),
     ({"model": "x", "batch_size": 0}, "batch_size must be a positive integer"),
     ({"model": "x", "dtype": "fp8"}, "dtype='fp8' is not one of: auto, float32, bfloat16, float16"),
