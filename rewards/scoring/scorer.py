@@ -170,7 +170,11 @@ class RewardScorer:
         inside the first step's scoring deadline; a bad model path fails here, before the policy loads."""
         for name in self.names:
             if self.rewards[name].batched and name not in self._warmed:
-                self.rewards[name].warmup()
+                try:
+                    self.rewards[name].warmup()
+                except (ValueError, OSError) as e:  # a bad model path or model: one line, the run stops (exit 1)
+                    raise RewardError(f"reward {name!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                                      ) from None
                 self._warmed.add(name)
 
     def close(self) -> None:

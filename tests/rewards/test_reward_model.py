@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rewards import RewardScorer, get_reward
+from rewards import RewardError, RewardScorer, get_reward
 from rewards.models.scores import correlation_counts, length_correlation, scored_part, summarize_counts, zscore
 
 
@@ -169,11 +169,12 @@ def test_a_model_that_is_not_a_one_output_reward_model_fails_at_warmup(tmp_path,
     bad.mkdir()
     config.save_pretrained(bad)
     with RewardScorer({"reward_model": {"model": str(bad)}}, num_workers=0) as scorer:
-        with pytest.raises(ValueError, match="one output \\(num_labels=1\\), this one has 2"):
-            scorer.warmup()
+        with pytest.raises(RewardError, match="^reward 'reward_model': reward_model '.*two': a reward model has one "
+                                              "output \\(num_labels=1\\), this one has 2$"):
+            scorer.warmup()  # RewardError: the GRPO stage prints it as one line and exits 1
     (tmp_path / "empty").mkdir()
     with RewardScorer({"reward_model": {"model": str(tmp_path / "empty")}}, num_workers=0) as scorer:
-        with pytest.raises(ValueError, match="cannot load its config"):
+        with pytest.raises(RewardError, match="cannot load its config"):
             scorer.warmup()
 
 
