@@ -3,6 +3,8 @@
 Sources (the recipe's `data.train` / `data.test`):
     procedural:arithmetic          the offline task of data/tasks.py (train/test splits, disjoint)
     procedural:code                function-writing problems with hidden asserts (data/code_tasks.py; `test_list`)
+    procedural:general / :mixed    general prompts (`task: general`, no gold), alone or half and half with arithmetic
+                                   (`task: arithmetic`) for per-row reward sets (data/general_tasks.py)
     path/to/file.jsonl|json|parquet|csv  a local file (loaded with `datasets`)
     org/name                       a hub dataset (needs network; CI never uses one)
 
@@ -84,7 +86,9 @@ def read_dataset(source: str, split: str):
 
 def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int) -> list[dict[str, Any]]:
     from data.code_tasks import code_dataset
-    tasks = {"arithmetic": arithmetic_dataset, "code": code_dataset}
+    from data.general_tasks import general_dataset, mixed_dataset
+    tasks = {"arithmetic": arithmetic_dataset, "code": code_dataset, "general": general_dataset,
+             "mixed": mixed_dataset}
     if name not in tasks:
         raise DataError(f"unknown procedural task {name!r}; valid: {', '.join(tasks)}")
     try:

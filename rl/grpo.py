@@ -50,8 +50,10 @@ def load_recipe_and_data(argv: list[str]) -> tuple[Any, list[dict], list[dict]]:
                    num_test=d.num_test, seed=d.seed, keep_columns=d.columns)
     train_rows, gold = load_examples_and_gold(d.train, d.train_split, **data_kw)
     test_rows = load_examples(d.test, d.test_split, limit=d.max_eval_samples, **data_kw) if d.test else []
-    from rl.config.grpo import check_reward_columns
-    check_reward_columns(cfg.rewards, train_rows[0])
+    from rl.config.reward_checks import check_reward_columns, check_reward_rows, reward_specs_by_row
+    check_reward_rows(cfg.reward_sets, train_rows, "training data")  # each row's task has a reward set
+    for spec, row in reward_specs_by_row(cfg.rewards, cfg.reward_sets, train_rows):
+        check_reward_columns(spec, row)
     check_model_source(cfg.model.name_or_path)
     d.answer_column = gold  # config.yaml records the column read (`solution` when the data had no `answer`)
     return cfg, train_rows, test_rows
@@ -105,8 +107,13 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
               f"{f', every {cfg.logging.eval_every} steps and at the end' if d.test and cfg.logging.eval_every else ''}",
               flush=True)
     sc = cfg.scoring
-    scorer = RewardScorer(cfg.rewards, num_workers=sc.workers, timeout_s=sc.timeout_s,
-                          max_error_frac=sc.max_error_frac, error_window=sc.error_window)
+    from rl.config.reward_checks import with_model_paths
+    with accelerator.main_process_first():  # a tiny reward model (`model: tiny-rm`) is built once, by rank 0
+        reward_spec = with_model_paths(cfg.rewards, resolve_model_path)
+    scorer = RewardScorer(reward_spec, num_workers=sc.workers, timeout_s=sc.timeout_s,
+                          max_error_frac=sc.max_error_frac, error_window=sc.error_window,
+                          reward_sets=cfg.reward_sets)
+    scorer.warmup()  # a reward model loads here, beside the policy, once (a bad path fails before the policy loads)
     eval_rewards = make_eval_rewards(cfg.eval_rewards)  # eval/accuracy, eval/format (recipe: eval_rewards)
 
     # 4. Models: policy (+ reference only when beta > 0), learner, rollout engine.

@@ -24,6 +24,11 @@ that errors on more than `max_error_frac` of the completions of the last `error_
 section: 0.5 over 10 steps; the defaults here, 1.0 over 1, check nothing beyond the every-item rule). `num_workers=0` scores everything in-process (debugging, tests), still with the caps and, in the main
 thread, the per-item SIGALRM timeout (but nothing can stop C code that never returns there).
 
+Rewards per row (`reward_sets={task: [names]}`, rewards/scoring/routing.py): a row's `task` column names the rewards
+that score it; each reward is called on its rows only, and the others get None ("does not apply": 0 in the total, as
+any None; left out of the reward's mean and of its none_frac and error counts). Metrics per task:
+`rewards/<task>/<name>`, `reward/<task>/mean`, `task/<task>/frac`.
+
 Columns: every entry of `columns` that is a list as long as `completions` is handed to the rewards (`answer`,
 `nums`, `target`, `completion_length`, `completion_ids`, ...); other entries only to the in-process rewards.
 """
@@ -40,6 +45,8 @@ from rewards.scoring.deadline import ItemTimeout, deadline
 from rewards.extract import cap_tail, completion_text
 from rewards.scoring.pool import ERROR, OK, TIMEOUT, WorkerPool
 from rewards.scoring.registry import Reward, get_reward, resolve
+from rewards.scoring.routing import (TASK_COLUMN, applies, check_reward_sets, plan_rows, subset_columns,
+                                     task_metrics)
 
 logger = logging.getLogger(__name__)
 
@@ -100,18 +107,23 @@ def missing_columns(requires: tuple, columns: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def validate_reward_spec(spec: Any) -> None:
-    """Check a recipe's `rewards:` mapping (names, weights, parameters) without starting any process; one-line
-    ValueError naming the problem. Import-path rewards are imported."""
-    for name, _, params in _parse_spec(spec):
+def validate_reward_spec(spec: Any, reward_sets: Any = None) -> None:
+    """Check a recipe's `rewards:` mapping (names, weights, parameters) and, when given, its `reward_sets` (task ->
+    reward names) without starting any process or loading any model; one-line ValueError naming the problem.
+    Import-path rewards are imported."""
+    parsed = _parse_spec(spec)
+    for name, _, params in parsed:
         get_reward(name, **params)
+    if reward_sets is not None:
+        check_reward_sets(reward_sets, [name for name, _, _ in parsed])
 
 
 class RewardScorer:
     """Weighted rewards over batches, parsing rewards in a reused worker pool (see module docstring)."""
 
     def __init__(self, spec: Mapping[str, float | Mapping[str, Any]], num_workers: int = 2, timeout_s: float = 5.0,
-                 max_chars: int = 20000, max_error_frac: float = 1.0, error_window: int = 1):
+                 max_chars: int = 20000, max_error_frac: float = 1.0, error_window: int = 1,
+                 reward_sets: Mapping[str, list[str]] | None = None):
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"RewardScorer: num_workers must be an integer >= 0, got {num_workers!r}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
@@ -123,6 +135,8 @@ class RewardScorer:
         self.weights: dict[str, float] = {n: w for n, w, _ in parsed}
         self.params: dict[str, dict[str, Any]] = {n: p for n, _, p in parsed}
         self.rewards: dict[str, Reward] = {n: get_reward(n, **p) for n, _, p in parsed}  # validates
+        # per-row rewards: {task: [names]}; None scores every row with every reward (rewards/scoring/routing.py)
+        self.reward_sets = None if reward_sets is None else check_reward_sets(reward_sets, self.names)
         self.num_workers, self.timeout_s, self.max_chars = num_workers, float(timeout_s), max_chars
         # per-item deadline of each reward: `timeout_s`, or more where the reward needs it (`code`: its run's cap)
         self.item_timeouts: dict[str, float] = {n: max(self.timeout_s, self.rewards[n].item_timeout_s or 0.0)
@@ -151,6 +165,18 @@ class RewardScorer:
                                     timeouts=[self.item_timeouts[n] for n in self.worker_names])
         return self._pool
 
+    def warmup(self) -> None:
+        """Initialise the in-process batched rewards now (a reward model loads its weights), at start-up rather than
+        inside the first step's scoring deadline; a bad model path fails here, before the policy loads."""
+        for name in self.names:
+            if self.rewards[name].batched and name not in self._warmed:
+                try:
+                    self.rewards[name].warmup()
+                except (ValueError, OSError) as e:  # a bad model path or model: one line, the run stops (exit 1)
+                    raise RewardError(f"reward {name!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                                      ) from None
+                self._warmed.add(name)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
@@ -176,7 +202,38 @@ class RewardScorer:
         for k, v in columns.items():
             if isinstance(v, (list, tuple)) and len(v) != n:
                 raise ValueError(f"column {k!r} has {len(v)} values for {n} completions")
-        for name in self.names:
+        if self.reward_sets is None:
+            plan = [("", list(range(n)), list(self.names))]
+        else:  # each row's task names the rewards that score it; the others give it None (rewards/scoring/routing.py)
+            tasks = columns.get(TASK_COLUMN)
+            plan = plan_rows(tasks if isinstance(tasks, (list, tuple)) else [None] * n, self.reward_sets)
+        values = {name: [None] * n for name in self.names}
+        status = {name: [OK] * n for name in self.names}
+        seconds = {name: 0.0 for name in self.names}
+        counters: dict[str, dict[str, float]] = {name: {} for name in self.names}
+        for _, idx, members in plan:
+            sub = columns if len(idx) == n else subset_columns(columns, idx, n)
+            vals, stats, secs, counts = self._score_rows([completions[i] for i in idx], sub, members)
+            for name in members:
+                for j, i in enumerate(idx):
+                    values[name][i], status[name][i] = vals[name][j], stats[name][j]
+                seconds[name] += secs[name]
+                for key, c in counts.get(name, {}).items():
+                    counters[name][key] = counters[name].get(key, 0.0) + c
+        mask = None if self.reward_sets is None else applies(plan, self.names, n)
+        result = self._finish(values, status, seconds, n, time.perf_counter() - start, mask)
+        for name, counts in counters.items():
+            if counts:
+                for key, v in self.rewards[name].summarize(counts).items():
+                    result.metrics[f"rewards/{name}/{key}"] = float(v)
+        if self.reward_sets is not None:
+            result.metrics.update(task_metrics(plan, result.per_reward, result.totals))
+        return result
+
+    def _score_rows(self, completions: list, columns: dict[str, Any], members: list[str]):
+        """Rewards `members` over these completions: (values, status, seconds, counters), each keyed by name."""
+        n = len(completions)
+        for name in members:
             missing = missing_columns(self.rewards[name].requires, columns)
             if missing:
                 raise ValueError(f"reward {name!r} needs the column(s) {', '.join(missing)}; columns: "
@@ -188,9 +245,10 @@ class RewardScorer:
         counters: dict[str, dict[str, float]] = {}
         status: dict[str, list[int]] = {}
         seconds: dict[str, float] = {}
+        in_workers = [name for name in self.worker_names if name in members]
 
-        for name in self.names:
-            if name in self.worker_names:
+        for name in members:
+            if name in in_workers:
                 continue
             if self.rewards[name].cheap:  # linear-time: the whole batch at once, on the full text
                 t0 = time.perf_counter()
@@ -209,20 +267,15 @@ class RewardScorer:
                 values[name], status[name], seconds[name] = self._in_process(name, capped, item_cols)
             counters[name] = self.rewards[name].drain_metrics()
 
-        if self.worker_names and n:
-            vals, stats, secs = self.pool.run(capped, item_cols)
-            for k, name in enumerate(self.worker_names):
+        if in_workers and n:
+            vals, stats, secs = self.pool.run(capped, item_cols, [self.worker_names.index(m) for m in in_workers])
+            for k, name in enumerate(in_workers):
                 values[name], status[name], seconds[name] = vals[k], stats[k], secs[k]
                 counters[name] = self.pool.last_metrics[k]
-        elif self.worker_names:
-            for name in self.worker_names:
+        else:
+            for name in in_workers:
                 values[name], status[name], seconds[name] = [], [], 0.0
-        result = self._finish(values, status, seconds, n, time.perf_counter() - start)
-        for name, counts in counters.items():
-            if counts:
-                for key, v in self.rewards[name].summarize(counts).items():
-                    result.metrics[f"rewards/{name}/{key}"] = float(v)
-        return result
+        return values, status, seconds, counters
 
     def _batched(self, name: str, texts: list[str], cols: dict[str, list]):
         """One call with the whole batch, under one deadline of `timeout_s` per completion (a reward model or a
@@ -284,18 +337,22 @@ class RewardScorer:
                               f"last {len(recent)} batches, more than max_error_frac={self.max_error_frac:g}: "
                               f"{self._last_error.get(name, '')}")
 
-    def _finish(self, values, status, seconds, n: int, wall: float) -> ScoreResult:
+    def _finish(self, values, status, seconds, n: int, wall: float, mask: dict[str, list[bool]] | None = None
+                ) -> ScoreResult:
+        """Totals and metrics. `mask[name][i]`: whether reward `name` scores row i (per-row reward sets; None: every
+        row); its errors and none_frac count the rows it scores only."""
         per_reward: dict[str, list[float | None]] = {}
         metrics: dict[str, float] = {}
         totals = [0.0] * n
         for name in self.names:
             vals, stats = values[name], status[name]
+            m = n if mask is None else sum(mask[name])  # the rows this reward scores
             errors = [v for v, s in zip(vals, stats) if s == ERROR]
-            if errors and len(errors) == n:
-                raise RewardError(f"reward {name!r} raised on all {n} completions of this batch: {errors[0]}")
+            if errors and len(errors) == m:
+                raise RewardError(f"reward {name!r} raised on all {m} completions of this batch: {errors[0]}")
             if errors:
                 logger.warning("reward %r: %d error(s) scored 0.0; first: %s", name, len(errors), errors[0])
-            self._check_error_budget(name, len(errors), n, errors[0] if errors else None)
+            self._check_error_budget(name, len(errors), m, errors[0] if errors else None)
             clean = [0.0 if s == ERROR else v for v, s in zip(vals, stats)]
             per_reward[name] = clean
             w = self.weights[name]
@@ -304,7 +361,7 @@ class RewardScorer:
                     totals[i] += w * v
             present = [v for v in clean if v is not None]
             metrics[f"rewards/{name}/mean"] = sum(present) / len(present) if present else float("nan")
-            metrics[f"rewards/{name}/none_frac"] = (n - len(present)) / n if n else 0.0
+            metrics[f"rewards/{name}/none_frac"] = (m - len(present)) / m if m else 0.0
             metrics[f"rewards/{name}/timeouts"] = float(sum(s == TIMEOUT for s in stats))
             metrics[f"rewards/{name}/errors"] = float(len(errors))
             metrics[f"rewards/{name}/time_s"] = float(seconds[name])

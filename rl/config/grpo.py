@@ -6,6 +6,7 @@ from typing import Any
 
 from rl.config.episodes import EpisodesConfig
 from rl.config.recipe import ConfigError
+from rl.config.reward_checks import check_eval_rewards, check_reward_columns, check_reward_rows  # noqa: F401
 
 
 def check_resume(resume: str, overwrite: bool) -> None:
@@ -267,6 +268,9 @@ class GRPOConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": 1.0, "format": 0.5})
+    # rewards per row: {task: [names from rewards]}; a row's `task` column picks its set, the other rewards give it
+    # None (docs/rewards.md "Rewards per row"); null: every reward scores every row
+    reward_sets: dict[str, Any] | None = None
     # What judges the held-out evaluation (eval/accuracy, eval/format): slot -> the parameters of the reward of that
     # name, or `reward: NAME` to judge it with another one (the code world: accuracy: {reward: code}).
     eval_rewards: dict[str, Any] = field(default_factory=lambda: {"accuracy": {}, "format": {}})
@@ -356,39 +360,9 @@ class GRPOConfig:
         except ImportError as e:  # pragma: no cover - the rewards package is part of this project
             raise ConfigError(f"rewards package unavailable: {e}") from None
         try:
-            validate_reward_spec(self.rewards)
+            validate_reward_spec(self.rewards, self.reward_sets)
         except ValueError as e:
-            raise ConfigError(f"rewards: {e}") from None
-
-
-def check_eval_rewards(spec: Any) -> None:
-    """eval_rewards: known slots, registered rewards (built later, in set_up: the code reward starts a sandbox)."""
-    from rewards.scoring.registry import EVAL_SLOTS, resolve
-
-    if not isinstance(spec, dict):
-        raise ConfigError(f"eval_rewards: expected a mapping of {', '.join(EVAL_SLOTS)} to parameters, got {spec!r}")
-    for slot, params in spec.items():
-        if slot not in EVAL_SLOTS:
-            raise ConfigError(f"eval_rewards: unknown slot {slot!r}; valid: {', '.join(EVAL_SLOTS)}")
-        if params is not None and not isinstance(params, dict):
-            raise ConfigError(f"eval_rewards.{slot}: expected a mapping of parameters (or {{reward: NAME}}), "
-                              f"got {params!r}")
-        try:
-            resolve((params or {}).get("reward", slot))
-        except ValueError as e:
-            raise ConfigError(f"eval_rewards.{slot}: {e}") from None
-
-
-def check_reward_columns(spec: dict, example: dict) -> None:
-    """One-line ConfigError at start-up when a reward needs a column the data (after data.columns) do not have,
-    instead of a ValueError at the first step, after the models loaded."""
-    from rewards import get_reward
-    from rewards.scoring.scorer import missing_columns
-
-    available = {**example, "prompts": None, "completion_length": None}
-    for name, value in spec.items():
-        params = {k: v for k, v in value.items() if k != "weight"} if isinstance(value, dict) else {}
-        missing = missing_columns(get_reward(name, **params).requires, available)
-        if missing:
-            raise ConfigError(f"reward {name!r} needs the column(s) {', '.join(missing)}, which the training data do "
-                              f"not have (columns kept: {', '.join(sorted(example))}; data.columns selects them)")
+            raise ConfigError(str(e) if str(e).startswith("reward_sets") else f"rewards: {e}") from None
+        d = self.data
+        if self.reward_sets is not None and d.columns is not None and "task" not in d.columns:
+            raise ConfigError("reward_sets picks each row's rewards by its 'task' column: add task to data.columns")

@@ -28,6 +28,8 @@ def grpo_summary(cfg, world: int) -> str:
         f"engine {r.engine}{f', {r.async_steps} step(s) ahead' if r.async_steps else ''}; "
         f"lr {t.learning_rate} ({t.lr_scheduler})",
         f"loss {a.loss} ({a.policy_loss}, advantage {a.advantage}, beta {a.beta}); rewards "
-        + ", ".join(f"{name} {_weight(spec)}" for name, spec in cfg.rewards.items()),
+        + ", ".join(f"{name} {_weight(spec)}" for name, spec in cfg.rewards.items())
+        + ("" if cfg.reward_sets is None else  # per-row rewards: which task gets which
+           "; per task: " + "; ".join(f"{task} {' + '.join(names)}" for task, names in cfg.reward_sets.items())),
     ]
     return "\n".join(lines)

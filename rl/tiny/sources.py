@@ -7,7 +7,9 @@ this package: the stages resolve `model.name_or_path` through the two functions 
 
 - `tiny` / `tiny-init`: the tiny base model (pretrained / untrained);
 - `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
-- `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy).
+- `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy);
+- `tiny-chat`: the tiny base fine-tuned on general replies too (rl/tiny/chat.py; the all-scenario RL policy);
+- `tiny-rm`: the tiny world's reward model (rl/tiny/reward_model.py), for the `reward_model` reward's `model`.
 """
 from __future__ import annotations
 
@@ -16,7 +18,19 @@ from functools import partial
 from rl.tiny.build import NAMED_SPECS, build_tiny_model, cached_path
 from rl.train import models
 
-TINY_SOURCES: models.ModelSources = {name: partial(build_tiny_model, spec) for name, spec in NAMED_SPECS.items()}
+
+def _chat():
+    from rl.tiny.chat import build_tiny_chat
+    return build_tiny_chat()
+
+
+def _reward_model():
+    from rl.tiny.reward_model import build_tiny_reward_model
+    return build_tiny_reward_model()
+
+
+TINY_SOURCES: models.ModelSources = {**{name: partial(build_tiny_model, spec) for name, spec in NAMED_SPECS.items()},
+                                     "tiny-chat": _chat, "tiny-rm": _reward_model}
 TINY_NAMES = tuple(TINY_SOURCES)
 
 
@@ -32,4 +46,12 @@ def check_model_source(name_or_path: str, key: str = "model.name_or_path") -> No
 
 def is_cached(name: str) -> bool:
     """Whether tiny model `name` is built already (resolving it then takes no time)."""
+    if name == "tiny-chat":
+        from rl.tiny.build import default_cache_dir
+        from rl.tiny.chat import TinyChatSpec
+        return (default_cache_dir() / "tiny" / f"chat-{TinyChatSpec().key()}").is_dir()
+    if name == "tiny-rm":
+        from rl.tiny.build import default_cache_dir
+        from rl.tiny.reward_model import TinyRMSpec
+        return (default_cache_dir() / "tiny" / f"rm-{TinyRMSpec().key()}").is_dir()
     return cached_path(NAMED_SPECS[name]).is_dir()

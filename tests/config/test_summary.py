@@ -24,3 +24,10 @@ TINY = "recipes/tiny/r1_zero.yaml"
 ])
 def test_summary_lines(overrides, world, expected):
     assert grpo_summary(load_config(GRPOConfig, TINY, overrides), world).splitlines() == expected
+
+
+def test_summary_names_each_tasks_rewards():
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_all_scenarios.yaml", [])
+    assert grpo_summary(cfg, 1).splitlines()[2] == (
+        "loss dapo (clip, advantage group, beta 0.0); rewards accuracy 1.0, format 0.5, reward_model 1.0; "
+        "per task: arithmetic accuracy + format; general reward_model")

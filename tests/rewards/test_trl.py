@@ -49,3 +49,39 @@ def test_grpo_trainer_one_step_with_our_rewards(tmp_path, monkeypatch):
         value = logs[f"rewards/{name}/mean"]
         assert 0.0 <= value <= 1.0 and not math.isnan(value)
     assert trainer.state.global_step == 1
+
+
+@pytest.mark.slow
+def test_grpo_trainer_one_step_with_the_reward_model_reward(tmp_path, monkeypatch):
+    """`reward_model` follows TRL's convention too: TRL passes prompts= and completions= by keyword, and the reward
+    renders them with the reward model's own tokenizer and chat template (here the tiny one's)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewards import get_reward
+    from rl.tiny.sources import resolve_model_path
+
+    path = _tiny_model(tmp_path / "tiny")
+    rm_tok = AutoTokenizer.from_pretrained(resolve_model_path("tiny"))
+    torch.manual_seed(0)
+    rm = LlamaForSequenceClassification(LlamaConfig(
+        vocab_size=len(rm_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=256, num_labels=1, pad_token_id=rm_tok.pad_token_id))
+    rm.save_pretrained(tmp_path / "rm")
+    rm_tok.save_pretrained(tmp_path / "rm")
+    data = Dataset.from_list([{"prompt": f"What is {a} + {b} ?", "answer": str(a + b)}
+                              for a, b in [(1, 2), (3, 4), (2, 2), (5, 1)]])
+    cfg = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, per_device_train_batch_size=2,
+                     num_generations=2, max_steps=1, max_completion_length=8, logging_steps=1, report_to="none",
+                     save_strategy="no", learning_rate=1e-4, bf16=False, fp16=False, seed=0)
+    reward = get_reward("reward_model", model=str(tmp_path / "rm"), mode="whole")
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path),
+                          processing_class=AutoTokenizer.from_pretrained(path),
+                          reward_funcs=[reward], args=cfg, train_dataset=data)
+    trainer.train()
+    logs = {k: v for entry in trainer.state.log_history for k, v in entry.items()}
+    assert not math.isnan(logs["rewards/reward_model/mean"])
+    assert trainer.state.global_step == 1
