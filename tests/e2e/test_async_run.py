@@ -68,3 +68,45 @@ def _pgid(pid):
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bounded staleness (rollout.max_staleness, issue 29).
+
+def test_max_staleness_zero_is_the_synchronous_run(micro_model_dir, tmp_path):
+    """k = 0 is the synchronous loop: the same metrics, line by line, as a run without the key (no worker process,
+    no importance weights)."""
+    from tests.e2e.test_grpo_run import launch, training_lines
+    runs = {}
+    for name, extra in (("sync", []), ("k0", ["rollout.max_staleness=0"])):
+        out = tmp_path / name
+        proc = launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, out), *extra])
+        assert "rollout worker pid" not in proc.stdout
+        runs[name] = read_metrics(out)
+    assert training_lines(runs["k0"]) == training_lines(runs["sync"])
+    assert [m for m in runs["k0"] if "eval/accuracy" in m] == [m for m in runs["sync"] if "eval/accuracy" in m]
+
+
+def test_groups_older_than_max_staleness_are_regenerated(micro_model_dir, tmp_path):
+    """Two batches ahead (async_steps 2) but max_staleness 1: from step 3 on every batch is 2 versions old when its
+    step comes, so both of its groups are dropped and regenerated with the newest weights (staleness 0)."""
+    from tests.e2e.test_grpo_run import launch
+    out = tmp_path / "run"
+    launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, out), "rollout.async_steps=2",
+            "rollout.max_staleness=1"])
+    train = [m for m in read_metrics(out) if "loss" in m]
+    assert [m["rollout/staleness_max"] for m in train] == [0.0, 1.0, 0.0, 0.0]
+    assert [m["rollout/dropped_groups"] for m in train] == [0.0, 0.0, 2.0, 2.0]  # 8 rows / group size 4
+    assert all(m["time/learner_idle_s"] >= m["time/rollout_wait_s"] >= 0 for m in train)
+    assert all(0 < m["rollout/is_weight_mean"] for m in train)  # tis_cap 2.0, as async_steps > 0 always had
+
+
+def test_tiny_r1_zero_learns_two_steps_ahead(tmp_path):
+    """rollout.max_staleness=2 alone: batches generated two steps ahead (staleness 0, 1, then 2), nothing
+    dropped, and the tiny recipe still learns (+25 points)."""
+    first, last = run_tiny_r1_zero(tmp_path, "rollout.max_staleness=2")
+    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
+    train = [m for m in read_metrics(tmp_path / "r1_zero") if "loss" in m]
+    assert [m["rollout/staleness_max"] for m in train[:4]] == [0.0, 1.0, 2.0, 2.0]
+    assert max(m["rollout/staleness_max"] for m in train) == 2.0
+    assert sum(m["rollout/dropped_groups"] for m in train) == 0
