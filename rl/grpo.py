@@ -137,13 +137,15 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/episodes/async_rollouts.py)
         import os
 
+        from rl.config.off_policy import off_policy_correction
         from rl.rollout.engines.worker import start_rollout_worker
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len,
                                       rank=rank, local_rank=accelerator.local_process_index,
                                       local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
-              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
+              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, max staleness {r.max_staleness}, "
+              f"{off_policy_correction(cfg.algorithm)})", flush=True)
     else:
         # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
         lockstep = r.engine == "hf" and shards_parameters(accelerator)

@@ -48,3 +48,14 @@ def check_off_policy(r, a) -> None:
             a.tis_cap = 2.0  # off-policy correction is not optional when the behaviour policy is stale
     if a.tis_cap is not None and a.tis_cap <= 0:
         raise ConfigError(f"algorithm.tis_cap={a.tis_cap} must be > 0")
+
+
+def off_policy_correction(a) -> str:
+    """How the learner corrects for the behaviour policy, in words for the start-up line. Example: tis_cap 2.0 ->
+    'tis_cap 2.0'; rollout_correction sequence_mask, clip_max 3.0 -> 'rollout correction sequence_mask [None, 3.0]'."""
+    if a.policy_loss == "decoupled":
+        return f"decoupled loss, behaviour weights masked above {a.rollout_correction_clip_max}"
+    if a.rollout_correction is not None:
+        return (f"rollout correction {a.rollout_correction} [{a.rollout_correction_clip_min}, "
+                f"{a.rollout_correction_clip_max}]")
+    return f"tis_cap {a.tis_cap}"

@@ -39,3 +39,15 @@ def test_filled_in_defaults(overrides, async_steps, max_staleness, tis_cap, corr
 def test_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load(*overrides)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["rollout.async_steps=1"], "tis_cap 2.0"),
+    (["rollout.async_steps=1", "algorithm.rollout_correction=sequence_mask"],
+     "rollout correction sequence_mask [None, 3.0]"),
+    (["rollout.async_steps=2", "algorithm.policy_loss=decoupled", "algorithm.rollout_correction_clip_max=5.0"],
+     "decoupled loss, behaviour weights masked above 5.0"),
+])
+def test_start_up_words(overrides, words):
+    from rl.config.off_policy import off_policy_correction
+    assert off_policy_correction(load(*overrides).algorithm) == words
