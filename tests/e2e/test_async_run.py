@@ -139,3 +139,22 @@ def test_tiny_r1_zero_learns_with_each_correction(tmp_path, extra):
     assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
     train = [m for m in read_metrics(tmp_path / "r1_zero") if "loss" in m]
     assert all(0 < m["rollout/is_weight_mean"] and 0 <= m["rollout/is_masked_frac"] <= 1 for m in train)
+
+
+@pytest.mark.matrix
+def test_two_processes_drop_and_regenerate_on_each_rank(tmp_path):
+    """DDP on 2 processes, each rank's own worker two batches ahead with max_staleness 1 and sequence_mask: every
+    rank drops and regenerates its 4 groups from step 3 on (no collective in the regeneration, so no rank waits on
+    another), staleness never above 1, the correction's metrics on every step."""
+    from tests.e2e.test_strategies import free_port, run
+    out = tmp_path / "ddp"
+    run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate/ddp.yaml"),
+         "--num_processes", "2", "--main_process_port", str(free_port()), "rl/grpo.py", "recipes/tiny/r1_zero.yaml",
+         f"output_dir={out}", "train.max_steps=4", "train.batch_size=16", "rollout.group_size=4",
+         "train.micro_batch_size=8", "rollout.max_completion_length=16", "data.num_train=64", "data.num_test=8",
+         "data.max_eval_samples=8", "logging.save_every=0", "logging.progress_bar=false", "rollout.worker_threads=1",
+         "rollout.async_steps=2", "rollout.max_staleness=1", "algorithm.rollout_correction=sequence_mask"])
+    train = [m for m in read_metrics(out) if "loss" in m]
+    assert [m["rollout/staleness_max"] for m in train] == [0.0, 1.0, 0.0, 0.0]  # max over the ranks
+    assert [m["rollout/dropped_groups"] for m in train] == [0.0, 0.0, 4.0, 4.0]  # mean over the ranks: 16 / G 4
+    assert all(0 < m["rollout/is_weight_mean"] and "rollout/is_masked_frac" in m for m in train)
