@@ -24,8 +24,10 @@ batch come from several versions, is not built yet. `time/learner_idle_s`: the s
 for rollouts (`time/rollout_wait_s`, regeneration included) and for the worker to take the weights.
 
 Off-policy correction: the engine's sampling logprobs are the behaviour policy. The learner weighs each token's loss
-by min(exp(learner - behaviour), tis_cap) (truncated importance sampling, rl/core/importance.py; the recipe
-gets `algorithm.tis_cap: 2.0` when async_steps > 0 and none is set). With mu = 1 the PPO ratio itself stays 1.
+by min(exp(learner - behaviour), tis_cap) (truncated importance sampling; the recipe gets `algorithm.tis_cap: 2.0`
+when async_steps > 0 and no correction is set), or by the weights of `algorithm.rollout_correction` (TRL's token /
+sequence, truncate / mask modes, IcePop: rl/core/rollout_correction.py), or uses the `decoupled` policy loss
+(rl/core/losses.py). With mu = 1 the PPO ratio itself stays 1.
 
 Departures from the synchronous loop: DAPO dynamic sampling is refused (it needs a batch's rewards before drawing the
 next prompts); a resumed run restarts the pipeline, so its first k batches are generated with the checkpoint's
