@@ -38,9 +38,10 @@ test: setup setup-vllm setup-sandbox
 # cell launched with accelerate on 2 CPU processes, async cells (every strategy), and bf16 == fp32 per strategy. make
 # test runs three of its cells. Also the vLLM-colocated cells (test_launch_matrix_vllm.py) and the real distillation
 # chain's shape (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT), and the sharded evaluation's
-# ZeRO-3 lock-step and async cells (tests/e2e/test_sharded_eval.py).
+# ZeRO-3 lock-step and async cells (tests/e2e/test_sharded_eval.py), and the tiny recipe with each off-policy
+# correction run ahead of the learner (tests/e2e/test_async_run.py).
 test-matrix: setup
-	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_sharded_eval.py tests/e2e/test_packed_ranks.py \
+	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_sharded_eval.py tests/e2e/test_packed_ranks.py tests/e2e/test_async_run.py \
 		tests/bench/test_gpu_check.py -m matrix
 
 test-fast: setup setup-sandbox

@@ -144,13 +144,15 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     if r.async_steps > 0:  # the engine in a worker process of its own, generating ahead (rl/rollout/episodes/async_rollouts.py)
         import os
 
+        from rl.config.off_policy import off_policy_correction
         from rl.rollout.engines.worker import start_rollout_worker
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len,
                                       rank=rank, local_rank=accelerator.local_process_index,
                                       local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
-              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, tis_cap {cfg.algorithm.tis_cap})", flush=True)
+              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, max staleness {r.max_staleness}, "
+              f"{off_policy_correction(cfg.algorithm)})", flush=True)
     else:
         # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
         lockstep = r.engine == "hf" and shards_parameters(accelerator)
@@ -182,7 +184,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
     if r.async_steps > 0:
         from rl.rollout.episodes.async_rollouts import AsyncRollouts
         run.rollouts = AsyncRollouts(engine, scorer, run.sampler, encoder, run.sampling_params, cfg.prompts_per_step,
-                                     r.async_steps, version=start_step)
+                                     r.async_steps, version=start_step, max_staleness=r.max_staleness)
     if resume_from is not None:
         run.push_weights(start_step)
         if accelerator.is_main_process:
@@ -236,9 +238,10 @@ def train_step(run: Run, step: int) -> tuple[dict[str, float], list]:
                     "truncated_frac": sum(e.truncated for e in episodes) / len(episodes),
                     **chain_metrics([e.completion.text for e in episodes]),  # "wait, ...", mixed languages
                     "time/step_s": time.time() - t_step})
-    if run.rollouts is not None:  # how much of generation and training overlapped
+    if run.rollouts is not None:  # how much of generation and training overlapped; the learner's waits
         metrics["rollout/overlap"] = metrics["time/step_s"] / max(metrics["time/generate_s"] +
                                                                  metrics["time/train_s"], 1e-9)
+        metrics["time/learner_idle_s"] = metrics["time/rollout_wait_s"] + run.rollouts.push_wait_s
     if run.world > 1:  # one value per metric for the run (mean over the ranks that logged it, max for `*_max`)
         from rl.train.rank_metrics import metrics_over_ranks
         metrics = metrics_over_ranks(metrics, accelerator.device)

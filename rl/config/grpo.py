@@ -125,6 +125,9 @@ class RolloutConfig:
     timeout_s: float = 600.0  # the longest silence (no progress) of a rollout worker or server, not a batch's length
     seed_mode: str = "per_step"  # vLLM: per_step (one reseed per call, fast) | per_request (split-invariant, slower)
     async_steps: int = 0  # 0 = synchronous; k = generate up to k batches ahead in a worker process (rl/rollout/episodes/async_rollouts.py)
+    # groups sampled more than k policy versions before the learner trains on them are dropped and regenerated with
+    # the newest weights; null = no bound. Set alone, it also sets async_steps = k (rl/config/off_policy.py)
+    max_staleness: int | None = None
     worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
     # async: each rank's worker on its learner's GPU (shared) or on a GPU of its own (dedicated: 2x the GPUs)
     worker_devices: str = "shared"  # shared | dedicated   (rl/rollout/engines/placement.py)
@@ -173,6 +176,11 @@ class AlgorithmConfig:
     dynamic_sampling: bool = False  # DAPO: drop zero-variance groups, draw more prompts
     max_sampling_rounds: int = 3  # bound on extra draws per step with dynamic_sampling
     tis_cap: float | None = None  # truncated IS cap for engine/learner mismatch (off: None; 2.0 when async_steps > 0)
+    # instead of tis_cap: token_truncate | token_mask | sequence_truncate | sequence_mask | icepop, with TRL's bounds
+    # (vllm_importance_sampling_clip_min / _max); `decoupled` policy_loss: clip_max masks its behaviour weights
+    rollout_correction: str | None = None  # rl/core/rollout_correction.py
+    rollout_correction_clip_max: float | None = 3.0
+    rollout_correction_clip_min: float | None = None
 
 
 class LRScheduleKeys:
@@ -332,17 +340,9 @@ class GRPOConfig:
         if not t.dist_timeout_s > 0:
             raise ConfigError(f"train.dist_timeout_s={t.dist_timeout_s} must be > 0 (seconds)")
         r.check_parallel("GRPO", tensor_parallel_ok=False)
+        from rl.config.off_policy import check_off_policy
+        check_off_policy(r, a)  # async_steps (max_staleness may set it), tis_cap, rollout_correction, decoupled
         self.episodes.check(self.tools, self.data.template, r.async_steps)  # any engine; not async_steps
-        if r.async_steps < 0 or r.worker_threads < 0:
-            raise ConfigError(f"rollout.async_steps={r.async_steps} / worker_threads={r.worker_threads} must be >= 0")
-        if r.async_steps > 0:
-            if a.dynamic_sampling:
-                raise ConfigError("algorithm.dynamic_sampling needs a batch's rewards before drawing more prompts: "
-                                  "it cannot run with rollout.async_steps > 0")
-            if a.tis_cap is None:  # off-policy correction is not optional when the behaviour policy is stale
-                a.tis_cap = 2.0
-        if a.tis_cap is not None and a.tis_cap <= 0:
-            raise ConfigError(f"algorithm.tis_cap={a.tis_cap} must be > 0")
         if not 0 <= a.epsilon < 1 or (a.epsilon_high is not None and a.epsilon_high < 0):
             raise ConfigError(f"algorithm.epsilon={a.epsilon} / epsilon_high={a.epsilon_high} out of range")
         if a.beta < 0:

@@ -25,9 +25,11 @@ def grpo_summary(cfg, world: int) -> str:
         f"model {m.name_or_path} (weights {weights}, compute {m.dtype}{lora}); data {d.train} (template {d.template})",
         f"{t.max_steps} steps x {cfg.prompts_per_step} prompts x G={r.group_size} per process"
         f"{f' ({world} processes)' if world > 1 else ''}, completions <= {r.max_completion_length} tokens, "
-        f"engine {r.engine}{f', {r.async_steps} step(s) ahead' if r.async_steps else ''}; "
+        f"engine {r.engine}{f', {r.async_steps} step(s) ahead' if r.async_steps else ''}"
+        f"{f', max staleness {r.max_staleness}' if r.max_staleness is not None else ''}; "
         f"lr {t.learning_rate} ({t.lr_scheduler})",
-        f"loss {a.loss} ({a.policy_loss}, advantage {a.advantage}, beta {a.beta}); rewards "
+        f"loss {a.loss} ({a.policy_loss}, advantage {a.advantage}, beta {a.beta}"
+        f"{f', rollout correction {a.rollout_correction}' if a.rollout_correction else ''}); rewards "
         + ", ".join(f"{name} {_weight(spec)}" for name, spec in cfg.rewards.items())
         + ("" if cfg.reward_sets is None else  # per-row rewards: which task gets which
            "; per task: " + "; ".join(f"{task} {' + '.join(names)}" for task, names in cfg.reward_sets.items())),

@@ -4,6 +4,9 @@ The engine samples with its own kernels (vLLM: other matmul order, maybe bf16, s
 sampling logprobs differ slightly from the learner's recomputation. Truncated importance sampling (TIS) corrects the
 policy gradient by w = min(exp(learner - sampling), cap) per token (token-level, as in "Your efficient RL framework
 secretly brings you off-policy RL training", Yao et al. 2025, and TRL's `vllm_importance_sampling_cap`).
+
+The learner applies `algorithm.tis_cap` through rl/core/rollout_correction.py's `token_truncate` (the same weights,
+bit for bit: tests/core/test_rollout_correction.py); this function stays as that reference and for its metrics.
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ Per completion token t of sequence i (mask m_it = 1 on tokens that count):
       cispo : -sg(clip(rho_it, 1 - eps_low, 1 + eps_high)) * A_i * logp_it
               (CISPO, MiniMax-M1 2025: the clip bounds the importance *weight*, never drops a token's gradient,
               so rare "fork" tokens whose ratio leaves the trust region still learn)
+      decoupled : -sg(exp(prox_it - behav_it)) * clip-surrogate(rho_it), rho around the proximal (the learner's
+              pre-update) logprobs, the behaviour (engine) gap as a weight masked above a cap (AReaL's decoupled PPO,
+              for rollouts several versions stale)
     KL      kl_it, one of (`algorithm.kl_estimator`, registry KL_ESTIMATORS), with d = logp_it - ref_it:
       k1 : d                         (unbiased value, but as a loss term its expected gradient is 0: offered for
                                       comparison with verl's "kl"; use k2 or k3 to regularise)
@@ -124,6 +127,32 @@ def cispo_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantag
     return -weight * advantages.unsqueeze(1) * logprobs, weight != ratio
 
 
+@register_surrogate("decoupled")
+def decoupled_surrogate(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                        epsilon_low: float, epsilon_high: float, mask: torch.Tensor | None = None, *,
+                        behaviour_logprobs: torch.Tensor | None = None, behaviour_cap: float | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoupled PPO (AReaL, Fu et al. 2025): the trust region is around the *proximal* policy (old_logprobs: the
+    learner's own logprobs before this update), not around the stale behaviour policy that sampled the tokens
+    (behaviour_logprobs: the engine's); the gap to the behaviour policy is an importance weight:
+
+        w_t = sg(exp(prox_t - behav_t)), 0 where w_t > behaviour_cap (AReaL's behav_imp_weight_cap: masked)
+        l_t = -w_t * min(r_t A, clip(r_t, 1 - eps_low, 1 + eps_high) A),   r_t = exp(logp_t - prox_t)
+
+    logprobs, old_logprobs, behaviour_logprobs, mask [N, C]; advantages [N] -> (per-token loss [N, C], clipped
+    [N, C]). Without behaviour_logprobs it is the `clip` surrogate. With mu = 1 prox = logp (detached), r = 1: the
+    policy gradient weighted by w, whatever the staleness. Example: A = 1, eps 0.2, logp - prox = 0.5 (r = 1.6487,
+    clipped to 1.2), prox - behav = ln 2 (w = 2) -> l = -2 * 1.2 = -2.4; with behaviour_cap 1.5 -> w = 0, l = 0.
+    """
+    per_token, is_clipped = clipped_surrogate(logprobs, old_logprobs, advantages, epsilon_low, epsilon_high, mask)
+    if behaviour_logprobs is None:
+        return per_token, is_clipped
+    weight = torch.exp(old_logprobs.detach().float() - behaviour_logprobs.detach().float())  # [N, C], constant
+    if behaviour_cap is not None:
+        weight = weight.masked_fill(weight > behaviour_cap, 0.0)
+    return per_token * weight.to(per_token.dtype), is_clipped
+
+
 KLEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # Entries: fn(logprobs [n, C], ref_logprobs [n, C]) -> per-token KL estimate [n, C] (`algorithm.kl_estimator`).
 KL_ESTIMATORS: Registry = Registry("KL estimator")
@@ -210,16 +239,19 @@ def policy_loss(logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Te
                 aggregation: Aggregation, epsilon_low: float, epsilon_high: float, beta: float = 0.0,
                 old_logprobs: torch.Tensor | None = None, ref_logprobs: torch.Tensor | None = None,
                 is_weights: torch.Tensor | None = None, surrogate: Surrogate = clipped_surrogate,
-                kl_estimator: KLEstimator = k3_kl) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                kl_estimator: KLEstimator = k3_kl, surrogate_kwargs: dict | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The micro-batch's share of the step loss, and detached sums for metrics.
 
     logprobs [n, C] (with grad), advantages [n], mask [n, C] float, old/ref logprobs [n, C] or None,
     is_weights [n, C] optional truncated importance-sampling weights (engine/learner mismatch correction).
-    `surrogate` and `kl_estimator` come from the registries above, chosen once from the recipe (the learner).
+    `surrogate` and `kl_estimator` come from the registries above, chosen once from the recipe (the learner);
+    `surrogate_kwargs` go to the surrogate as keywords (`decoupled`: behaviour_logprobs, behaviour_cap).
     Metric values are *sums* over counted tokens (divide by the step's token count to report means).
     """
     old = logprobs.detach() if old_logprobs is None else old_logprobs
-    per_token, is_clipped = surrogate(logprobs, old, advantages, epsilon_low, epsilon_high, mask)  # [n, C]
+    per_token, is_clipped = surrogate(logprobs, old, advantages, epsilon_low, epsilon_high, mask,
+                                      **(surrogate_kwargs or {}))  # [n, C]
     if is_weights is not None:
         per_token = per_token * is_weights
     sums = {"clipped_tokens": (is_clipped.float() * mask).sum().detach()}

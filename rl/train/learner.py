@@ -36,7 +36,7 @@ from rl.core.losses import Normalizer, get_aggregation, get_kl_estimator, get_su
 from rl.train.micro_batches import MicroBatcher, accumulation
 from rl.train.packed_attention import use_row_attention
 from rl.train.policy import CausalLMLogprobs, packing_support
-from rl.core.importance import truncated_is_weights
+from rl.core.rollout_correction import correction_sums, get_correction
 from rl.core.schedules import lr_factor_fn
 
 POLICY_PREFIX = "lm."  # CausalLMLogprobs holds the transformers model as `.lm`
@@ -72,6 +72,17 @@ class Learner:
         self.kl_estimator = get_kl_estimator(alg.kl_estimator)
         self.epsilon_low = alg.epsilon
         self.epsilon_high = alg.epsilon if alg.epsilon_high is None else alg.epsilon_high
+        # engine/learner gap (rl/core/rollout_correction.py): tis_cap c is token_truncate up to c; the decoupled loss
+        # weighs tokens itself (the token_mask weights here are its metrics)
+        self.decoupled = alg.policy_loss == "decoupled"
+        self.correction = None  # (fn, clip_min, clip_max)
+        if alg.tis_cap is not None:
+            self.correction = (get_correction("token_truncate"), None, alg.tis_cap)
+        elif alg.rollout_correction is not None:
+            self.correction = (get_correction(alg.rollout_correction), alg.rollout_correction_clip_min,
+                               alg.rollout_correction_clip_max)
+        elif self.decoupled:
+            self.correction = (get_correction("token_mask"), None, alg.rollout_correction_clip_max)
         self.accumulation_steps = distributed.micro_batches_per_step(cfg)
         if accelerator.gradient_accumulation_steps != self.accumulation_steps:
             raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches, the "
@@ -216,7 +227,8 @@ class Learner:
         scale = distributed.loss_scale_for_backward(self.accelerator)
         # metric sums stay on the device until the pass ends: one host sync per pass, not several per micro-batch
         zero = torch.zeros((), device=self.accelerator.device)
-        sums = dict.fromkeys(("loss", "clipped_tokens", "kl_tokens", "diff_sum", "diff_max", "entropy_sum"), zero)
+        sums = dict.fromkeys(("loss", "clipped_tokens", "kl_tokens", "diff_sum", "diff_max", "entropy_sum",
+                              "is_weight", "is_masked", "is_truncated"), zero)
         micro_batches = self.micro_batcher.split(batch)
         for i, (_, mb) in enumerate(micro_batches):
             with (accumulation(self.accelerator, self.model, last=i == len(micro_batches) - 1)
@@ -229,17 +241,24 @@ class Learner:
                     sums["diff_sum"] = sums["diff_sum"] + diff.sum()
                     sums["diff_max"] = torch.maximum(sums["diff_max"], diff.max())
                     sums["entropy_sum"] = sums["entropy_sum"] + (entropy * mb.completion_mask).sum()
-                is_weights = None
-                if alg.tis_cap is not None:  # truncated IS: correct for engine/learner mismatch
-                    behaviour = logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs
-                    is_weights, _ = truncated_is_weights(behaviour, mb.sampling_logprobs, mb.completion_mask,
-                                                         alg.tis_cap)  # [n, C]
+                is_weights, surrogate_kwargs = None, None
+                if self.correction is not None:  # importance weights of learner (old) vs engine (behaviour)
+                    fn, clip_min, clip_max = self.correction
+                    learner_lp = logprobs.detach() if mb.old_logprobs is None else mb.old_logprobs  # [n, C]
+                    weights, masked, truncated = fn(learner_lp, mb.sampling_logprobs, mb.completion_mask,
+                                                    clip_min, clip_max)  # [n, C] x3
+                    for k, v in correction_sums(weights, masked, truncated, mb.completion_mask).items():
+                        sums[k] = sums[k] + v
+                    if self.decoupled:
+                        surrogate_kwargs = {"behaviour_logprobs": mb.sampling_logprobs, "behaviour_cap": clip_max}
+                    else:
+                        is_weights = weights
                 loss, parts = policy_loss(
                     logprobs, mb.advantages, mb.completion_mask, norm, aggregation=self.aggregation,
                     epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high,
                     beta=0.0 if alg.kl_in_reward else alg.beta,  # kl_in_reward: the KL went into the reward
                     old_logprobs=mb.old_logprobs, ref_logprobs=mb.ref_logprobs, is_weights=is_weights,
-                    surrogate=self.surrogate, kl_estimator=self.kl_estimator)
+                    surrogate=self.surrogate, kl_estimator=self.kl_estimator, surrogate_kwargs=surrogate_kwargs)
                 self.accelerator.backward(loss * scale)
             sums["loss"] = sums["loss"] + loss.detach()
             sums["clipped_tokens"] = sums["clipped_tokens"] + parts["clipped_tokens"]
@@ -283,6 +302,11 @@ class Learner:
         }
         metrics.update(self.balance_metrics)
         metrics.update(self.micro_batcher.last)
+        if self.correction is not None:  # over counted tokens and passes
+            passes = tokens * alg.num_iterations
+            metrics.update({"rollout/is_weight_mean": totals["is_weight"] / passes,
+                            "rollout/is_masked_frac": totals["is_masked"] / passes,
+                            "rollout/is_truncated_frac": totals["is_truncated"] / passes})
         if alg.beta > 0 and not alg.kl_in_reward:
             metrics["kl"] = totals["kl_tokens"] / (tokens * alg.num_iterations)
         return metrics

@@ -21,6 +21,12 @@ TINY = "recipes/tiny/r1_zero.yaml"
       "40 steps x 16 prompts x G=4 per process (2 processes), completions <= 40 tokens, engine hf, 1 step(s) ahead; "
       "lr 0.0002 (constant)",
       "loss dapo (clip, advantage group, beta 0.0); rewards accuracy 1.0, format 0.25"]),
+    # bounded staleness (two steps ahead, set by max_staleness alone) and a rollout correction mode
+    (["rollout.max_staleness=2", "algorithm.rollout_correction=sequence_mask"], 1,
+     ["model tiny (weights float32, compute float32); data procedural:arithmetic (template r1_zero)",
+      "40 steps x 8 prompts x G=8 per process, completions <= 40 tokens, engine hf, 2 step(s) ahead, max staleness 2; "
+      "lr 0.0002 (constant)",
+      "loss dapo (clip, advantage group, beta 0.0, rollout correction sequence_mask); rewards accuracy 1.0, format 0.5"]),
 ])
 def test_summary_lines(overrides, world, expected):
     assert grpo_summary(load_config(GRPOConfig, TINY, overrides), world).splitlines() == expected

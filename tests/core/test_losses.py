@@ -119,9 +119,9 @@ from rl.core.losses import (KL_ESTIMATORS, SURROGATES, cispo_surrogate, get_kl_e
 
 
 def test_registries_hold_the_documented_names():
-    assert list(SURROGATES) == ["clip", "gspo", "cispo"]
+    assert list(SURROGATES) == ["clip", "gspo", "cispo", "decoupled"]
     assert list(KL_ESTIMATORS) == ["k1", "k2", "k3"]
-    with pytest.raises(ValueError, match="unknown policy loss 'ppo'; valid: clip, gspo, cispo"):
+    with pytest.raises(ValueError, match="unknown policy loss 'ppo'; valid: clip, gspo, cispo, decoupled"):
         get_surrogate("ppo")
     with pytest.raises(ValueError, match="unknown KL estimator 'k4'; valid: k1, k2, k3"):
         get_kl_estimator("k4")
@@ -221,3 +221,58 @@ def test_kl_reward_penalty():
     # k3 = exp(-d) + d - 1: d = 1 -> 0.36788, d = 0 -> 0, d = 0.5 -> 0.10653
     penalty, _ = kl_reward_penalty(logp, ref, mask, 1.0, k3_kl)
     torch.testing.assert_close(penalty, torch.tensor([0.3678794, 0.1065307]), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Decoupled PPO (AReaL): the clip around the proximal policy, the behaviour gap as a masked weight.
+
+from rl.core.losses import clipped_surrogate, decoupled_surrogate  # noqa: E402
+from rl.core.rollout_correction import token_mask  # noqa: E402
+
+
+@pytest.mark.parametrize("logp_minus_prox, prox_minus_behav, adv, cap, loss_expected, clipped, grad_expected", [
+    # r = e^0.5 = 1.6487 -> clip 1.2 (A > 0, clipped branch, no gradient); w = e^ln2 = 2 -> -2 * 1.2 = -2.4
+    (0.5, math.log(2), 1.0, None, -2.4, True, 0.0),
+    # the same token with behaviour_cap 1.5: w = 2 > 1.5 is masked -> loss 0, no gradient
+    (0.5, math.log(2), 1.0, 1.5, 0.0, True, 0.0),
+    # mu = 1: logp = prox, r = 1; w = e^-0.3 = 0.7408; A = -1: l = -w * min(-1, -1) = 0.7408,
+    # d l / d logp = -w * A * r = 0.7408 (the policy gradient at weight w)
+    (0.0, -0.3, -1.0, 3.0, math.exp(-0.3), False, math.exp(-0.3)),
+    # r = e^0.1 = 1.1052 inside the clip, A = 2, w = e^0.2 = 1.2214: l = -1.2214 * 2 * 1.1052 = -2.6998,
+    # d l / d logp = -w * A * r = -2.6998
+    (0.1, 0.2, 2.0, 3.0, -math.exp(0.2) * 2 * math.exp(0.1), False, -math.exp(0.2) * 2 * math.exp(0.1)),
+])
+def test_decoupled_surrogate_table(logp_minus_prox, prox_minus_behav, adv, cap, loss_expected, clipped,
+                                   grad_expected):
+    prox = torch.tensor([[-1.0]])
+    logp = (prox + logp_minus_prox).requires_grad_(True)
+    behav = prox - prox_minus_behav
+    loss, is_clipped = decoupled_surrogate(logp, prox, torch.tensor([adv]), 0.2, 0.2, torch.ones(1, 1),
+                                           behaviour_logprobs=behav, behaviour_cap=cap)
+    loss.sum().backward()
+    assert loss.item() == pytest.approx(loss_expected, abs=1e-5)
+    assert is_clipped.item() is clipped
+    assert logp.grad.item() == pytest.approx(grad_expected, abs=1e-5)
+
+
+def test_decoupled_is_clip_around_the_proximal_times_token_mask_weights():
+    """Equivalence: decoupled(logp, prox, behav) == clip(logp, prox) * token_mask(prox, behav, clip_max = cap), value
+    and gradient; and without behaviour logprobs it is `clip` itself."""
+    g = torch.Generator().manual_seed(3)
+    prox = -torch.rand(4, 7, generator=g) * 2
+    logp = (prox + (torch.rand(4, 7, generator=g) - 0.5) * 0.8).requires_grad_(True)
+    behav = prox + (torch.rand(4, 7, generator=g) - 0.5) * 3  # some weights above the cap 2
+    mask, adv = (torch.rand(4, 7, generator=g) > 0.2).float(), torch.randn(4, generator=g)
+    got, clipped = decoupled_surrogate(logp, prox, adv, 0.2, 0.28, mask, behaviour_logprobs=behav, behaviour_cap=2.0)
+    (got * mask).sum().backward()
+    grad, logp.grad = logp.grad.clone(), None
+    weights, masked, _ = token_mask(prox, behav, mask, None, 2.0)
+    assert masked.any() and (weights[mask > 0] < 1).any()
+    base, base_clipped = clipped_surrogate(logp, prox, adv, 0.2, 0.28)
+    expected = base * weights
+    (expected * mask).sum().backward()
+    torch.testing.assert_close(got * mask, expected * mask)
+    torch.testing.assert_close(grad, logp.grad)
+    assert torch.equal(clipped, base_clipped)
+    plain, _ = decoupled_surrogate(logp, prox, adv, 0.2, 0.28, mask)
+    assert torch.equal(plain, base)

@@ -68,3 +68,93 @@ def _pgid(pid):
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bounded staleness (rollout.max_staleness, issue 29).
+
+def test_max_staleness_zero_is_the_synchronous_run(tmp_path):
+    """k = 0 through the rollout worker (async_steps 1: every batch after the first is one version old at its step,
+    dropped and regenerated with the newest weights) reproduces the synchronous run: the same completions
+    (rewards), and the same losses and gradient norms up to float noise (the worker's engine computes in its own
+    process; the importance weights are exp(0) = 1). `max_staleness=0` alone is the synchronous loop itself
+    (tests/config/test_off_policy.py)."""
+    from tests.e2e.test_grpo_run import launch
+    runs = {}
+    for name, extra in (("sync", []), ("k0", ["rollout.async_steps=1", "rollout.max_staleness=0"])):
+        out = tmp_path / name  # the tiny model (the micro one never earns a reward: its gradients are all 0)
+        proc = launch(["recipes/tiny/r1_zero.yaml", f"output_dir={out}", "train.max_steps=4", "logging.eval_every=0",
+                       "data.max_eval_samples=16", "logging.progress_bar=false", *extra])
+        assert ("rollout worker pid" in proc.stdout) == (name == "k0")
+        runs[name] = read_metrics(out)
+    sync, k0 = ([m for m in runs[n] if "loss" in m] for n in ("sync", "k0"))
+    assert [m["step"] for m in k0] == [m["step"] for m in sync] == [1, 2, 3, 4]
+    assert [m["rollout/dropped_groups"] for m in k0] == [0.0, 8.0, 8.0, 8.0]  # the recipe's 8 prompts a step
+    assert all(m["rollout/staleness_max"] == 0.0 for m in k0)
+    assert all(m["grad_norm"] > 0 and 0 < m["reward/mean"] for m in sync)  # the comparison has something to compare
+    for a, b in zip(sync, k0):
+        assert a["reward/mean"] == b["reward/mean"] and a["completion_len/mean"] == b["completion_len/mean"]
+        for key in ("loss", "grad_norm", "entropy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["step"], key)
+        assert b["rollout/is_weight_mean"] == pytest.approx(1.0, abs=1e-4)
+    evals = {n: [m for m in runs[n] if "eval/accuracy" in m] for n in runs}
+    assert [m["eval/accuracy"] for m in evals["k0"]] == [m["eval/accuracy"] for m in evals["sync"]]
+
+
+def test_groups_older_than_max_staleness_are_regenerated(micro_model_dir, tmp_path):
+    """Two batches ahead (async_steps 2) but max_staleness 1: from step 3 on every batch is 2 versions old when its
+    step comes, so both of its groups are dropped and regenerated with the newest weights (staleness 0)."""
+    from tests.e2e.test_grpo_run import launch
+    out = tmp_path / "run"
+    launch(["recipes/tiny/r1_zero.yaml", *micro_overrides(micro_model_dir, out), "rollout.async_steps=2",
+            "rollout.max_staleness=1"])
+    train = [m for m in read_metrics(out) if "loss" in m]
+    assert [m["rollout/staleness_max"] for m in train] == [0.0, 1.0, 0.0, 0.0]
+    assert [m["rollout/dropped_groups"] for m in train] == [0.0, 0.0, 2.0, 2.0]  # 8 rows / group size 4
+    assert all(m["time/learner_idle_s"] >= m["time/rollout_wait_s"] >= 0 for m in train)
+    assert all(0 < m["rollout/is_weight_mean"] for m in train)  # tis_cap 2.0, as async_steps > 0 always had
+
+
+def test_tiny_r1_zero_learns_two_steps_ahead(tmp_path):
+    """rollout.max_staleness=2 alone: batches generated two steps ahead (staleness 0, 1, then 2), nothing
+    dropped, and the tiny recipe still learns (+25 points)."""
+    first, last = run_tiny_r1_zero(tmp_path, "rollout.max_staleness=2")
+    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
+    train = [m for m in read_metrics(tmp_path / "r1_zero") if "loss" in m]
+    assert [m["rollout/staleness_max"] for m in train[:4]] == [0.0, 1.0, 2.0, 2.0]
+    assert max(m["rollout/staleness_max"] for m in train) == 2.0
+    assert sum(m["rollout/dropped_groups"] for m in train) == 0
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("extra", [
+    ("rollout.max_staleness=2", "algorithm.policy_loss=decoupled"),
+    ("rollout.max_staleness=1", "algorithm.rollout_correction=sequence_mask"),
+    ("rollout.max_staleness=2", "algorithm.rollout_correction=icepop", "algorithm.rollout_correction_clip_max=2.0"),
+], ids=["decoupled-k2", "sequence_mask-k1", "icepop-k2"])
+def test_tiny_r1_zero_learns_with_each_correction(tmp_path, extra):
+    """The decoupled loss and two of the rollout-correction modes still learn the tiny recipe ahead of the learner
+    (+25 points), and log their importance-weight metrics every step."""
+    first, last = run_tiny_r1_zero(tmp_path, *extra)
+    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
+    train = [m for m in read_metrics(tmp_path / "r1_zero") if "loss" in m]
+    assert all(0 < m["rollout/is_weight_mean"] and 0 <= m["rollout/is_masked_frac"] <= 1 for m in train)
+
+
+@pytest.mark.matrix
+def test_two_processes_drop_and_regenerate_on_each_rank(tmp_path):
+    """DDP on 2 processes, each rank's own worker two batches ahead with max_staleness 1 and sequence_mask: every
+    rank drops and regenerates its 4 groups from step 3 on (no collective in the regeneration, so no rank waits on
+    another), staleness never above 1, the correction's metrics on every step."""
+    from tests.e2e.test_strategies import free_port, run
+    out = tmp_path / "ddp"
+    run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "recipes/accelerate/ddp.yaml"),
+         "--num_processes", "2", "--main_process_port", str(free_port()), "rl/grpo.py", "recipes/tiny/r1_zero.yaml",
+         f"output_dir={out}", "train.max_steps=4", "train.batch_size=16", "rollout.group_size=4",
+         "train.micro_batch_size=8", "rollout.max_completion_length=16", "data.num_train=64", "data.num_test=8",
+         "data.max_eval_samples=8", "logging.save_every=0", "logging.progress_bar=false", "rollout.worker_threads=1",
+         "rollout.async_steps=2", "rollout.max_staleness=1", "algorithm.rollout_correction=sequence_mask"])
+    train = [m for m in read_metrics(out) if "loss" in m]
+    assert [m["rollout/staleness_max"] for m in train] == [0.0, 1.0, 0.0, 0.0]  # max over the ranks
+    assert [m["rollout/dropped_groups"] for m in train] == [0.0, 0.0, 4.0, 4.0]  # mean over the ranks: 16 / G 4
+    assert all(0 < m["rollout/is_weight_mean"] and "rollout/is_masked_frac" in m for m in train)

@@ -99,6 +99,7 @@ class RolloutWorker:
         self._bucket: WeightBucket | None = None
         self._acked_chunk: tuple[int, int] | None = None
         self.last_push: dict[str, int] = {}  # chunks, peak_bytes (the most any chunk used), bytes of the last push
+        self.push_wait_s = 0.0  # seconds the last push_weights waited for the worker to apply the version before
         message = self._receive("starting its engine", start_timeout_s)
         if message[0] != "ready":
             raise RolloutWorkerError(f"rollout worker sent {message[0]!r} while starting")
@@ -114,8 +115,10 @@ class RolloutWorker:
         """Stream new weights: `weights` yields checkpoint-named tensors (consumed here; collective under
         ZeRO-3/FSDP2), in bucket-sized chunks; returns once the worker has staged all of them. The worker applies
         them after the jobs submitted before this call. Waits first until the worker applied the previous push."""
+        t0 = time.time()
         if self._pushed_version > self._acked_version:
             self._wait_for_version(self._pushed_version)
+        self.push_wait_s = time.time() - t0  # learner idle: the worker had not taken the previous version yet
         if not self.spec.pushes:  # server mode, rank > 0: rank 0's worker pushes; take part in the gathers only
             for _ in weights:
                 pass

@@ -15,9 +15,19 @@ step as `rollout/staleness_mean` and `_max`, and the generating version as `roll
 0, 1, 1, ... Across processes `_mean` is averaged and `_max` max-reduced, so mean == max says every rank had that
 value (each rank has its own worker, rl/rollout/engines/placement.py).
 
+Bounded staleness (`rollout.max_staleness` k, rl/core/staleness.py): every group carries the version that sampled
+it; groups whose staleness exceeds k when their step comes are dropped and their prompts regenerated with the newest
+weights (queued behind the batches in flight, after the last push: staleness 0), counted as
+`rollout/dropped_groups`. With batches generated in order as above this happens only when async_steps > k (k set
+alone gives async_steps = k, and nothing is ever dropped); a streamed or interruptible worker, where groups of one
+batch come from several versions, is not built yet. `time/learner_idle_s`: the seconds the learner waited this step
+for rollouts (`time/rollout_wait_s`, regeneration included) and for the worker to take the weights.
+
 Off-policy correction: the engine's sampling logprobs are the behaviour policy. The learner weighs each token's loss
-by min(exp(learner - behaviour), tis_cap) (truncated importance sampling, rl/core/importance.py; the recipe
-gets `algorithm.tis_cap: 2.0` when async_steps > 0 and none is set). With mu = 1 the PPO ratio itself stays 1.
+by min(exp(learner - behaviour), tis_cap) (truncated importance sampling; the recipe gets `algorithm.tis_cap: 2.0`
+when async_steps > 0 and no correction is set), or by the weights of `algorithm.rollout_correction` (TRL's token /
+sequence, truncate / mask modes, IcePop: rl/core/rollout_correction.py), or uses the `decoupled` policy loss
+(rl/core/losses.py). With mu = 1 the PPO ratio itself stays 1.
 
 Departures from the synchronous loop: DAPO dynamic sampling is refused (it needs a batch's rewards before drawing the
 next prompts); a resumed run restarts the pipeline, so its first k batches are generated with the checkpoint's
@@ -29,8 +39,9 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from rl.rollout.episodes.collect import PromptEncoder, PromptSampler, episodes_from_groups, score_episodes
 from rl.core.episode import Episode, SamplingParams
+from rl.core.staleness import stale_groups, staleness_metrics
+from rl.rollout.episodes.collect import PromptEncoder, PromptSampler, episodes_from_groups, score_episodes
 
 
 class AsyncRollouts:
@@ -38,11 +49,13 @@ class AsyncRollouts:
 
     def __init__(self, worker, scorer, sampler: PromptSampler, encoder: PromptEncoder,
                  params_for_step: Callable[[int], SamplingParams], prompts_per_step: int, async_steps: int,
-                 version: int = 0):
+                 version: int = 0, max_staleness: int | None = None):
         self.worker, self.scorer, self.sampler, self.encoder = worker, scorer, sampler, encoder
         self.params_for_step = params_for_step
         self.prompts_per_step = prompts_per_step
         self.async_steps = async_steps
+        self.max_staleness = max_staleness  # None: no bound
+        self.push_wait_s = 0.0  # seconds the last push waited for the worker to take the previous version
         self.version = version  # optimizer updates of the learner's weights (the last push's version)
         self._jobs: dict[int, tuple[int, list, int]] = {}  # step -> (job, drawn prompts, sampler position after)
         self._next_step: int | None = None  # the first step not submitted yet
@@ -59,24 +72,32 @@ class AsyncRollouts:
         job, drawn, self.trained_position = self._jobs.pop(step)
         t0 = time.time()
         groups, generated_by, generate_s = self.worker.result(job)
+        versions = [generated_by] * len(groups)  # per group (a batch is one job, one version, today)
+        stale = stale_groups(versions, self.version, self.max_staleness)
+        if stale:  # regenerate with the newest weights: submitted after the last push, so staleness 0
+            again = self.worker.submit([self.encoder(*drawn[g]) for g in stale], self.params_for_step(step))
+            fresh, fresh_version, seconds = self.worker.result(again)
+            generate_s += seconds
+            for g, completions in zip(stale, fresh):
+                groups[g], versions[g] = completions, fresh_version
         waited = time.time() - t0
-        episodes = episodes_from_groups(drawn, groups, first_group_id=0, policy_version=generated_by)
+        episodes = episodes_from_groups(drawn, groups, first_group_id=0)
+        for e in episodes:
+            e.policy_version = versions[e.group_id]
         t1 = time.time()
         scorer_metrics = score_episodes(episodes, self.scorer)
-        staleness = [self.version - e.policy_version for e in episodes]  # per sample
         return episodes, {**scorer_metrics, "time/generate_s": generate_s, "time/rollout_wait_s": waited,
                           "time/score_s": time.time() - t1,
                           "rollout/prompts_truncated": float(self.encoder.count_cut(drawn)),
-                          "rollout/staleness_mean": sum(staleness) / len(staleness),
-                          "rollout/staleness_max": float(max(staleness)),
-                          "rollout/version_mean": sum(e.policy_version for e in episodes) / len(episodes),
-                          "rollout/version_max": float(max(e.policy_version for e in episodes))}
+                          "rollout/dropped_groups": float(len(stale)),
+                          **staleness_metrics(versions, self.version, [len(g) for g in groups])}
 
     def push(self, weights, version: int) -> None:
         """The learner's weights after `version` optimizer steps (= the step just trained, or the resumed step),
         queued behind the batches already submitted."""
         self.version = version
         self.worker.push_weights(version, weights)
+        self.push_wait_s = getattr(self.worker, "push_wait_s", 0.0)
 
     def close(self) -> None:
         self.worker.close()

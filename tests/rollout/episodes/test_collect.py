@@ -252,3 +252,55 @@ def test_async_rollouts_count_cut_prompts_per_step_too():
     rollouts = AsyncRollouts(InlineWorker(), ScriptedScorer(), PromptSampler(examples, seed=0), enc,
                              lambda step: SamplingParams(n=2), prompts_per_step=2, async_steps=1)
     assert [rollouts.episodes_for(s)[1]["rollout/prompts_truncated"] for s in (1, 2, 3)] == [0.0, 2.0, 1.0]
+
+
+class VersionedWorker:
+    """A RolloutWorker's interface that runs its commands in order, as the real one: a job is generated with the
+    version of the last push submitted before it (the scripted engine's completions)."""
+
+    def __init__(self):
+        self.jobs, self.version, self.submitted = [], 0, []
+
+    def submit(self, prompts, params):
+        self.jobs.append((ScriptedEngine().generate(prompts, params), self.version))
+        self.submitted.append(len(prompts))
+        return len(self.jobs) - 1
+
+    def push_weights(self, version, weights):
+        self.version = version
+
+    def result(self, job):
+        groups, version = self.jobs[job]
+        return [list(g) for g in groups], version, 0.0
+
+
+@pytest.mark.parametrize("async_steps, max_staleness, staleness, dropped", [
+    # steps 1..5, versions pushed after each step. async 1: batch s generated with v max(0, s - 2): staleness
+    # 0, 1, 1, 1, 1 (k = 1 never drops)
+    (1, 1, [0, 1, 1, 1, 1], [0] * 5),
+    (1, None, [0, 1, 1, 1, 1], [0] * 5),
+    # async 2: batch s with v max(0, s - 3): staleness 0, 1, 2, 2, 2; k = 2 keeps all
+    (2, 2, [0, 1, 2, 2, 2], [0] * 5),
+    # async 2 with k = 1: from step 3 every group is 2 stale -> both groups dropped, regenerated with v s - 1
+    (2, 1, [0, 1, 0, 0, 0], [0, 0, 2, 2, 2]),
+    # k = 0: nothing older than the learner; async 1 -> every batch after the first regenerated
+    (1, 0, [0, 0, 0, 0, 0], [0, 2, 2, 2, 2]),
+])
+def test_async_rollouts_bound_staleness(async_steps, max_staleness, staleness, dropped):
+    from rl.rollout.episodes.async_rollouts import AsyncRollouts
+    examples = [{"prompt": "", "answer": "", "id": i} for i in range(40)]
+    worker = VersionedWorker()
+    rollouts = AsyncRollouts(worker, ScriptedScorer(), PromptSampler(examples, seed=0), IdEncoder(),
+                             lambda step: SamplingParams(n=2), prompts_per_step=2, async_steps=async_steps,
+                             max_staleness=max_staleness)
+    got_staleness, got_dropped = [], []
+    for step in range(1, 6):
+        episodes, metrics = rollouts.episodes_for(step)
+        assert len(episodes) == 4 and {e.group_id for e in episodes} == {0, 1}
+        assert metrics["rollout/staleness_max"] == max(rollouts.version - e.policy_version for e in episodes)
+        got_staleness.append(metrics["rollout/staleness_max"])
+        got_dropped.append(metrics["rollout/dropped_groups"])
+        rollouts.push(None, step)
+    assert got_staleness == staleness and got_dropped == dropped
+    # prompts submitted: the 5 + async_steps batches of 2, and one more prompt per dropped group
+    assert sum(worker.submitted) == 2 * (5 + async_steps) + sum(dropped)
