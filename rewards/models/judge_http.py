@@ -35,7 +35,7 @@ class CallFailed(Exception):
 
 
 def chat_completion(url: str, model: str, prompt: str, max_tokens: int, timeout_s: float, retries: int,
-                    api_key: str | None = None, sleep=time.sleep) -> str:
+                    api_key: str | None = None) -> str:
     """The content of the first choice for one user turn `prompt`, greedy (temperature 0). CallFailed (one line)
     once `retries` + 1 tries have failed; ValueError for an answer that is not the chat-completions shape."""
     body = {"messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": max_tokens}
@@ -65,7 +65,7 @@ def chat_completion(url: str, model: str, prompt: str, max_tokens: int, timeout_
             timed_out = "timed out" in str(reason)
             why = f"silent for {timeout_s:g} s (timeout_s)" if timed_out else str(reason)
         if attempt < retries:
-            sleep(min(0.5 * 2 ** attempt, 5.0))
+            time.sleep(min(0.5 * 2 ** attempt, 5.0))
     raise CallFailed(f"judge server {url}: no answer after {retries + 1} tries; last: {why}", timed_out)
 
 
