@@ -23,6 +23,8 @@ Cache: the verdict of each (judge, rendered prompt) is kept (LRU, `cache_size` e
 question + answer + reference is judged once (GRPO groups repeat answers often); duplicates within a batch cost one
 call too. With `rules:` (a rule reward such as `accuracy`), that reward scores the batch first and only its None rows
 (it could not judge: e.g. a gold answer that does not parse) go to the judge; `rules_params` are its parameters.
+`judge_if: none_or_zero` sends the rows it scores <= 0 too (a second opinion on what the rules call wrong, e.g. an
+answer in words: the judge can only raise those rows, so watch for a lenient judge).
 
 Step metrics (`rewards/judge/<key>`): calls, cache_hits, parse_failures, timeouts, failed_calls, call_s (seconds per
 call), and with `rules:` rule_decided / judged (rows).
@@ -43,6 +45,7 @@ from rewards.scoring.registry import get_reward, register_reward
 # `generate(prompts: list[str]) -> (texts, counts)`; filled by rl/rollout/judge_engine.py
 JUDGE_ENGINES: dict[str, Callable[..., Any]] = {}
 ENGINES = ("hf", "vllm")
+JUDGE_IF = ("none", "none_or_zero")  # with `rules:`, the rows the judge scores: the rule's None (and its <= 0)
 
 
 def register_judge_engine(name: str, builder: Callable[..., Any]) -> None:
@@ -57,10 +60,11 @@ class Judge:
     requires = ("prompts",)
 
     def __init__(self, backend: Any, template: str, parser: str, max_score: int, mode: str,
-                 delimiters: tuple[str, ...], reference_column: str, cache_size: int, rules: Any = None):
+                 delimiters: tuple[str, ...], reference_column: str, cache_size: int, rules: Any = None,
+                 judge_if: str = "none"):
         self.backend, self.template, self.parser, self.max_score = backend, template, parser, max_score
         self.mode, self.delimiters, self.reference_column = mode, delimiters, reference_column
-        self.cache_size, self.rules = cache_size, rules
+        self.cache_size, self.rules, self.judge_if = cache_size, rules, judge_if
         self.cache: collections.OrderedDict[str, float | None] = collections.OrderedDict()
         self._counts: dict[str, float] = {}
 
@@ -118,7 +122,7 @@ class Judge:
         rows = list(range(n))
         if self.rules is not None:  # the rule reward first; the judge only where it could not judge (None)
             ruled = self.rules(list(completions), prompts=list(prompts), **kwargs)
-            rows = [i for i, v in enumerate(ruled) if v is None]
+            rows = [i for i, v in enumerate(ruled) if v is None or (self.judge_if == "none_or_zero" and v <= 0)]
             for i, v in enumerate(ruled):
                 out[i] = None if v is None else float(v)
             self._add({"rule_decided": float(n - len(rows)), "judged": float(len(rows))})
@@ -153,7 +157,7 @@ def make_judge(model: str = "", url: str = "", engine: str = "hf", template: str
                max_score: int = 10, mode: str = "after_think", reference_column: str = "answer",
                max_tokens: int = 256, timeout_s: float = 60.0, retries: int = 2, concurrency: int = 8,
                api_key_env: str = "", cache_size: int = 4096, dtype: str = "auto", device: str = "auto",
-               offload: bool = False, rules: str = "", rules_params: dict | None = None,
+               offload: bool = False, rules: str = "", rules_params: dict | None = None, judge_if: str = "none",
                reasoning_delimiters: list[str] | tuple[str, ...] = ("</think>",)) -> Judge:
     """Check the parameters (nothing loads or connects here: a recipe is validated before any model loads) and
     return the reward; its `warmup()` loads the local judge. One-line ValueError naming the bad parameter."""
@@ -191,6 +195,8 @@ def make_judge(model: str = "", url: str = "", engine: str = "hf", template: str
         raise bad(f"reasoning_delimiters must be a non-empty list of strings, got {reasoning_delimiters!r}")
     if rules_params is not None and not isinstance(rules_params, dict):
         raise bad(f"rules_params must be a mapping of the rule reward's parameters, got {rules_params!r}")
+    if judge_if not in JUDGE_IF:
+        raise bad(f"judge_if={judge_if!r} is not one of: {', '.join(JUDGE_IF)}")
     rule_reward = None
     if rules:
         if rules == "judge":
@@ -205,7 +211,7 @@ def make_judge(model: str = "", url: str = "", engine: str = "hf", template: str
     else:
         backend = LocalJudgeBackend(engine, model, max_tokens=max_tokens, dtype=dtype, device=device, offload=offload)
     return Judge(backend, template, parser, max_score, mode, tuple(reasoning_delimiters), reference_column,
-                 cache_size, rule_reward)
+                 cache_size, rule_reward, judge_if)
 
 
 class LocalJudgeBackend:

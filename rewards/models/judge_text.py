@@ -155,8 +155,8 @@ def summarize_judge(counts: dict[str, float]) -> dict[str, float]:
     """
     out = {k: float(counts.get(k, 0.0)) for k in ("calls", "cache_hits", "parse_failures", "timeouts",
                                                   "failed_calls")}
-    for k in ("rule_decided", "judged"):
-        if k in counts:
+    for k in counts:  # rules-first counts, and the rule reward's own counters (`rules_<key>`)
+        if k in ("rule_decided", "judged") or k.startswith("rules_"):
             out[k] = float(counts[k])
     out["call_s"] = counts.get("seconds", 0.0) / counts["calls"] if counts.get("calls") else 0.0
     return out

@@ -205,3 +205,22 @@ def test_local_engine_not_registered_is_one_line(monkeypatch):
     judge = get_reward("judge", model="m")
     with pytest.raises(ValueError, match=r"^judge engine 'hf' is provided by the project's rollout engines"):
         judge.warmup()
+
+
+@pytest.mark.parametrize("judge_if, expected, asked", [
+    # accuracy: 1.0 ("4" = 4), 0.0 ("four": a word, not 4 to the rules), None (gold "hello world" does not parse)
+    ("none", [1.0, 0.0, 1.0], ["4"]),                          # only the None row: the judge says yes
+    ("none_or_zero", [1.0, 1.0, 1.0], ["four", "4"]),          # the 0.0 row gets a second opinion too
+])
+def test_judge_if_chooses_the_rows_the_rules_hand_over(judge_if, expected, asked):
+    backend = FakeBackend(reply="Verdict: yes")
+    judge = Judge(backend, "Q:{question} A:{answer} R:{reference}", "yes_no", 10, "after_think", ("</think>",),
+                  "answer", 16, get_reward("accuracy"), judge_if)
+    comps = ["<answer> 4 </answer>", "<answer> four </answer>", "<answer> 4 </answer>"]
+    assert judge(comps, prompts=["q"] * 3, answer=["4", "4", "hello world"]) == expected
+    assert [p.split("<answer> ")[1].split(" ")[0] for p in backend.asked] == asked
+
+
+def test_judge_if_is_checked():
+    with pytest.raises(ValueError, match="judge_if='always' is not one of: none, none_or_zero"):
+        get_reward("judge", model="m", rules="accuracy", judge_if="always")
