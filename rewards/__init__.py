@@ -18,6 +18,7 @@ from rewards.form import repetition as _repetition  # noqa: F401
 from rewards.form import tools as _tools  # noqa: F401
 from rewards.math import accuracy as _math_accuracy  # noqa: F401
 from rewards.math import countdown as _countdown  # noqa: F401
+from rewards.models import judge as _judge  # noqa: F401
 from rewards.models import reward_model as _reward_model  # noqa: F401
 from rewards.scoring.registry import REWARDS, Reward, get_reward, register_reward
 from rewards.scoring.scorer import RewardError, RewardScorer, ScoreResult, validate_reward_spec

@@ -108,6 +108,7 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
               flush=True)
     sc = cfg.scoring
     from rl.config.reward_checks import with_model_paths
+    import rl.rollout.judge_engine  # noqa: F401  (registers the judge reward's local engines: hf, vllm)
     with accelerator.main_process_first():  # a tiny reward model (`model: tiny-rm`) is built once, by rank 0
         reward_spec = with_model_paths(cfg.rewards, resolve_model_path)
     scorer = RewardScorer(reward_spec, num_workers=sc.workers, timeout_s=sc.timeout_s,

@@ -10,7 +10,8 @@ assistant turn; the assistant turn is the part `mode` selects (rewards/models/sc
 helpfulness on the final summary; `whole`, R1's harmlessness on the whole response). The pairs are scored in batches
 of `batch_size` under `torch.no_grad`, in `dtype` (`auto`: bfloat16 on a GPU that has it, else float32), on `device`
 (`auto`: this process's GPU, `cuda:$LOCAL_RANK`, else the CPU): one copy per rank, beside the policy, loaded once by
-`warmup()` (the RewardScorer's warmup, at start-up) and kept resident. The value is the model's single logit, or with
+`warmup()` (the RewardScorer's warmup, at start-up) and kept resident; with `offload: true` it waits in host memory
+and is moved to `device` for each scoring call only (the learner trains without it; metric `offload_s`). The value is the model's single logit, or with
 `normalize: true` its z-score over the call's batch (GRPO's step; per task with reward sets).
 
 Step metrics (RewardScorer: `rewards/reward_model/<key>`): `length_corr`, the Pearson correlation of the raw score with
@@ -76,8 +77,8 @@ class RewardModel:
     requires = ("prompts",)
 
     def __init__(self, model: str, mode: str, normalize: bool, batch_size: int, max_length: int, dtype: str,
-                 device: str, reasoning_delimiters: tuple[str, ...]):
-        self.path, self.mode, self.normalize = model, mode, normalize
+                 device: str, reasoning_delimiters: tuple[str, ...], offload: bool = False):
+        self.path, self.mode, self.normalize, self.offload = model, mode, normalize, offload
         self.batch_size, self.max_length, self.dtype_name, self.device_name = batch_size, max_length, dtype, device
         self.delimiters = reasoning_delimiters
         self.model = self.tokenizer = None
@@ -120,7 +121,9 @@ class RewardModel:
             model = AutoModelForSequenceClassification.from_pretrained(self.path, dtype=dtype)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
-        self.model, self.tokenizer = model.to(device).eval(), tokenizer
+        model.requires_grad_(False)
+        # offload: the weights wait in host memory between scoring calls (the learner trains without them on the device)
+        self.model, self.tokenizer = model.to("cpu" if self.offload else device).eval(), tokenizer
         self.device = device
 
     # -- scoring ---------------------------------------------------------------------------------------------------
@@ -135,6 +138,22 @@ class RewardModel:
         import torch
         self.warmup()
         texts = self.texts(prompts, completions)
+        if self.offload:  # to the device for this call only; back to the CPU after it (also on error)
+            t0 = time.perf_counter()
+            self.model.to(self.device)
+            self._add({"offload_s": time.perf_counter() - t0})
+            try:
+                return self._forward(texts)
+            finally:
+                t0 = time.perf_counter()
+                self.model.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self._add({"offload_s": time.perf_counter() - t0})
+        return self._forward(texts)
+
+    def _forward(self, texts: list[str]) -> list[float]:
+        import torch
         out: list[float] = []
         for s in range(0, len(texts), self.batch_size):
             t0 = time.perf_counter()
@@ -176,7 +195,7 @@ class RewardModel:
 def make_reward_model(model: str = "", mode: str = "after_think", normalize: bool = False, batch_size: int = 16,
                       max_length: int = 2048, dtype: str = "auto", device: str = "auto",
                       reasoning_delimiters: list[str] | tuple[str, ...] = ("</think>",), url: str = "",
-                      timeout_s: float = 60.0, retries: int = 2) -> RewardModel:
+                      timeout_s: float = 60.0, retries: int = 2, offload: bool = False) -> RewardModel:
     """Check the parameters (nothing is loaded here: a recipe is validated before any model loads) and return the
     reward; its `warmup()` loads the model. A local `model` path must be a directory. With `url` instead of `model`
     the pairs are scored by a server (rewards/models/remote.py; `timeout_s`: its silence deadline)."""
@@ -198,6 +217,8 @@ def make_reward_model(model: str = "", mode: str = "after_think", normalize: boo
         raise bad(f"mode={mode!r} is not one of: {', '.join(MODES)}")
     if not isinstance(normalize, bool):
         raise bad(f"normalize must be true or false, got {normalize!r}")
+    if not isinstance(offload, bool):
+        raise bad(f"offload must be true or false, got {offload!r}")
     for key, value in (("batch_size", batch_size), ("max_length", max_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise bad(f"{key} must be a positive integer, got {value!r}")
@@ -212,4 +233,5 @@ def make_reward_model(model: str = "", mode: str = "after_think", normalize: boo
         from rewards.models.remote import RemoteRewardModel
         return RemoteRewardModel(url, float(timeout_s), retries, mode, normalize, batch_size,
                                  tuple(reasoning_delimiters))
-    return RewardModel(model, mode, normalize, batch_size, max_length, dtype, device, tuple(reasoning_delimiters))
+    return RewardModel(model, mode, normalize, batch_size, max_length, dtype, device, tuple(reasoning_delimiters),
+                       offload)

@@ -87,6 +87,9 @@ def summarize_counts(counts: dict[str, float]) -> dict[str, float]:
     {'length_corr': 1.0, 'raw_mean': 2.0, 'batch_s': 0.25}
     """
     n = counts.get("corr_n", 0.0)
-    return {"length_corr": length_correlation(counts),
-            "raw_mean": counts.get("raw_sum", 0.0) / n if n else float("nan"),
-            "batch_s": counts.get("forward_s", 0.0) / counts["batches"] if counts.get("batches") else 0.0}
+    out = {"length_corr": length_correlation(counts),
+           "raw_mean": counts.get("raw_sum", 0.0) / n if n else float("nan"),
+           "batch_s": counts.get("forward_s", 0.0) / counts["batches"] if counts.get("batches") else 0.0}
+    if "offload_s" in counts:  # `offload: true`: seconds moving the weights to the device and back, per step
+        out["offload_s"] = counts["offload_s"]
+    return out

@@ -6,6 +6,8 @@ engines/   the engines behind one interface (`RolloutEngine` in base.py; `make_e
            where it runs, weight_stream.py the bucketed weight push, version_gate.py the server push gate),
            bench.py (engine throughput), install_vllm.sh. An engine turns token ids into token ids; it knows
            nothing of prompts, rewards or groups.
+judge_engine.py  the `judge` reward's local backends on these engines (hf, vllm), registered with rewards.models.judge
+           (imported by the GRPO stage before it builds its rewards).
 episodes/  the code that turns prompts into episodes: collect.py (prompt sampling, generation, scoring, dynamic
            sampling), async_rollouts.py (generation ahead of training), evaluation.py (greedy and sampled held-out
            evaluation). Multi-turn episodes (an assistant turn, a tool call or environment step, its observation

@@ -196,3 +196,39 @@ def test_under_zero3_the_reward_model_loads_whole_and_the_deepspeed_config_is_re
     finally:
         hf_ds.unset_hf_deepspeed_config()
     del config
+
+
+def test_offload_gives_the_same_scores_and_leaves_the_weights_on_the_cpu(rm_dir):
+    resident = get_reward("reward_model", model=rm_dir, batch_size=3)
+    off = get_reward("reward_model", model=rm_dir, batch_size=3, offload=True)
+    assert off(COMPLETIONS, prompts=PROMPTS) == resident(COMPLETIONS, prompts=PROMPTS)  # bit for bit
+    assert {p.device.type for p in off._fn.model.parameters()} == {"cpu"}
+    metrics = off._fn.summarize(off._fn.drain_metrics())
+    assert metrics["offload_s"] >= 0.0 and "offload_s" not in resident._fn.summarize(resident._fn.drain_metrics())
+
+
+def test_offload_moves_to_the_device_for_the_call_and_back_even_on_error(rm_dir, monkeypatch):
+    off = get_reward("reward_model", model=rm_dir, offload=True)._fn
+    off.warmup()
+    off.device = torch.device("cuda", 7)  # a GPU stands here (none on this machine): the order of events matters
+    events = []
+    real_to = type(off.model).to
+
+    def record(model, device, *a, **k):
+        events.append(str(device))
+        return model if str(device).startswith("cuda") else real_to(model, device, *a, **k)
+
+    monkeypatch.setattr(type(off.model), "to", record)
+    monkeypatch.setattr(off, "_forward", lambda texts: events.append("forward") or [0.5] * len(texts))
+    assert off(COMPLETIONS[:2], prompts=PROMPTS[:2]) == [0.5, 0.5]
+    assert events == ["cuda:7", "forward", "cpu"]  # to the device for the forward passes, to the CPU after
+    events.clear()
+    monkeypatch.setattr(off, "_forward", lambda texts: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        off(COMPLETIONS[:1], prompts=PROMPTS[:1])
+    assert events == ["cuda:7", "cpu"]  # back to the CPU although scoring failed
+
+
+def test_offload_must_be_a_boolean(rm_dir):
+    with pytest.raises(ValueError, match="reward 'reward_model': offload must be true or false, got 'yes'"):
+        get_reward("reward_model", model=rm_dir, offload="yes")

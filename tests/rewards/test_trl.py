@@ -85,3 +85,37 @@ def test_grpo_trainer_one_step_with_the_reward_model_reward(tmp_path, monkeypatc
     logs = {k: v for entry in trainer.state.log_history for k, v in entry.items()}
     assert not math.isnan(logs["rewards/reward_model/mean"])
     assert trainer.state.global_step == 1
+
+
+@pytest.mark.slow
+def test_grpo_trainer_one_step_with_the_judge_reward(tmp_path, monkeypatch):
+    """`judge` follows TRL's convention: TRL passes prompts=, completions= and the dataset's `answer` column by
+    keyword; the judge (here over HTTP, a fake OpenAI-compatible server) reads the question, the answer and the
+    reference from them."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rewards import get_reward
+    from tests.rewards.test_judge_backends import FakeChatServer
+
+    path = _tiny_model(tmp_path / "tiny")
+    data = Dataset.from_list([{"prompt": f"What is {a} + {b} ?", "answer": str(a + b)}
+                              for a, b in [(1, 2), (3, 4), (2, 2), (5, 1)]])
+    cfg = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, per_device_train_batch_size=2,
+                     num_generations=2, max_steps=1, max_completion_length=8, logging_steps=1, report_to="none",
+                     save_strategy="no", learning_rate=1e-4, bf16=False, fp16=False, seed=0)
+    with FakeChatServer() as srv:
+        reward = get_reward("judge", url=srv.url, template="Q:{question} A:{answer} R:{reference}")
+        trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(path),
+                              processing_class=AutoTokenizer.from_pretrained(path),
+                              reward_funcs=[reward], args=cfg, train_dataset=data)
+        trainer.train()
+    logs = {k: v for entry in trainer.state.log_history for k, v in entry.items()}
+    assert 0.0 <= logs["rewards/judge/mean"] <= 1.0
+    asked = [r["messages"][0]["content"] for r in srv.requests]
+    assert asked and all(q.startswith("Q:What is ") and " R:" in q for q in asked)
+    gold = {str(a + b) for a, b in [(1, 2), (3, 4), (2, 2), (5, 1)]}
+    assert all(q.rpartition(" R:")[2] in gold for q in asked)  # the reference is the row's answer column
+    assert trainer.state.global_step == 1
