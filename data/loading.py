@@ -3,6 +3,7 @@
 Sources (the recipe's `data.train` / `data.test`):
     procedural:arithmetic          the offline task of data/tasks.py (train/test splits, disjoint)
     procedural:code                function-writing problems with hidden asserts (data/code_tasks.py; `test_list`)
+    procedural:tools               products and long sums, easy with the python tool (data/tool_tasks.py)
     path/to/file.jsonl|json|parquet|csv  a local file (loaded with `datasets`)
     org/name                       a hub dataset (needs network; CI never uses one)
 
@@ -84,7 +85,8 @@ def read_dataset(source: str, split: str):
 
 def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int) -> list[dict[str, Any]]:
     from data.code_tasks import code_dataset
-    tasks = {"arithmetic": arithmetic_dataset, "code": code_dataset}
+    from data.tool_tasks import tool_dataset
+    tasks = {"arithmetic": arithmetic_dataset, "code": code_dataset, "tools": tool_dataset}
     if name not in tasks:
         raise DataError(f"unknown procedural task {name!r}; valid: {', '.join(tasks)}")
     try:

@@ -21,7 +21,7 @@ def test_shipped_copies_are_current(name):
 
 
 def test_the_pretrained_models_are_shipped():
-    assert set(MANIFEST) == set(NAMES) == {"tiny", "tiny-student", "tiny-code"}
+    assert set(MANIFEST) == set(NAMES) == {"tiny", "tiny-student", "tiny-code", "tiny-tools"}
 
 
 def test_a_fresh_cache_gets_the_shipped_copy(tmp_path, capsys):
