@@ -7,7 +7,9 @@ this package: the stages resolve `model.name_or_path` through the two functions 
 
 - `tiny` / `tiny-init`: the tiny base model (pretrained / untrained);
 - `tiny-student` / `tiny-student-init`: the smaller student of the miniature pipeline (same tokenizer);
-- `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy).
+- `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy);
+- `tiny-tools`: the tool world's base (rl/tiny/tools_corpus.py: most writers guess products and sums, a few call
+  the python tool).
 """
 from __future__ import annotations
 
