@@ -206,6 +206,7 @@ def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | Non
     cache = out.parent
     if out.exists() and not force:
         return out
+    why = "a forced rebuild"
     if spec.pretrain and not force:  # the shipped, hash-checked copy of a named model (rl/tiny/shipped.py)
         from rl.tiny.shipped import install_shipped
         installed, why = install_shipped(spec, out)
