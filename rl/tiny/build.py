@@ -264,6 +264,9 @@ def pretraining_corpus(spec: TinySpec) -> list[tuple[str, str]]:
     """The documents of any world: `world_corpus` for the first ones, LATER_WORLDS for the others."""
     if spec.world in LATER_WORLDS:
         return LATER_WORLDS[spec.world][0](spec)
+    if spec.world not in ("arithmetic", "code"):
+        raise ValueError(f"tiny model: unknown world {spec.world!r}; valid: arithmetic, code, "
+                         f"{', '.join(LATER_WORLDS)}")
     return world_corpus(spec)
 
 
