@@ -37,11 +37,12 @@ test: setup setup-vllm setup-sandbox
 # The rest of the launch matrix (tests/e2e/test_launch_matrix.py): every {DDP, ZeRO-2, ZeRO-3, FSDP2} x {fp32, bf16}
 # cell launched with accelerate on 2 CPU processes, async cells (every strategy), and bf16 == fp32 per strategy. make
 # test runs three of its cells. Also the vLLM-colocated cells (test_launch_matrix_vllm.py) and the real distillation
-# chain's shape (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT), and the sharded evaluation's
+# chain's shape (tests/e2e/test_real_chain.py: R1-Distill template, ZeRO-3 x bf16 SFT), the real tool recipe's shape
+# (tests/e2e/test_real_tools.py: Qwen2.5's template, ZeRO-3, the sandboxed python tool), the sharded evaluation's
 # ZeRO-3 lock-step and async cells (tests/e2e/test_sharded_eval.py), and the tiny recipe with each off-policy
 # correction run ahead of the learner (tests/e2e/test_async_run.py).
 test-matrix: setup
-	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_sharded_eval.py tests/e2e/test_packed_ranks.py tests/e2e/test_async_run.py \
+	$(PY) -m pytest -q --durations=12 tests/e2e/test_launch_matrix.py tests/e2e/test_launch_matrix_vllm.py tests/e2e/test_sft_launch.py tests/e2e/test_real_chain.py tests/e2e/test_real_tools.py tests/e2e/test_sharded_eval.py tests/e2e/test_packed_ranks.py tests/e2e/test_async_run.py \
 		tests/bench/test_gpu_check.py -m matrix
 
 test-fast: setup setup-sandbox

@@ -5,6 +5,7 @@ Sources (the recipe's `data.train` / `data.test`):
     procedural:code                function-writing problems with hidden asserts (data/code_tasks.py; `test_list`)
     procedural:general / :mixed    general prompts (`task: general`, no gold), alone or half and half with arithmetic
                                    (`task: arithmetic`) for per-row reward sets (data/general_tasks.py)
+    procedural:tools               products and long sums, easy with the python tool (data/tool_tasks.py)
     path/to/file.jsonl|json|parquet|csv  a local file (loaded with `datasets`)
     org/name                       a hub dataset (needs network; CI never uses one)
 
@@ -87,8 +88,9 @@ def read_dataset(source: str, split: str):
 def _procedural(name: str, split: str, num_train: int, num_test: int, seed: int) -> list[dict[str, Any]]:
     from data.code_tasks import code_dataset
     from data.general_tasks import general_dataset, mixed_dataset
+    from data.tool_tasks import tool_dataset
     tasks = {"arithmetic": arithmetic_dataset, "code": code_dataset, "general": general_dataset,
-             "mixed": mixed_dataset}
+             "mixed": mixed_dataset, "tools": tool_dataset}
     if name not in tasks:
         raise DataError(f"unknown procedural task {name!r}; valid: {', '.join(tasks)}")
     try:

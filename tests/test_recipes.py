@@ -49,6 +49,7 @@ def test_recipes_are_plain_yaml_mappings():
 
 @pytest.mark.parametrize("recipe, answer_from", [
     ("r1_zero.yaml", "tag_or_box"), ("r1_zero_8k.yaml", "tag_or_box"), ("r1.yaml", "tag_or_box"),
+    ("r1_zero_tools.yaml", "tag_or_box"), ("tiny/r1_zero_tools.yaml", "tag_or_box"),  # (an output block holds numbers)  # the tool's output block holds the number too: only the tag counts
     ("tiny/r1_zero.yaml", "anywhere"),  # the miniature's findings were measured with the answer read anywhere
 ])
 def test_where_the_r1_recipes_read_the_answer(recipe, answer_from):

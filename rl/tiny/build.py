@@ -54,10 +54,12 @@ class TinySpec:
     world: str = "arithmetic"  # arithmetic (data/tasks.py, rl/tiny/corpus.py) | code (data/code_tasks.py, code_corpus.py)
     p_check: float = 0.0  # code world: share of the careful writers who first write the bug, then check and redo
     p_mixed: float = 0.0  # arithmetic world: share of the careful writers whose steps are in Chinese (rl/tiny/corpus.py)
+    p_tool: float = 0.0  # tools world: share of the writers who call python instead of guessing (tools_corpus.py)
 
     def key(self) -> str:
         fields = asdict(self)
-        for later, default in (("world", "arithmetic"), ("p_check", 0.0), ("p_mixed", 0.0)):  # fields added later: at their defaults
+        for later, default in (("world", "arithmetic"), ("p_check", 0.0), ("p_mixed", 0.0),
+                               ("p_tool", 0.0)):  # fields added later: at their defaults
             if fields[later] == default:  # they leave the key (and the caches built before them) as it was
                 del fields[later]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -76,12 +78,16 @@ TINY_CODE = dict(world="code", p_careful=0.25, p_check=1.0, num_docs=20_000, ste
 # English traces, then language_consistency) removes. With 3 careful writers in 5 mixing, R1-Zero's greedy chains
 # mixed in only 2.5% of the test problems: it learned the careful method from the English minority.
 TINY_CORPUS = dict(p_mixed=1.0)
+# The tool world's base (`tiny-tools`): the base's sizes, pretrained on rl/tiny/tools_corpus.py, where one writer in
+# five calls python (ToRL style) and the others guess; half write the strict R1 format.
+TINY_TOOLS = dict(world="tools", p_tool=0.2, p_strict=0.5, num_docs=20_000, steps=800)
 NAMED_SPECS = {
     "tiny": TinySpec(**TINY_CORPUS),
     "tiny-init": TinySpec(**TINY_CORPUS, pretrain=False),
     "tiny-student": TinySpec(**TINY_STUDENT, **TINY_CORPUS),
     "tiny-student-init": TinySpec(**TINY_STUDENT, **TINY_CORPUS, pretrain=False),
     "tiny-code": TinySpec(**TINY_CODE),
+    "tiny-tools": TinySpec(**TINY_TOOLS),
 }
 
 
@@ -200,6 +206,7 @@ def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | Non
     cache = out.parent
     if out.exists() and not force:
         return out
+    why = "a forced rebuild"
     if spec.pretrain and not force:  # the shipped, hash-checked copy of a named model (rl/tiny/shipped.py)
         from rl.tiny.shipped import install_shipped
         installed, why = install_shipped(spec, out)
@@ -213,8 +220,8 @@ def build_tiny_model(spec: TinySpec = NAMED_SPECS["tiny"], cache_dir: Path | Non
         print(f"[tiny build] building {out.name} once (cached in {cache}; {why}): {spec.steps} pretraining steps of "
               f"a {spec.hidden_size}-wide, {spec.num_layers}-layer model; the lines below say the time left",
               flush=True)
-    corpus = world_corpus(spec)
-    tokenizer = build_tokenizer([p + c for p, c in corpus], spec.vocab_size)
+    corpus = pretraining_corpus(spec)
+    tokenizer = world_tokenizer(spec, corpus)
     model = build_model(tokenizer, spec)
     losses = pretrain(model, tokenizer, corpus, spec) if spec.pretrain else []
     return publish_model_dir(out, model, tokenizer, "tiny_spec.json",
@@ -236,6 +243,41 @@ def world_corpus(spec: TinySpec) -> list[tuple[str, str]]:
         return code_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_careful, spec.p_strict,
                            spec.p_check)
     raise ValueError(f"tiny model: unknown world {spec.world!r}; valid: arithmetic, code")
+
+
+def tools_world_corpus(spec: TinySpec) -> list[tuple[str, str]]:
+    """The tool world's documents (rl/tiny/tools_corpus.py) over its own question draw (seed + 1), as world_corpus."""
+    from data.tool_tasks import tool_dataset
+    from rl.tiny.tools_corpus import tools_corpus
+    train, _ = tool_dataset(num_train=4000, num_test=0, seed=spec.seed + 1)
+    return tools_corpus([r["prompt"] for r in train], spec.num_docs, spec.seed, spec.p_tool, spec.p_strict)
+
+
+# Worlds added after the first models were shipped: (their corpus, the strings their tokenizer keeps as one token
+# each). They live outside the functions whose source fingerprints the shipped copies (rl/tiny/shipped.py), so adding
+# a world leaves the shipped models current. The tool world keeps "```output" (the ToRL stop string) whole: an
+# episode's turn ends with that token and the inserted output starts a token of its own, as in the corpus.
+LATER_WORLDS = {"tools": (tools_world_corpus, ("```output",))}
+
+
+def pretraining_corpus(spec: TinySpec) -> list[tuple[str, str]]:
+    """The documents of any world: `world_corpus` for the first ones, LATER_WORLDS for the others."""
+    if spec.world in LATER_WORLDS:
+        return LATER_WORLDS[spec.world][0](spec)
+    if spec.world not in ("arithmetic", "code"):
+        raise ValueError(f"tiny model: unknown world {spec.world!r}; valid: arithmetic, code, "
+                         f"{', '.join(LATER_WORLDS)}")
+    return world_corpus(spec)
+
+
+def world_tokenizer(spec: TinySpec, corpus: list[tuple[str, str]]):
+    """`build_tokenizer` on the corpus, plus the world's whole-token strings (LATER_WORLDS) after training."""
+    tokenizer = build_tokenizer([p + c for p, c in corpus], spec.vocab_size)
+    extra = LATER_WORLDS[spec.world][1] if spec.world in LATER_WORLDS else ()
+    if extra:
+        from tokenizers import AddedToken
+        tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in extra])
+    return tokenizer
 
 
 def publish_model_dir(out: Path, model, tokenizer, record_file: str, record: dict, force: bool = False) -> Path:

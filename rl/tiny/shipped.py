@@ -31,7 +31,7 @@ import shutil
 from pathlib import Path
 
 SHIPPED = Path(__file__).resolve().parent / "shipped"
-NAMES = ("tiny", "tiny-student", "tiny-code")  # the pretrained ones (the -init models take seconds to make)
+NAMES = ("tiny", "tiny-student", "tiny-code", "tiny-tools")  # the pretrained ones (the -init models take seconds to make)
 
 
 def sha256_file(path: Path) -> str:
@@ -46,10 +46,14 @@ def builder_fingerprint(spec) -> str:
     """sha256 (16 hex digits) of the weight-determining builder code and of `spec`'s pretraining documents."""
     from rl.tiny import build
     h = hashlib.sha256()
-    for fn in (build.build_tokenizer, build.build_model, build.pretrain, build._pretrain, build.world_corpus):
+    later = spec.world in build.LATER_WORLDS  # the first worlds' fingerprints stay what they were
+    for fn in (build.build_tokenizer, build.build_model, build.pretrain, build._pretrain, build.world_corpus) + (
+            (build.pretraining_corpus, build.world_tokenizer, build.LATER_WORLDS[spec.world][0]) if later else ()):
         h.update(inspect.getsource(fn).encode())
     h.update(json.dumps([build.SPECIAL, build.TAGS, build.CHAT_TEMPLATE]).encode())
-    h.update(json.dumps(build.world_corpus(spec)).encode())
+    if later:
+        h.update(json.dumps(build.LATER_WORLDS[spec.world][1]).encode())
+    h.update(json.dumps(build.pretraining_corpus(spec)).encode())
     return h.hexdigest()[:16]
 
 

@@ -10,6 +10,8 @@ this package: the stages resolve `model.name_or_path` through the two functions 
 - `tiny-code`: the code world's base (rl/tiny/code_corpus.py: one-line Python functions, mostly buggy);
 - `tiny-chat`: the tiny base fine-tuned on general replies too (rl/tiny/chat.py; the all-scenario RL policy);
 - `tiny-rm`: the tiny world's reward model (rl/tiny/reward_model.py), for the `reward_model` reward's `model`.
+- `tiny-tools`: the tool world's base (rl/tiny/tools_corpus.py: most writers guess products and sums, a few call
+  the python tool).
 """
 from __future__ import annotations
 

@@ -39,7 +39,8 @@ def before_after_table(run_dir: str | Path) -> str:
 def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str | None = None) -> Path:
     """Training reward (mean, and per reward function), held-out greedy accuracy/format, and how the chains change:
     mean completion length (tokens) with the shares of completions that check and redo ("wait, ...") and that mix
-    languages in their chain."""
+    languages in their chain. A run with multi-turn episodes (tools, environments) gets a fourth panel: turns and
+    tool calls per episode (training, sampled) and tool calls per held-out episode (greedy)."""
     import matplotlib.pyplot as plt
 
     out = Path(out_png) if out_png else Path(run_dir) / "progress.png"
@@ -50,9 +51,9 @@ def plot_run(run_dir: str | Path, out_png: str | Path | None = None, title: str 
 
 
 def progress_figure(metrics: list[dict], title: str):
-    """The three panels of `plot_run` as a matplotlib figure: whole steps on every x axis (a 4-step run shows
-    0 1 2 3 4, not 0.5 steps), legends below the panels (never over a curve), both y axes of the third panel
-    labelled."""
+    """The panels of `plot_run` as a matplotlib figure (three; four when the steps log `tools/turns`): whole steps
+    on every x axis (a 4-step run shows 0 1 2 3 4, not 0.5 steps), legends below the panels (never over a curve),
+    both y axes of the third panel labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -60,7 +61,9 @@ def progress_figure(metrics: list[dict], title: str):
 
     train = [m for m in metrics if "reward/mean" in m]
     evals = [m for m in metrics if "eval/accuracy" in m]
-    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.6))
+    tools = any("tools/turns" in m for m in train)
+    fig, axes = plt.subplots(1, 4 if tools else 3, figsize=(20 if tools else 15, 3.6))
+    ax1, ax2, ax3 = axes[:3]
     steps = [m["step"] for m in train]
     ax1.plot(steps, [m["reward/mean"] for m in train], label="reward (weighted total)", lw=2)
     for key in sorted({k for m in train for k in m if k.startswith("rewards/") and k.endswith("/mean")}):
@@ -78,7 +81,10 @@ def progress_figure(metrics: list[dict], title: str):
     share.plot(steps, [m.get("mixed_language_frac") for m in train], color="C4", ls=":", label="mixed-language share")
     share.set_ylim(0, 1.02)
     share.set_ylabel("share of completions")
-    for ax, lines in ((ax1, ax1.get_lines()), (ax2, ax2.get_lines()), (ax3, ax3.get_lines() + share.get_lines())):
+    panels = [(ax1, ax1.get_lines()), (ax2, ax2.get_lines()), (ax3, ax3.get_lines() + share.get_lines())]
+    if tools:
+        panels.append((tool_panel(axes[3], train, evals), axes[3].get_lines()))
+    for ax, lines in panels:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="upper center",
@@ -86,6 +92,22 @@ def progress_figure(metrics: list[dict], title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def tool_panel(ax, train: list[dict], evals: list[dict]):
+    """Turns and tool calls per episode over the steps (docs/tools.md metrics): sampled training episodes, and the
+    greedy held-out ones (`eval/tools/tool_calls`) as markers."""
+    steps = [m["step"] for m in train]
+    ax.plot(steps, [m.get("tools/turns") for m in train], color="C0", label="turns per episode")
+    ax.plot(steps, [m.get("tools/tool_calls") for m in train], color="C1", label="tool calls per episode")
+    ax.plot(steps, [m.get("tools/tool_errors") for m in train], color="C3", ls=":", label="tool errors per episode")
+    held = [m for m in evals if "eval/tools/tool_calls" in m]
+    ax.plot([m["step"] for m in held], [m["eval/tools/tool_calls"] for m in held], "o--", color="C1",
+            label="tool calls (held-out, greedy)")
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("per episode")
+    ax.set_title("tool use")
+    return ax
 
 
 if __name__ == "__main__":

@@ -44,8 +44,8 @@ def test_student_spec_shares_the_tokenizer_settings():
 
     from rl.tiny.build import NAMED_SPECS
     from rl.tiny.sources import TINY_NAMES
-    assert TINY_NAMES == ("tiny", "tiny-init", "tiny-student", "tiny-student-init", "tiny-code", "tiny-chat",
-                          "tiny-rm")  # the recipes' names
+    assert TINY_NAMES == ("tiny", "tiny-init", "tiny-student", "tiny-student-init", "tiny-code", "tiny-tools",
+                          "tiny-chat", "tiny-rm")  # the recipes' names
     base, student = asdict(NAMED_SPECS["tiny"]), asdict(NAMED_SPECS["tiny-student"])
     tokenizer_keys = ("vocab_size", "num_docs", "p_careful", "p_strict", "p_mixed", "seed", "world")  # the corpus's
     assert base["p_mixed"] > 0 and all(asdict(NAMED_SPECS[n])[k] == base[k] for n in ("tiny-init", "tiny-student-init")

@@ -21,7 +21,7 @@ def test_shipped_copies_are_current(name):
 
 
 def test_the_pretrained_models_are_shipped():
-    assert set(MANIFEST) == set(NAMES) == {"tiny", "tiny-student", "tiny-code"}
+    assert set(MANIFEST) == set(NAMES) == {"tiny", "tiny-student", "tiny-code", "tiny-tools"}
 
 
 def test_a_fresh_cache_gets_the_shipped_copy(tmp_path, capsys):
@@ -52,3 +52,13 @@ def test_a_changed_file_or_builder_is_never_used(tmp_path):
     # a spec nobody shipped (a test's micro model, a changed TinySpec)
     other = TinySpec(steps=7)
     assert find_shipped(other, root) == (None, f"no shipped copy of spec {other.key()}")
+
+
+def test_a_forced_build_builds(tmp_path, capsys):
+    """`force` (python -m rl.tiny.shipped --rebuild) pretrains afresh even where a copy is cached (it raised
+    UnboundLocalError before any step)."""
+    spec = TinySpec(num_docs=50, steps=2, batch_size=4, vocab_size=300)
+    first = build_tiny_model(spec, cache_dir=tmp_path)
+    again = build_tiny_model(spec, cache_dir=tmp_path, force=True)
+    assert first == again and "a forced rebuild" in capsys.readouterr().out
+    assert sha256_file(first / "model.safetensors") == sha256_file(again / "model.safetensors")  # 1 thread: the same

@@ -33,3 +33,25 @@ def test_plot_run_writes_the_png(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in four_step_run()))
     out = plot_run(tmp_path)
     assert out == tmp_path / "progress.png" and out.stat().st_size > 10_000
+
+
+def test_a_run_with_tools_gets_a_tool_panel():
+    """Steps that log tools/turns (multi-turn episodes, issue 27): a fourth panel with turns and tool calls per
+    episode, and the greedy held-out tool calls at the evaluations (steps 0 and 4 below)."""
+    rows = four_step_run()
+    for m in rows:
+        if "reward/mean" in m:
+            m.update({"tools/turns": 1 + 0.2 * m["step"], "tools/tool_calls": 0.2 * m["step"], "tools/tool_errors": 0.0})
+        else:
+            m["eval/tools/tool_calls"] = {0: 0.0, 4: 0.9}[m["step"]]
+    fig = progress_figure(rows, "run")
+    fig.canvas.draw()
+    ax1, ax2, ax3, tools, share = fig.axes  # (twinx adds the share axis last)
+    assert (tools.get_title(), tools.get_ylabel(), tools.get_xlabel()) == ("tool use", "per episode", "step")
+    lines = {ln.get_label(): ln for ln in tools.get_lines()}
+    assert list(lines) == ["turns per episode", "tool calls per episode", "tool errors per episode",
+                           "tool calls (held-out, greedy)"]
+    assert list(lines["turns per episode"].get_ydata()) == pytest.approx([1.2, 1.4, 1.6, 1.8])
+    assert list(lines["tool calls (held-out, greedy)"].get_xdata()) == [0, 4]
+    assert list(lines["tool calls (held-out, greedy)"].get_ydata()) == [0.0, 0.9]
+    assert len(progress_figure(four_step_run(), "run").axes) == 4  # no tools: the three panels (and the twin)

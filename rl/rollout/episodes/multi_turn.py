@@ -72,12 +72,16 @@ class ChatRenderer:
 
 
 class ToRLRenderer:
-    """The ToRL style on any prompt template: answers are text after the policy's "```output" (no chat template)."""
+    """The ToRL style on any prompt template: answers are text after the policy's "```output" (no chat template
+    renders them). With `chat` (prompts rendered by the chat template) a turn also stops at the template's end of
+    turn when that is not the eos (Qwen2.5(-Math) *base* tokenizers: eos <|endoftext|>, turns end with <|im_end|>;
+    without it the policy would write on into a made-up user turn)."""
 
-    stop = (TORL_STOP,)
-
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, chat: bool = False):
+        from data.templates import end_of_turn_token
         self.tokenizer = tokenizer
+        end = end_of_turn_token(tokenizer, "chat") if chat else None
+        self.stop: tuple[str, ...] = (TORL_STOP,) + ((end,) if end else ())
 
     def observation_ids(self, history: list[dict], turn_text: str, answers: list[dict]) -> list[int]:
         output = "\n".join(a["content"] for a in answers)

@@ -21,11 +21,12 @@ from rl.rollout.episodes.multi_turn import (ChatRenderer, EpisodeLimits, ToRLRen
 
 class MultiTurnEngine:
     def __init__(self, engine, tokenizer, make_env: Callable[[], Any], style: str, limits: EpisodeLimits,
-                 system_prompt: str | None = None, pool=None):
+                 system_prompt: str | None = None, pool=None, template: str = "chat"):
         self.engine, self.make_env, self.style, self.limits = engine, make_env, style, limits
         self.system_prompt, self.pool = system_prompt, pool
         probe = make_env()
-        self.renderer = (ChatRenderer(tokenizer, list(probe.tools)) if style == "hermes" else ToRLRenderer(tokenizer))
+        self.renderer = (ChatRenderer(tokenizer, list(probe.tools)) if style == "hermes"
+                         else ToRLRenderer(tokenizer, chat=template == "chat"))
         self.metrics: dict[str, float] = {}  # the last call's episode metrics
 
     def __getattr__(self, name):  # only for names not set here: the wrapped engine's
@@ -93,4 +94,5 @@ def episode_engine(cfg, engine, tokenizer):
             return inst if callable(getattr(inst, "step", None)) else TRLEnvironment(inst, tools, e.style, limits,
                                                                                     e.tool_timeout_s)
     episode_limits = EpisodeLimits(e.max_turns, cfg.rollout.max_completion_length, e.max_turn_tokens, e.workers)
-    return MultiTurnEngine(engine, tokenizer, make_env, e.style, episode_limits, cfg.data.system_prompt, pool)
+    return MultiTurnEngine(engine, tokenizer, make_env, e.style, episode_limits, cfg.data.system_prompt, pool,
+                           cfg.data.template)

@@ -230,3 +230,19 @@ def test_environment_reads_special_tool_tokens(qwen_tok):
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<tool_call>", "</tool_call>"]})
     assert "<tool_call>" not in tok.decode(ids, skip_special_tokens=True)
     assert turn_text(tok, ids) == CALL
+
+
+def test_torl_turns_on_a_chat_template_also_stop_at_its_end_of_turn(qwen_tok, micro_model_dir):
+    """ToRL calls on Qwen's chat template with a base tokenizer (eos <|endoftext|>, turns end with <|im_end|>, as
+    recipes/r1_zero_tools.yaml runs Qwen2.5-Math): a turn stops at "```output" or at <|im_end|>; on a plain template
+    (r1_zero) at "```output" only, and a template whose end of turn is the eos adds nothing (the engines stop there)."""
+    import copy
+
+    from rl.train.models import load_tokenizer
+    base = copy.deepcopy(qwen_tok)
+    base.eos_token = "<|endoftext|>"  # a Qwen *base* tokenizer
+    base.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]})
+    assert ToRLRenderer(base, chat=True).stop == ("```output", "<|im_end|>")
+    assert ToRLRenderer(base).stop == ("```output",)
+    assert ToRLRenderer(qwen_tok, chat=True).stop == ("```output",)  # eos is <|im_end|>: the engines stop there
+    assert ToRLRenderer(load_tokenizer(str(micro_model_dir)), chat=True).stop == ("```output",)  # "user: ...\n"
