@@ -116,3 +116,16 @@ def test_every_package_has_its_rules_written_down():
 def test_modules_stay_small(path):
     """A module over 400 lines is asking to be split (DEVELOPERS.md); the tree is easier to read in small rooms."""
     assert len(path.read_text().splitlines()) <= 400
+
+
+def test_every_package_is_in_the_wheel():
+    """pyproject.toml lists its packages by name (setuptools does not look for them): a package left out is missing
+    from a non-editable `pip install .` and from a wheel, while an editable install (make setup) still finds it, so
+    only this test sees it. Seen: rewards.models, rl.rollout.episodes.tools and .environments were missing."""
+    import re
+    listed = set(re.findall(r'"([\w.]+)"', re.search(r"^packages = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(),
+                                                       re.S | re.M).group(1)))
+    found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("rl", "rewards", "data", "sandbox")
+             for p in (ROOT / top).rglob("__init__.py")}
+    assert found - listed == set(), "add these to pyproject.toml [tool.setuptools] packages"
+    assert listed - found == set(), "pyproject.toml names packages that do not exist"
