@@ -110,24 +110,51 @@ def make_eval_engine(kind: str, path: str, tokenizer, dtype: str, seed: int = 0,
                       gpu_memory_utilization=gpu_memory_utilization, **extra)
 
 
+def episode_settings(recipe: str, template: str, system_prompt: str | None, max_tokens: int):
+    """The `tools` and `episodes` sections of a GRPO recipe, as `rl.rollout.episodes.tool_rollout.episode_engine`
+    reads them, with this evaluation's template, system prompt and token budget (the episode's turns and tool
+    outputs share `max_tokens`, as they share `rollout.max_completion_length` in training). Checked before any
+    model is loaded: a recipe with neither tools nor an environment is an error."""
+    from types import SimpleNamespace
+
+    from rl.config.episodes import check_importable
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import ConfigError, load_config
+    try:
+        cfg = load_config(GRPOConfig, recipe)
+        if not cfg.tools and cfg.episodes.environment is None:
+            raise ConfigError("it lists no `tools` and no `episodes.environment`")
+        cfg.episodes.check(cfg.tools, template, 0)
+        check_importable(cfg.tools, cfg.episodes.environment)
+    except (ConfigError, OSError) as e:
+        raise ValueError(f"--episodes-from {recipe}: {e}") from None
+    return SimpleNamespace(tools=cfg.tools, episodes=cfg.episodes,
+                           rollout=SimpleNamespace(max_completion_length=max_tokens),
+                           data=SimpleNamespace(system_prompt=system_prompt, template=template))
+
+
 def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: int = 4, max_tokens: int = 64,
                    template: str = "r1_zero", system_prompt: str | None = None, limit: int | None = None,
                    temperature: float = 0.6, top_p: float = 0.95, seed: int = 0, num_test: int = 200,
                    prefilled_think: bool = False, engine: str = "auto", dtype: str | None = None,
                    tensor_parallel_size: int = 1, prompt_column: str = "prompt", answer_column: str = "answer",
-                   answer_from: str = "anywhere") -> dict[str, dict[str, float]]:
+                   answer_from: str = "anywhere", episodes_from: str | None = None) -> dict[str, dict[str, float]]:
     """Greedy (`eval/*`) and sampled (`sampled/*`) metrics of one model per benchmark; `limit` None = the
     whole benchmark; `engine`, `dtype`, `tensor_parallel_size`: see the module docstring; `prompt_column` /
     `answer_column`: the columns of local files (`load_benchmark`); `answer_from`: where accuracy reads the answer
     (`anywhere`, or `tag_or_box` as the GPU R1 recipes: rewards/math/accuracy.py). `prefilled_think`: the template opens <think> (R1-Distill): the format reward expects the
     completion to start inside the reasoning, and accuracy judges only the text after </think>, so a box written
-    mid-reasoning in a trace cut off by max_tokens is not counted as the answer."""
+    mid-reasoning in a trace cut off by max_tokens is not counted as the answer. `episodes_from`: a GRPO recipe
+    whose `tools` / `episodes` sections the evaluation runs, as training and its in-run evaluation do (multi-turn
+    episodes with the sandboxed python tool, your tools or an environment; `eval/tools/*` and `sampled/tools/*`
+    report the calls)."""
     from rl.tiny.sources import check_model_source
     for name in benchmarks:
         if name not in BENCHMARKS and not is_local_file(name):
             raise ValueError(f"unknown benchmark {name!r}; valid: {', '.join(BENCHMARKS)}, or a local "
                              f".jsonl/.json/.parquet/.csv file")
     check_model_source(model_dir, "model_dir")
+    episodes = episode_settings(episodes_from, template, system_prompt, max_tokens) if episodes_from else None
     from rewards import get_reward
     from rl.rollout.episodes.collect import PromptEncoder
     from rl.train.models import DTYPES, context_length, load_tokenizer
@@ -148,6 +175,11 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     encoder = PromptEncoder(tokenizer, template, system_prompt, max_prompt_length=max_prompt)
     engine = make_eval_engine(kind, path, tokenizer, dtype, seed, max_model_len=max_prompt + max_tokens,
                               tensor_parallel_size=tensor_parallel_size)
+    if episodes is not None:
+        from rl.rollout.episodes.tool_rollout import episode_engine
+        engine = episode_engine(episodes, engine, tokenizer)
+        print(f"[evaluate] multi-turn episodes from {episodes_from}: tools {episodes.tools or []}, "
+              f"style {episodes.episodes.style}, at most {episodes.episodes.max_turns} turns", flush=True)
     rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think, answer_from=answer_from),
                "format": get_reward("format", prefilled_think=prefilled_think)}
     results = {}
@@ -237,6 +269,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                     help="default: bfloat16 on a GPU, float32 on the CPU")
     ap.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs to shard the model over")
+    ap.add_argument("--episodes-from", default=None, metavar="RECIPE.yaml",
+                    help="run multi-turn episodes as this GRPO recipe's `tools` / `episodes` sections say (e.g. "
+                         "recipes/tiny/r1_zero_tools.yaml: the sandboxed python tool)")
     argv = list(sys.argv[1:] if argv is None else argv)
     a = ap.parse_args([f"--{t}" if t.startswith(COLUMN_KEYS) else t for t in argv])  # a recipe's override as is
     if a.k < 1:
@@ -245,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
                              a.limit, a.temperature, a.top_p, a.seed, prefilled_think=a.prefilled_think,
                              engine=a.engine, dtype=a.dtype, tensor_parallel_size=a.tensor_parallel_size,
                              prompt_column=a.prompt_column, answer_column=a.answer_column,
-                             answer_from=a.answer_from)
+                             answer_from=a.answer_from, episodes_from=a.episodes_from)
     table = {f"{Path(a.model_dir).name} / {Path(b).name if is_local_file(b) else b}": m for b, m in results.items()}
     print(markdown_table(table, a.k), end="")
     if a.out:

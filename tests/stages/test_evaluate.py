@@ -237,3 +237,71 @@ def test_evaluate_reads_the_answer_where_asked(micro_model_dir, monkeypatch, fla
     monkeypatch.setattr(ev, "evaluate_sampled", fake)
     ev.main([str(micro_model_dir), "--limit", "1", "--engine", "hf", *flag])
     assert seen == [stray_score, stray_score]
+
+
+# -- multi-turn episodes in the evaluation (rl/evaluate.py --episodes-from) -------------------------------------------
+class CharEncoder:
+    """The PromptEncoder's interface on the one-character-per-token tokenizer of tests/rollout/episodes/test_multi_turn."""
+    max_prompt_length = 64
+
+    def __init__(self, tok):
+        self.tokenizer, self.cut = tok, set()
+
+    def __call__(self, key, row):
+        return self.tokenizer(row["prompt"])["input_ids"]
+
+
+def test_sampled_and_greedy_evaluation_run_the_episodes_tool_calls():
+    """Q1's scripted policy calls python (2*3) and answers only once it has read the sandbox's "6": every sample is
+    right only if the tool really ran, in the greedy and in the sampled pass (before, the sampled pass generated one
+    turn and stopped at "```output": pass@1 0)."""
+    from rl.rollout.episodes.environments import ToolEnvironment
+    from rl.rollout.episodes.evaluation import evaluate_greedy
+    from rl.rollout.episodes.multi_turn import EpisodeLimits
+    from rl.rollout.episodes.tool_rollout import MultiTurnEngine
+    from rl.rollout.episodes.tools import PythonTool, SandboxPool
+    from tests.rollout.episodes.test_multi_turn import CharTokenizer, ScriptedEngine, torl_script
+
+    tok, pool = CharTokenizer(), SandboxPool(size=2)
+    try:
+        inner = ScriptedEngine(tok, torl_script)
+        engine = MultiTurnEngine(inner, tok, lambda: ToolEnvironment([PythonTool(pool)], style="torl"), "torl",
+                                 EpisodeLimits(max_turns=4, max_tokens=64), pool=pool, template="r1_zero")
+        last = lambda texts, answer, **kw: [float(t.endswith(a)) for t, a in zip(texts, answer)]  # noqa: E731
+        rewards = {"accuracy": last, "format": lambda texts, **kw: [1.0] * len(texts)}
+        sampled, rows = evaluate_sampled(engine, CharEncoder(tok), [{"prompt": "Q1:", "answer": "6"}], 2, 64, rewards)
+        assert sampled["sampled/pass@1"] == 1.0 and rows[0]["correct"] == [1.0, 1.0]
+        assert sampled["sampled/tools/turns"] == 2.0 and sampled["sampled/tools/tool_calls"] == 1.0  # per episode
+        assert len(inner.calls) == 4  # 2 samples x 2 turns
+        greedy, _ = evaluate_greedy(engine, CharEncoder(tok), [{"prompt": "Q1:", "answer": "6"}], 64, rewards)
+        assert greedy["eval/accuracy"] == 1.0 and greedy["eval/tools/tool_calls"] == 1.0
+    finally:
+        pool.close()
+
+
+def test_episodes_from_a_recipe_without_tools_is_one_line_before_any_model():
+    from rl.evaluate import evaluate_model
+    with pytest.raises(ValueError, match=r"--episodes-from recipes/tiny/r1_zero.yaml: it lists no `tools`"):
+        evaluate_model("tiny", episodes_from="recipes/tiny/r1_zero.yaml", engine="hf")
+    with pytest.raises(ValueError, match=r"--episodes-from nowhere.yaml"):
+        evaluate_model("tiny", episodes_from="nowhere.yaml", engine="hf")
+
+
+@pytest.mark.slow
+def test_evaluate_cli_runs_the_tool_recipes_episodes(tmp_path, capsys):
+    """`python rl/evaluate.py tiny-tools --benchmarks FILE --episodes-from recipes/tiny/r1_zero_tools.yaml`: the
+    tool world's base, in the recipe's ToRL episodes with the sandboxed interpreter; both passes report tool stats."""
+    from data.tool_tasks import tool_dataset
+    from rl.evaluate import main
+    _, test = tool_dataset(0, 6, seed=3)
+    f = tmp_path / "tools.jsonl"
+    f.write_text("".join(json.dumps({"prompt": r["prompt"], "answer": r["answer"]}) + "\n" for r in test))
+    results = main(["tiny-tools", "--benchmarks", str(f), "--episodes-from", "recipes/tiny/r1_zero_tools.yaml",
+                    "--k", "4", "--max-tokens", "64", "--engine", "hf", "--answer-from", "tag_or_box",
+                    "--temperature", "1.0"])
+    m = results[str(f)]
+    assert m["num_problems"] == 6
+    assert {"eval/tools/turns", "sampled/tools/turns", "sampled/tools/tool_calls"} <= set(m)
+    assert m["sampled/tools/turns"] >= 1.0
+    assert "multi-turn episodes from recipes/tiny/r1_zero_tools.yaml: tools ['python'], style torl" in \
+        capsys.readouterr().out

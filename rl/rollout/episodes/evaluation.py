@@ -135,9 +135,12 @@ def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: 
     """n (default k) samples per problem at the R1 paper's evaluation setting (T=0.6, top_p=0.95) -> metrics named
     `sampled/pass@1`, `sampled/pass@{k}`, `sampled/maj@{k}`, `sampled/format`, `sampled/completion_len`, ..."""
     n = n or k
-    prompts = [encoder(("eval", i), ex) for i, ex in enumerate(examples)]
-    groups = engine.generate(prompts, SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                                     seed=seed))
+    params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    if hasattr(engine, "episodes"):  # multi-turn episodes (tools, environments): n episodes per problem, row-major
+        episodes = engine.episodes(encoder, [(("eval", i), ex) for i, ex in enumerate(examples)], params, 0)
+        groups = [[e.completion for e in episodes[i * n:(i + 1) * n]] for i in range(len(examples))]
+    else:
+        groups = engine.generate([encoder(("eval", i), ex) for i, ex in enumerate(examples)], params)
     texts = [c.text for g in groups for c in g]
     answers_gold = [ex["answer"] for ex in examples for _ in range(n)]
     extra = {k: [ex.get(k) for ex in examples for _ in range(n)] for k in examples[0] if k not in ("prompt", "answer")}
@@ -154,4 +157,5 @@ def evaluate_sampled(engine, encoder, examples: list[dict], k: int, max_tokens: 
     rows = [{"prompt": ex["prompt"], "answer": ex["answer"], "completions": [c.text for c in g],
              "correct": cs} for ex, g, cs in zip(examples, groups, correct)]
     metrics["mixed_language_frac"] = mixed_language_frac(texts)
+    metrics.update({k: v for k, v in getattr(engine, "metrics", {}).items() if k.startswith("tools/")})
     return {f"sampled/{key}": v for key, v in metrics.items()}, rows
