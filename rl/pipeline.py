@@ -272,6 +272,7 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     checks["r1_mixes_under_a_fifth_of_r1_zero_ok"] = checks["r1_mixed_language"] < checks["r1_zero_mixed_language"] / 5
     checks.update(late.late_checks(rs_row, results["R1 (cold start + GRPO)"], alls_row))
     checks["rm_score_up_ok"] = checks["rm_score_gain"] > 0.0
+    checks["polite_frac_change"] = alls_row["general/polite_frac"] - rs_row["general/polite_frac"]
     checks["all_scenarios_within_5_points_ok"] = checks["all_scenarios_minus_rs_sft_pass@1"] >= -0.05
     from rl.distill import rejection_summary
     from rl.evaluate import markdown_table, write_report

@@ -74,12 +74,18 @@ def late_checks(rs: dict, r1: dict, alls: dict) -> dict[str, Any]:
 
 
 def late_finding(rs_stage: dict, alls_stage: dict, rs: dict, alls: dict) -> str:
-    """Finding 5 of results.md: what the two stages did, with their numbers."""
+    """Finding 5 of results.md: what the two stages did, with their numbers; when the reward-model score rises while
+    the share of polite replies falls by more than 10 points, it says the reward model is being gamed (R1 §2.3.4
+    and docs/rewards.md: a learned reward invites hacking; watch more than its score)."""
     b, a = alls_stage["general_before"], alls_stage["general_after"]
     f, la = alls_stage["first_eval"], alls_stage["last_eval"]
-    return (f"5. Rejection-sampling SFT, then RL for all scenarios: the base fine-tuned on {rs_stage['trace_rows']:,} "
+    line = (f"5. Rejection-sampling SFT, then RL for all scenarios: the base fine-tuned on {rs_stage['trace_rows']:,} "
             f"kept R1 traces + the general replies reaches pass@1 {100 * rs['sampled/pass@1']:.1f}; all-scenario RL "
             f"moves the held-out reward-model score of its general replies {b['rm_score']:+.2f} -> "
             f"{a['rm_score']:+.2f} (polite {100 * b['polite_frac']:.0f}% -> {100 * a['polite_frac']:.0f}%) while "
             f"held-out arithmetic greedy accuracy goes {100 * f['eval/accuracy']:.1f} -> "
             f"{100 * la['eval/accuracy']:.1f} (pass@1 {100 * alls['sampled/pass@1']:.1f}).")
+    if a["rm_score"] > b["rm_score"] and a["polite_frac"] < b["polite_frac"] - 0.10:
+        line += (" The score rose while fewer replies are the polite one: the policy games the reward model "
+                 "(near misses, one reply for every kind of prompt), as R1 warns of learned rewards.")
+    return line

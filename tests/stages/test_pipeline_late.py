@@ -43,3 +43,21 @@ def test_late_checks_by_hand():
     assert abs(c["rs_sft_minus_r1_pass@1"] + 0.05) < 1e-9 and abs(c["all_scenarios_minus_rs_sft_pass@1"] + 0.03) < 1e-9
     assert c["rm_score_gain"] == 5.5
     assert Path(RECIPES / "r1_rs_sft.yaml").is_file()
+
+
+def test_finding_5_names_reward_hacking_only_when_the_score_rises_as_politeness_falls():
+    from rl.pipeline_late import late_finding
+    ev = {"first_eval": {"eval/accuracy": 0.865}, "last_eval": {"eval/accuracy": 0.815}}
+    rows = ({"sampled/pass@1": 0.839}, {"sampled/pass@1": 0.804})
+    gamed = {**ev, "general_before": {"rm_score": 7.02, "polite_frac": 0.93},
+             "general_after": {"rm_score": 7.47, "polite_frac": 0.19}}  # this machine's run: up 0.45, polite -74 pts
+    line = late_finding({"trace_rows": 973}, gamed, *rows)
+    assert line.startswith("5. Rejection-sampling SFT, then RL for all scenarios: the base fine-tuned on 973 kept R1 "
+                           "traces + the general replies reaches pass@1 83.9; all-scenario RL moves the held-out "
+                           "reward-model score of its general replies +7.02 -> +7.47 (polite 93% -> 19%) while "
+                           "held-out arithmetic greedy accuracy goes 86.5 -> 81.5 (pass@1 80.4).")
+    assert "games the reward model" in line
+    honest = {**gamed, "general_after": {"rm_score": 7.47, "polite_frac": 0.90}}  # -3 points: within 10
+    assert "games" not in late_finding({"trace_rows": 973}, honest, *rows)
+    fell = {**gamed, "general_after": {"rm_score": 6.0, "polite_frac": 0.19}}  # the score fell: no gaming claim
+    assert "games" not in late_finding({"trace_rows": 973}, fell, *rows)
