@@ -39,13 +39,21 @@ def rs_sft(run: Path, base: str, traces: str) -> dict[str, Any]:
     return {"model_dir": res["model_dir"], "trace_rows": trace_rows, "last_eval": res.get("last_eval")}
 
 
+# Stage 4's learning rate from stage 3's model. The recipe's 2e-4 is for tiny-chat, whose replies start rude; from a
+# model whose replies are already 93% polite it gamed the reward model (score +7.02 -> +7.47, polite 93% -> 19%: "Thank
+# you so much!" to every kind of prompt, near misses) and cost 5 arithmetic points; 5e-5 held both (+7.02 -> +6.99,
+# polite 92%, arithmetic 86.5 -> 86.0). Measured here, seed 0 (docs/r1_pipeline.md).
+ALL_SCENARIOS_LR = 5e-5
+
+
 def all_scenarios(run: Path, policy: str, grpo: Callable[..., dict]) -> dict[str, Any]:
-    """Stage 4: recipes/tiny/r1_all_scenarios.yaml from `policy` (the stage-3 model); the held-out general scores
-    before and after. `grpo(recipe, out, *overrides)` is the pipeline's GRPO runner."""
+    """Stage 4: recipes/tiny/r1_all_scenarios.yaml from `policy` (the stage-3 model) at ALL_SCENARIOS_LR; the
+    held-out general scores before and after. `grpo(recipe, out, *overrides)` is the pipeline's GRPO runner."""
     from rl.tiny.chat import held_out_general
     from rl.tiny.reward_model import build_tiny_reward_model
     rm = str(build_tiny_reward_model())
-    res = grpo("r1_all_scenarios.yaml", run / "all_scenarios", f"model.name_or_path={policy}")
+    res = grpo("r1_all_scenarios.yaml", run / "all_scenarios", f"model.name_or_path={policy}",
+               f"train.learning_rate={ALL_SCENARIOS_LR}")
     return {**res, "reward_model": rm, "general_before": held_out_general(policy, rm),
             "general_after": held_out_general(res["checkpoint"], rm)}
 
