@@ -204,17 +204,23 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
 COLUMNS = [("eval/accuracy", "greedy acc"), ("sampled/pass@1", "pass@1"), ("sampled/maj@{k}", "cons@{k}"),
            ("sampled/pass@{k}", "pass@{k}"), ("eval/format", "format"), ("sampled/completion_len", "mean len"),
            ("sampled/check_redo_frac", "check/redo"), ("sampled/mixed_language_frac", "mixed lang.")]
+# shown only when a row has them (the pipeline's last two stages): the tiny reward model's held-out score of the
+# greedy replies to general prompts (raw, signed) and the share of polite replies (rl/pipeline_late.py)
+OPTIONAL_COLUMNS = [("general/rm_score", "RM score (general)"), ("general/polite_frac", "polite (general)")]
 
 
 def markdown_table(results: dict[str, dict[str, float]], k: int = 4) -> str:
-    """{row name: metrics} -> a markdown table (percentages, length in tokens); missing metrics print as '-'."""
+    """{row name: metrics} -> a markdown table (percentages, length in tokens, the RM score raw); missing metrics
+    print as '-'; OPTIONAL_COLUMNS appear when some row has them."""
     cols = [(key.format(k=k), title.format(k=k)) for key, title in COLUMNS]
+    cols += [(key, title) for key, title in OPTIONAL_COLUMNS if any(key in m for m in results.values())]
     lines = ["| model | " + " | ".join(t for _, t in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, m in results.items():
         cells = []
         for key, title in cols:
             v = m.get(key)
-            cells.append("-" if v is None else f"{v:.1f}" if title == "mean len" else f"{100 * v:.1f}")
+            cells.append("-" if v is None else f"{v:.1f}" if title == "mean len" else f"{v:+.2f}"
+                         if key == "general/rm_score" else f"{100 * v:.1f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

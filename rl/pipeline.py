@@ -1,5 +1,6 @@
-"""The whole DeepSeek-R1 recipe in miniature, on CPU: base -> R1-Zero -> cold-start SFT -> R1 -> distillation -> export
--> evaluation, with a results table in the style of the R1 paper.
+"""The whole DeepSeek-R1 recipe in miniature, on CPU: base -> R1-Zero -> cold-start SFT -> R1 -> distillation ->
+rejection-sampling SFT -> RL for all scenarios -> export -> evaluation, with a results table in the style of the R1
+paper.
 
     python -m rl.pipeline                      # runs/demo/ ; reruns reuse every finished stage
     python -m rl.pipeline --run-dir runs/x --k 4
@@ -10,6 +11,10 @@ Stages (recipes in recipes/tiny/, each run with its own entry point, outputs und
     cold_start/   rl/sft.py   cold_start_sft.yaml  SFT of the base on 1000 careful, strictly formatted traces
     r1/           rl/grpo.py  r1.yaml              GRPO from cold_start/model
     distill/      rl/distill.py distill.yaml       r1 writes traces, rejection sampling, SFT of tiny-student
+    rs_sft/       rl/sft.py   r1_rs_sft.yaml       R1 stage 3: the base SFT'd on distill's kept traces + the general
+                                                   world's preferred replies (data.mix; rl/pipeline_late.py)
+    all_scenarios/ rl/grpo.py r1_all_scenarios.yaml  R1 stage 4 from rs_sft: rules for arithmetic rows, the tiny reward
+                                                   model for general rows; its row adds the held-out RM score
     student_grpo/ rl/grpo.py  r1_zero.yaml         R1-Zero's recipe on tiny-student, same steps (R1 Table 6:
                                                    distilling the big model's reasoning beats RL on the small one)
     r1_zero_code/ rl/grpo.py  r1_zero_code.yaml    R1-Zero on the code world (sandboxed tests): the chains grow
@@ -17,7 +22,7 @@ Stages (recipes in recipes/tiny/, each run with its own entry point, outputs und
     export/student/  rl/export.py                  the distilled student as a clean HF model dir (checked)
     eval/<model>.json, results.json, results.md, plots/*.png
 
-Each stage starts with "stage k of 11" (the three tiny models' builds count as stages: cached or shipped, they take
+Each stage starts with "stage k of 13" (the three tiny models' builds count as stages: cached or shipped, they take
 a second), its own estimate and the whole rest's, from the usual seconds (PRIOR_S) times the pace this machine has
 shown on the stages run so far. A stage is skipped when its `.done` marker exists; a stage stopped half way resumes (GRPO and SFT from their latest
 checkpoint, distillation from its last finished chunk). Each model is evaluated on the same 200 procedural test
@@ -40,10 +45,11 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 # busy machine took, 2026-12-06: 498, 267, 426, 820, 195 s for r1_zero .. student_grpo; the code stage, export and
 # evaluation are guesses). Only the first estimate rests on them: Progress paces the rest by the machine. A build stage is
 # one of the tiny models, made on first use (rl/tiny/build.py) and cached under $R1_CACHE afterwards.
-STAGES = ("build tiny", "r1_zero", "cold_start", "r1", "build tiny-student", "distill", "student_grpo",
-          "build tiny-code", "r1_zero_code", "export", "evaluation")
+STAGES = ("build tiny", "r1_zero", "cold_start", "r1", "build tiny-student", "distill", "rs_sft", "all_scenarios",
+          "student_grpo", "build tiny-code", "r1_zero_code", "export", "evaluation")
 PRIOR_S = {"build tiny": 300, "r1_zero": 60, "cold_start": 35, "r1": 55, "build tiny-student": 180, "distill": 100,
-           "student_grpo": 25, "build tiny-code": 200, "r1_zero_code": 90, "export": 5, "evaluation": 120}
+           "rs_sft": 35, "all_scenarios": 45, "student_grpo": 25, "build tiny-code": 200, "r1_zero_code": 90,
+           "export": 5, "evaluation": 140}
 
 
 def about(seconds: float) -> str:
@@ -59,8 +65,8 @@ def stage_line(k: int, n: int, name: str, prior_s: float, left_prior_s: float, s
     """The line a stage starts with: its number of all, its own estimate and the whole rest of the run's, both the
     usual seconds (PRIOR_S) times `speed`, this machine's pace so far (measured / usual over the stages run):
 
-    >>> stage_line(3, 11, "cold_start", 30, 600, 1.5)
-    '[pipeline] stage 3 of 11: cold_start (about 40 s; this and the 8 stages after it: about 15 min)'
+    >>> stage_line(3, 13, "cold_start", 30, 600, 1.5)
+    '[pipeline] stage 3 of 13: cold_start (about 40 s; this and the 10 stages after it: about 15 min)'
     """
     rest = f"this and the {n - k} stage{'s' if n - k != 1 else ''} after it" if n > k else "the last stage"
     return f"[pipeline] stage {k} of {n}: {name} ({about(prior_s * speed)}; {rest}: {about(left_prior_s * speed)})"
@@ -215,6 +221,12 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
         return {"traces": res["traces"], "stats": res["stats"], "student": res["student"]["model_dir"]}
     dist = stage(run, "distill", distill, log, progress)
 
+    # R1's stages 3 and 4 (rl/pipeline_late.py): the base SFT'd on the kept R1 traces + general replies, then RL
+    # for all scenarios (rules for arithmetic, the tiny reward model for general prompts)
+    from rl import pipeline_late as late
+    rs = stage(run, "rs_sft", lambda: late.rs_sft(run, base, dist["traces"]), log, progress)
+    alls = stage(run, "all_scenarios", lambda: late.all_scenarios(run, rs["model_dir"], grpo), log, progress)
+
     student_grpo = stage(run, "student_grpo",
                          lambda: grpo("r1_zero.yaml", run / "student_grpo", f"model.name_or_path={student_base}"), log,
                          progress)
@@ -230,11 +242,17 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     t_eval = time.time()
 
     models = {"base (tiny)": base, "R1-Zero": r1_zero["checkpoint"], "cold-start SFT": cold["model_dir"],
-              "R1 (cold start + GRPO)": r1["checkpoint"], "student before distillation": student_base,
+              "R1 (cold start + GRPO)": r1["checkpoint"],
+              "rejection-sampling SFT (base on R1 traces + general replies)": rs["model_dir"],
+              "all-scenario RL (rules + reward model)": alls["checkpoint"], "student before distillation": student_base,
               "student + GRPO (R1-Zero recipe)": student_grpo["checkpoint"],
               "student distilled (export)": exported["out_dir"]}
     results = {name: evaluate_one(name.split(" (")[0].replace(" ", "_"), path, run, k, max_tokens, log)
                for name, path in models.items()}
+    rs_row = results["rejection-sampling SFT (base on R1 traces + general replies)"]
+    alls_row = results["all-scenario RL (rules + reward model)"]
+    rs_row.update(late.general_metrics(alls["general_before"]))  # the all-scenario stage's start is stage 3's model
+    alls_row.update(late.general_metrics(alls["general_after"]))
     progress.finished("evaluation", time.time() - t_eval)
     checks = {
         "student_gain_pass@1": results["student distilled (export)"]["sampled/pass@1"]
@@ -252,9 +270,14 @@ def run_pipeline(run_dir: str = "runs/demo", k: int = 4, max_tokens: int = 40, l
     checks["r1_zero_mixed_language"] = results["R1-Zero"]["sampled/mixed_language_frac"]
     checks["r1_mixed_language"] = results["R1 (cold start + GRPO)"]["sampled/mixed_language_frac"]
     checks["r1_mixes_under_a_fifth_of_r1_zero_ok"] = checks["r1_mixed_language"] < checks["r1_zero_mixed_language"] / 5
+    checks.update(late.late_checks(rs_row, results["R1 (cold start + GRPO)"], alls_row))
+    checks["rm_score_up_ok"] = checks["rm_score_gain"] > 0.0
+    checks["polite_frac_change"] = alls_row["general/polite_frac"] - rs_row["general/polite_frac"]
+    checks["all_scenarios_within_5_points_ok"] = checks["all_scenarios_minus_rs_sft_pass@1"] >= -0.05
     from rl.distill import rejection_summary
     from rl.evaluate import markdown_table, write_report
-    findings = findings_lines(results, r1_zero, r1_zero_code, dist["stats"])
+    findings = findings_lines(results, r1_zero, r1_zero_code, dist["stats"]) + [late.late_finding(rs, alls, rs_row,
+                                                                                                  alls_row)]
     write_report(results, run, k, notes="\n".join(findings) + "\n\n" + rejection_summary(dist["stats"]))
     (run / "checks.json").write_text(json.dumps({**checks, "distill": dist["stats"], "export": exported,
                                                  "wall_s": round(time.time() - t_start, 1)}, indent=1, default=str))

@@ -43,23 +43,20 @@ from rl.train.sft_trainer import (  # noqa: E402
 
 
 def load_sft_rows(d, split: str) -> list[dict[str, Any]]:
-    """Rows {"prompt", "completion", **extra} of the recipe's train source; a missing column is a one-line DataError."""
-    from data.loading import DataError, read_dataset
-    from data.tasks import cold_start_dataset
+    """Rows {"prompt", "completion", **extra} of the recipe's train source, mixed with the data.mix sources (each
+    renamed from its own columns, `count` rows drawn; data/mixing.py); a missing column is a one-line DataError."""
+    from data.mixing import mix_rows, sft_source_rows
 
-    if d.train.startswith("procedural:"):
-        if d.train != "procedural:cold_start":
-            raise DataError(f"unknown procedural SFT source {d.train!r}; valid: procedural:cold_start")
-        return cold_start_dataset(d.num_train, num_test=d.num_test, seed=d.seed)
-    ds = read_dataset(d.train, split)
-    for needed in (d.prompt_column, d.completion_column):
-        if needed not in ds.column_names:
-            raise DataError(f"dataset {d.train} ({split}) has no column {needed!r}; columns: "
-                            f"{', '.join(sorted(ds.column_names))} (set data.prompt_column / data.completion_column)")
-    rows = [{**r, "prompt": r[d.prompt_column], "completion": r[d.completion_column]} for r in ds.to_list()]
-    if not rows:
-        raise DataError(f"dataset {d.train} ({split}) is empty")
-    return rows
+    rows = sft_source_rows(d.train, split, d.prompt_column, d.completion_column, d.num_train, d.num_test, d.seed)
+    if not d.mix:
+        return rows
+    extras = [(m.source, sft_source_rows(m.source, m.split, m.prompt_column, m.completion_column, d.num_train,
+                                         d.num_test, d.seed, where=f"data.mix[{i}]"), m.count)
+              for i, m in enumerate(d.mix)]
+    mixed, counts = mix_rows((d.train, rows), extras, d.seed)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"[sft] mixed {len(mixed)} rows: " + ", ".join(f"{n} of {src}" for src, n in counts.items()), flush=True)
+    return mixed
 
 
 def tokenize_exact(rows: list[dict], tokenizer, template: str, system_prompt: str | None, max_length: int

@@ -9,7 +9,8 @@
     rewards, data  stand alone: never import rl; rewards.scoring (the machinery) never imports a reward family
                  (rewards.math, rewards.code, rewards.form)
     sandbox      stands alone: imports no other package of the project
-    stages       rl/{grpo,sft,distill,export,evaluate,pipeline}.py: imported only by the pipeline, by distill (its
+    stages       rl/{grpo,sft,distill,export,evaluate,pipeline}.py: imported only by the pipeline (rl/pipeline.py and
+                 its R1 stages 3-4, rl/pipeline_late.py), by distill (its
                  student step is the SFT stage) and by rl.bench (which runs the GRPO stage as a user would)
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {f"rl.{s}" for s in ("grpo", "sft", "distill", "export", "evaluate", "pipeline")}
-STAGE_IMPORTERS = {"rl.pipeline", "rl.distill", "rl.bench"}
+STAGE_IMPORTERS = {"rl.pipeline", "rl.pipeline_late", "rl.distill", "rl.bench"}
 SERVING = ("vllm", "accelerate", "deepspeed", "wandb", "trackio", "trl", "peft")
 
 

@@ -13,6 +13,9 @@ ALL = sorted(p for p in RECIPES.rglob("*.yaml"))
 def schema_for(path: Path):
     if path.parent.name == "accelerate":
         return None
+    if "teacher" in (yaml.safe_load(path.read_text()) or {}):  # distillation, and R1's stage 3 (r1_rs_sft.yaml)
+        from rl.config.distill import DistillConfig
+        return DistillConfig
     if "sft" in path.stem:
         from rl.config.sft import SFTConfig
         return SFTConfig
@@ -37,7 +40,11 @@ def test_recipe_is_valid(path):
         cfg = ClusterConfig.from_yaml_file(str(path))  # raises on keys accelerate does not know
         assert cfg.num_processes >= 1
         return
-    load_config(schema, path)  # keys, types, registries, reward names
+    cfg = load_config(schema, path)  # keys, types, registries, reward names
+    student = getattr(cfg, "student", None)
+    if student is not None and student.sft_recipe:  # the student's SFT recipe with the overrides, as rl/distill.py
+        from rl.config.sft import SFTConfig
+        load_config(SFTConfig, RECIPES.parent / student.sft_recipe, student.overrides)
     header = path.read_text().splitlines()[0]
     assert header.startswith("#"), "a recipe opens with a comment saying what it is and how to launch it"
 

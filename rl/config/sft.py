@@ -15,6 +15,18 @@ from rl.config.grpo import LoggingConfig, LoraSection, LRScheduleKeys, ModelConf
 
 
 @dataclass
+class MixSource:
+    """One extra SFT source mixed into data.train (data/mixing.py): its own columns, `count` rows drawn from it
+    (null: all; more than it holds: repeated). R1's stage 3: reasoning traces + non-reasoning data."""
+
+    source: str = ""  # procedural:general_replies | procedural:cold_start | a local file | a hub dataset
+    split: str = "train"
+    prompt_column: str = "prompt"
+    completion_column: str = "completion"
+    count: int | None = None
+
+
+@dataclass
 class SFTDataConfig:
     # procedural:cold_start (data/tasks.py) | local .jsonl/.json/.parquet with prompt/completion columns | hub dataset
     train: str = "procedural:cold_start"
@@ -38,6 +50,9 @@ class SFTDataConfig:
     # exact: prompt tokenized exactly as GRPO/evaluation do, completion apart, + EOS (train == inference tokens)
     # trl:   hand TRL the rendered prompt/completion pair and let SFTTrainer tokenize (its prompt-completion format)
     tokenize: str = "exact"
+    # further sources mixed into data.train, each with its own columns and row count (data/mixing.py), e.g.
+    # [{source: procedural:general_replies, prompt_column: instruction, completion_column: reply, count: 200}]
+    mix: list[MixSource] = field(default_factory=list)
 
 
 @dataclass
@@ -97,6 +112,11 @@ class SFTConfig:
             raise ConfigError("train.max_steps or train.num_epochs must be positive")
         if t.learning_rate <= 0:
             raise ConfigError(f"train.learning_rate={t.learning_rate} must be > 0")
+        for i, m in enumerate(d.mix):
+            if not m.source:
+                raise ConfigError(f"data.mix[{i}].source is not set (a procedural source, a file or a hub dataset)")
+            if m.count is not None and m.count < 0:
+                raise ConfigError(f"data.mix[{i}].count={m.count} must be at least 0 (null: all of its rows)")
         unknown = set(self.eval_rewards) - {"accuracy", "format"}
         if unknown:
             raise ConfigError(f"eval_rewards: only accuracy and format are evaluated, got {sorted(unknown)}")

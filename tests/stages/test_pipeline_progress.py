@@ -39,7 +39,7 @@ def test_progress_measures_this_machines_pace():
 
 
 def test_every_stage_has_an_estimate():
-    assert set(STAGES) == set(PRIOR_S) and len(STAGES) == 11
+    assert set(STAGES) == set(PRIOR_S) and len(STAGES) == 13
 
 
 def test_model_states_and_the_build_stages_estimates(tmp_path, monkeypatch):
@@ -54,7 +54,7 @@ def test_model_states_and_the_build_stages_estimates(tmp_path, monkeypatch):
     p = Progress(lines.append, prior_s={**PRIOR_S, "build tiny": QUICK_S})
     path = build_stage("tiny", p, "shipped")
     assert (tmp_path / "tiny").is_dir() and str(path).startswith(str(tmp_path))
-    assert p.ran == [] and lines[0].startswith("[pipeline] stage 1 of 11: build tiny (about 10 s;")
+    assert p.ran == [] and lines[0].startswith("[pipeline] stage 1 of 13: build tiny (about 10 s;")
     assert lines[1].startswith("[pipeline] build tiny: shipped, ")
     assert model_states()["tiny"] == "cached"
 
