@@ -8,9 +8,11 @@ processes under DeepSpeed ZeRO-3 in bf16, offline, reward model included, with o
   random-init LlamaForSequenceClassification (Skywork-Reward's architecture, num_labels 1, a chat template) loaded
   whole on each rank beside the ZeRO-3 policy.
 
-The models are the tiny world's base with R1-Distill's chat template and special tokens (tests/e2e/test_real_chain.py)
-and a 2-layer, 64-wide random reward model: the real model names need the hub, and a 7B-wide layer does not fit this
-2-core machine's time. Not proven here: these recipes at their real sizes (no GPU)."""
+The policy is the tiny world's base with R1-Distill's chat template and special tokens (tests/e2e/test_real_chain.py);
+the reward model is a 2-layer, 64-wide random one, and, in a second cell, one at Skywork-Reward-V2-Llama-3.1-8B's
+widths (hidden 4,096, 32 / 8 heads, MLP 14,336, vocabulary 128,256) with one layer instead of 32, bf16, loaded whole
+on each rank (~45 s for the cell here; scoring a rank's general rows took 0.7-1.2 s per step on 2 loaded cores). The
+real model names need the hub. Not proven here: these recipes at their real depths and the 7B policy (no GPU)."""
 import json
 import sys
 
@@ -84,14 +86,37 @@ def test_stage_3_real_recipe_sft_of_the_mix_under_zero3_bf16(world):
     assert (w["root"] / "rs" / "student" / "model" / "config.json").is_file()
 
 
-def test_stage_4_real_recipe_with_the_reward_model_under_zero3_bf16(world):
+@pytest.fixture(scope="module")
+def wide_rm(world):
+    """The reward model at Skywork-Reward-V2-Llama-3.1-8B's widths (hidden 4,096, 32 heads / 8 KV heads, MLP 14,336,
+    Llama 3's 128,256-token vocabulary), one layer instead of 32, random init, saved in bf16 (1.5 GB)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from rl.train.models import load_tokenizer
+    tok = load_tokenizer(str(world["policy"]))
+    config = LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=1,
+                         num_attention_heads=32, num_key_value_heads=8, num_labels=1, pad_token_id=tok.pad_token_id,
+                         max_position_embeddings=8192, rope_theta=500000.0, torch_dtype="bfloat16")
+    torch.manual_seed(0)
+    rm = world["root"] / "rm_wide"
+    LlamaForSequenceClassification(config).to(torch.bfloat16).save_pretrained(rm)
+    tok.save_pretrained(rm)
+    return rm
+
+
+@pytest.mark.parametrize("rm_size", ["micro", "llama-8b-widths"])
+def test_stage_4_real_recipe_with_the_reward_model_under_zero3_bf16(world, request, rm_size):
+    """The micro reward model, and one at the real reward model's widths (one layer): each rank holds the whole
+    reward model beside its ZeRO-3 shard of the policy and scores its general rows in bf16."""
     from rl.train.tracking import read_metrics
-    w, out_dir = world, world["root"] / "all"
+    w, out_dir = world, world["root"] / f"all_{rm_size}"
+    rm = w["rm"] if rm_size == "micro" else request.getfixturevalue("wide_rm")
     out = launch("rl/grpo.py", [
         str(ROOT / "recipes/r1_all_scenarios.yaml"), f"output_dir={out_dir}", f"model.name_or_path={w['policy']}",
         "model.gradient_checkpointing=false", f"data.train={w['prompts']}", f"data.test={w['prompts']}",
         "data.max_eval_samples=4", "rollout.engine=hf", "rollout.group_size=4",
-        "rollout.max_prompt_length=64", "rollout.max_completion_length=16", f"rewards.reward_model.model={w['rm']}",
+        "rollout.max_prompt_length=64", "rollout.max_completion_length=16", f"rewards.reward_model.model={rm}",
         "rewards.reward_model.max_length=128", "train.max_steps=2", "train.batch_size=16", "train.micro_batch_size=4",
         "train.warmup_steps=0", "logging.report_to=none", "logging.save_every=0", "logging.eval_every=0",
         "logging.progress_bar=false"])
