@@ -48,7 +48,7 @@ def test_too_many_problems_and_loading_through_a_recipe_source():
         load_examples("procedural:code", "train")  # the loader's defaults (2,000 + 200) are the arithmetic world's
     rows = load_examples("procedural:code", "test", num_train=100, num_test=10)
     assert len(rows) == 10 and sorted(rows[0]) == ["answer", "family", "prompt", "test_list"]
-    with pytest.raises(DataError, match="unknown procedural task 'poetry'; valid: arithmetic, code, tools"):
+    with pytest.raises(DataError, match="unknown procedural task 'poetry'; valid: arithmetic, code, general, mixed, tools"):
         load_examples("procedural:poetry", "train")
 
 
