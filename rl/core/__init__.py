@@ -2,7 +2,7 @@
 
 episode.py (the data contract: SamplingParams, Completion, Episode, Batch), advantages.py (group-relative advantages,
 a registry), losses.py (policy losses and their aggregations, registries), logprobs.py (chunked LM-head logprobs),
-importance.py (truncated importance-sampling weights), rollout_correction.py (importance-weight modes, a registry),
+rollout_correction.py (importance-weight modes, truncated IS among them, a registry),
 staleness.py (bounded staleness), collate.py (episodes -> padded Batch), eval_metrics.py
 (pass@k, maj@k).
 

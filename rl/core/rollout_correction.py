@@ -57,26 +57,21 @@ def _log_ratios(learner_logprobs, sampling_logprobs, mask, sequence: bool):
     return (diff.sum(-1, keepdim=True) if sequence else diff), m
 
 
-def _truncate(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence):
+def _weights(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence: bool, truncate: bool):
+    """The four TRL modes in one: ratios per token or per sequence, then clamped into [clip_min, clip_max]
+    (`truncate`) or zeroed outside it (mask). -> (weights [N, C], masked [N, C], truncated [N, C])."""
     _check(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max)
     if clip_min is None and clip_max is None:
-        raise ValueError("a truncating rollout correction needs clip_max (or clip_min)")
+        raise ValueError(f"a {'truncating' if truncate else 'masking'} rollout correction needs clip_max "
+                         f"(or clip_min)")
     with torch.no_grad():
         log_ratio, m = _log_ratios(learner_logprobs, sampling_logprobs, mask, sequence)
         ratio = torch.exp(log_ratio)  # [N, C] or [N, 1]
-        weights = torch.clamp(ratio, min=clip_min, max=clip_max)
-        truncated = (weights != ratio).expand(m.shape) & m
-        weights = weights.expand(m.shape).masked_fill(~m, 0.0)  # [N, C]
-    return weights.to(learner_logprobs.dtype), torch.zeros_like(m), truncated
-
-
-def _mask(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence):
-    _check(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max)
-    if clip_min is None and clip_max is None:
-        raise ValueError("a masking rollout correction needs clip_max or clip_min")
-    with torch.no_grad():
-        log_ratio, m = _log_ratios(learner_logprobs, sampling_logprobs, mask, sequence)
-        ratio = torch.exp(log_ratio)  # [N, C] or [N, 1]
+        none = torch.zeros_like(m)
+        if truncate:
+            weights = torch.clamp(ratio, min=clip_min, max=clip_max)
+            truncated = (weights != ratio).expand(m.shape) & m
+            return weights.expand(m.shape).masked_fill(~m, 0.0).to(learner_logprobs.dtype), none, truncated
         outside = torch.zeros_like(ratio, dtype=torch.bool)
         if clip_min is not None:
             outside |= ratio < clip_min
@@ -84,7 +79,7 @@ def _mask(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequenc
             outside |= ratio > clip_max
         masked = outside.expand(m.shape) & m
         weights = ratio.expand(m.shape).masked_fill(masked | ~m, 0.0)  # [N, C]
-    return weights.to(learner_logprobs.dtype), masked, torch.zeros_like(m)
+    return weights.to(learner_logprobs.dtype), masked, none
 
 
 @register_correction("token_truncate")
@@ -92,7 +87,7 @@ def token_truncate(learner_logprobs: torch.Tensor, sampling_logprobs: torch.Tens
                    clip_min: float | None = None, clip_max: float | None = 3.0):
     """w = clamp(exp(l - s), clip_min, clip_max) per token. [N, C] x3 -> (weights, masked, truncated) [N, C].
     Example: l - s = [1.5, -0.2], clip_max 3 -> w = [3.0, 0.8187], truncated [True, False]."""
-    return _truncate(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=False)
+    return _weights(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=False, truncate=True)
 
 
 @register_correction("token_mask")
@@ -100,7 +95,7 @@ def token_mask(learner_logprobs: torch.Tensor, sampling_logprobs: torch.Tensor, 
                clip_min: float | None = None, clip_max: float | None = 3.0):
     """w = exp(l - s) per token, 0 where it leaves [clip_min, clip_max]. Example: l - s = [1.5, -0.2], clip_max 3
     -> w = [0, 0.8187], masked [True, False]."""
-    return _mask(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=False)
+    return _weights(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=False, truncate=False)
 
 
 @register_correction("sequence_truncate")
@@ -108,7 +103,7 @@ def sequence_truncate(learner_logprobs: torch.Tensor, sampling_logprobs: torch.T
                       clip_min: float | None = None, clip_max: float | None = 3.0):
     """w_i = clamp(exp(sum_t (l - s)), clip_min, clip_max) on every counted token of row i. Example: l - s =
     [1.5, -0.2] -> R = exp(1.3) = 3.669, clip_max 3 -> w = [3.0, 3.0], both truncated."""
-    return _truncate(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=True)
+    return _weights(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=True, truncate=True)
 
 
 @register_correction("sequence_mask")
@@ -116,7 +111,7 @@ def sequence_mask(learner_logprobs: torch.Tensor, sampling_logprobs: torch.Tenso
                   clip_min: float | None = None, clip_max: float | None = 3.0):
     """w_i = exp(sum_t (l - s)) on every counted token of row i, 0 on the whole row when it leaves the bounds.
     Example: l - s = [0.5, -0.2] -> R = exp(0.3) = 1.3499 on both; [1.5, -0.2] -> R = 3.669 > 3 -> [0, 0]."""
-    return _mask(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=True)
+    return _weights(learner_logprobs, sampling_logprobs, mask, clip_min, clip_max, sequence=True, truncate=False)
 
 
 @register_correction("icepop")
@@ -128,7 +123,7 @@ def icepop(learner_logprobs: torch.Tensor, sampling_logprobs: torch.Tensor, mask
     if clip_max is None:
         raise ValueError("icepop needs clip_max (the band is [1/clip_max, clip_max])")
     low = 1.0 / clip_max if clip_min is None else clip_min
-    return _mask(learner_logprobs, sampling_logprobs, mask, low, clip_max, sequence=False)
+    return _weights(learner_logprobs, sampling_logprobs, mask, low, clip_max, sequence=False, truncate=False)
 
 
 def correction_sums(weights: torch.Tensor, masked: torch.Tensor, truncated: torch.Tensor,

@@ -1,6 +1,6 @@
 """Rollout correction (rl/core/rollout_correction.py): a table of hand-computed weights for every registered mode,
 TRL's semantics (sequence ratio = exp of the *sum* of token log-ratios; a missing bound is no bound), and the
-equivalence of `token_truncate` with the existing truncated IS (`algorithm.tis_cap`)."""
+equivalence of `token_truncate` with truncated IS as `algorithm.tis_cap` defines it, min(exp(l - s), cap)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from rl.core.importance import truncated_is_weights
 from rl.core.rollout_correction import CORRECTIONS, correction_sums, get_correction
 
 e = math.exp
@@ -63,20 +62,43 @@ def test_registry_names_are_trls_modes_and_icepop():
         get_correction("seq")
 
 
-def test_token_truncate_is_the_existing_tis_bit_for_bit():
-    """algorithm.tis_cap c (what async runs used so far) and token_truncate with clip_max c give identical weights."""
+TIS_CASES = [
+    # learner, sampling, mask, cap -> weights min(exp(l - s), cap) (0 on padding), share of counted tokens capped
+    ([[-1.0, -2.0]], [[-1.0, -2.0]], [[1, 1]], 2.0, [[1.0, 1.0]], 0.0),
+    ([[-1.0, -2.0]], [[-1.5, -2.0]], [[1, 1]], 2.0, [[e(0.5), 1.0]], 0.0),  # e^0.5 = 1.6487 < 2
+    ([[-0.1, -3.0]], [[-2.0, -1.0]], [[1, 1]], 2.0, [[2.0, e(-2.0)]], 0.5),  # e^1.9 = 6.69 capped at 2
+    ([[-1.0, -9.0]], [[-1.2, 0.0]], [[1, 0]], 2.0, [[e(0.2), 0.0]], 0.0),  # padding ignored
+    ([[-1.0, -1.0], [-2.0, -5.0]], [[-1.0, -3.0], [-2.0, -5.0]], [[1, 1], [1, 0]], 5.0,
+     [[1.0, 5.0], [1.0, 0.0]], 1.0 / 3),  # e^2 = 7.389 capped at 5: 1 of the 3 counted tokens
+    ([[-1.0]], [[-1.0]], [[0]], 2.0, [[0.0]], 0.0),  # nothing counts
+]
+
+
+@pytest.mark.parametrize("learner,sampling,mask,cap,weights,capped", TIS_CASES)
+def test_tis_cap_table(learner, sampling, mask, cap, weights, capped):
+    """`algorithm.tis_cap` c runs as token_truncate with clip_max c: hand-computed weights and metrics."""
+    m = torch.tensor(mask, dtype=torch.float)
+    w, masked, truncated = get_correction("token_truncate")(torch.tensor(learner), torch.tensor(sampling), m, None, cap)
+    torch.testing.assert_close(w, torch.tensor(weights), rtol=1e-6, atol=1e-6)
+    sums = correction_sums(w, masked, truncated, m)
+    n = m.sum().item()
+    assert (sums["is_truncated"].item() / n if n else 0.0) == pytest.approx(capped)
+    assert sums["is_masked"].item() == 0
+
+
+def test_token_truncate_is_the_tis_formula_bit_for_bit():
+    """On random gaps, token_truncate(clip_max c) == min(exp(l - s), c) * mask computed here, bit for bit."""
     g = torch.Generator().manual_seed(0)
     learner = -torch.rand(6, 9, generator=g) * 3  # [N, C]
     sampling = learner + (torch.rand(6, 9, generator=g) - 0.5) * 2  # gaps in [-1, 1): some ratios above 2
     mask = (torch.rand(6, 9, generator=g) > 0.2).float()
     for cap in (2.0, 1.2):
-        expected, metrics = truncated_is_weights(learner, sampling, mask, cap)
+        expected = torch.clamp(torch.exp((learner - sampling).masked_fill(mask == 0, 0.0)), max=cap) * mask
         w, masked, truncated = get_correction("token_truncate")(learner, sampling, mask, None, cap)
         assert torch.equal(w, expected)
-        sums = correction_sums(w, masked, truncated, mask)
-        assert sums["is_truncated"].item() / mask.sum().item() == pytest.approx(metrics["rollout/is_clip_frac"])
-        assert sums["is_weight"].item() / mask.sum().item() == pytest.approx(metrics["rollout/is_weight_mean"])
-        assert sums["is_masked"].item() == 0
+        ratio = torch.exp(learner - sampling)
+        assert torch.equal(truncated, (ratio > cap) & (mask > 0))
+        assert not masked.any()
 
 
 def test_correction_sums_example():
