@@ -16,7 +16,8 @@ and is moved to `device` for each scoring call only (the learner trains without 
 
 Step metrics (RewardScorer: `rewards/reward_model/<key>`): `length_corr`, the Pearson correlation of the raw score with
 the completion's length in tokens (the `completion_length` column, else characters): the reward-hacking watch;
-`raw_mean`; `batch_s`, seconds per forward batch.
+`raw_mean`; `batch_s`, seconds per forward batch (`length_corr` is left out of a step whose lengths or scores
+are all equal, not NaN).
 
 Runs in the scorer's process (batched=True), never in its worker processes: the model is loaded once per rank, whole
 (under DeepSpeed ZeRO-3 too: `outside_zero3_init`).

@@ -80,16 +80,23 @@ def length_correlation(counts: dict[str, float]) -> float:
 
 def summarize_counts(counts: dict[str, float]) -> dict[str, float]:
     """Step metrics from the summed counters of a reward model: `length_corr` (Pearson r, raw score vs completion
-    tokens), `raw_mean` (mean raw score, before any normalisation), `batch_s` (seconds per forward batch).
+    tokens), `raw_mean` (mean raw score, before any normalisation), `batch_s` (seconds per forward batch); the first
+    two are left out on a call where they are undefined (lengths all equal, no completion scored).
 
     >>> summarize_counts({**correlation_counts([1.0, 3.0], [10, 30]), "raw_sum": 4.0, "forward_s": 0.5,
     ...                   "batches": 2.0})
-    {'length_corr': 1.0, 'raw_mean': 2.0, 'batch_s': 0.25}
+    {'batch_s': 0.25, 'length_corr': 1.0, 'raw_mean': 2.0}
+    >>> summarize_counts({**correlation_counts([1.0, 3.0], [10, 10]), "raw_sum": 4.0, "forward_s": 0.5,
+    ...                   "batches": 2.0})   # equal lengths: no correlation to report
+    {'batch_s': 0.25, 'raw_mean': 2.0}
     """
     n = counts.get("corr_n", 0.0)
-    out = {"length_corr": length_correlation(counts),
-           "raw_mean": counts.get("raw_sum", 0.0) / n if n else float("nan"),
-           "batch_s": counts.get("forward_s", 0.0) / counts["batches"] if counts.get("batches") else 0.0}
+    out = {"batch_s": counts.get("forward_s", 0.0) / counts["batches"] if counts.get("batches") else 0.0}
+    corr = length_correlation(counts)
+    if not math.isnan(corr):  # absent, not NaN, where undefined (constant lengths or scores, < 2 completions):
+        out["length_corr"] = corr  # a NaN on one rank would make the cross-rank mean NaN
+    if n:
+        out["raw_mean"] = counts.get("raw_sum", 0.0) / n
     if "offload_s" in counts:  # `offload: true`: seconds moving the weights to the device and back, per step
         out["offload_s"] = counts["offload_s"]
     return out

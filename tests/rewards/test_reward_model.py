@@ -141,6 +141,16 @@ def test_summarize_counts_example():
     assert summarize_counts(counts) == {"length_corr": 1.0, "raw_mean": 2.0, "batch_s": 0.25}
 
 
+@pytest.mark.parametrize("scores, lengths, expected", [
+    ([1.0, 3.0], [10, 10], {"raw_mean": 2.0, "batch_s": 0.25}),  # equal lengths: r undefined -> left out, not NaN
+    ([2.0, 2.0], [10, 30], {"raw_mean": 2.0, "batch_s": 0.25}),  # equal scores: the same
+    ([], [], {"batch_s": 0.25}),  # nothing scored on this rank: no mean either
+])
+def test_summarize_counts_leaves_out_what_is_undefined(scores, lengths, expected):
+    counts = {**correlation_counts(scores, lengths), "raw_sum": sum(scores), "forward_s": 0.5, "batches": 2.0}
+    assert summarize_counts(counts) == expected
+
+
 @pytest.mark.parametrize("params, error", [
     ({}, "parameter 'model' (a path or hub name of a sequence-classification reward model) or 'url'"),
     ({"model": "x", "url": "http://h:1/"}, "is required, not both"),
