@@ -1,5 +1,7 @@
-"""Asynchronous GRPO end to end: the tiny R1-Zero recipe still learns with rollout.async_steps=1, and a rollout
-worker killed mid-run ends the run with a clear error, promptly, leaving no process behind."""
+"""Asynchronous GRPO end to end: a rollout worker killed mid-run ends the run with a clear error, promptly, leaving no
+process behind; k = 0 through the worker is the synchronous run; groups older than k are regenerated; each
+off-policy correction still learns. That the tiny recipe learns k = 1, 2, 4 versions behind (transformers and vLLM
+engines, a vLLM server) and the sharded 2-process cells are in tests/e2e/test_async_staleness.py."""
 import os
 import re
 import signal
@@ -14,16 +16,6 @@ from tests.conftest import ROOT
 from tests.e2e.test_grpo_run import micro_overrides, run_tiny_r1_zero
 
 pytestmark = pytest.mark.slow
-
-
-def test_tiny_r1_zero_learns_with_async_rollouts(tmp_path):
-    first, last = run_tiny_r1_zero(tmp_path, "rollout.async_steps=1")
-    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
-    assert last["eval/format"] >= 0.9
-    train = [m for m in read_metrics(tmp_path / "r1_zero") if "loss" in m]
-    assert [m["rollout/staleness_max"] for m in train[:3]] == [0.0, 1.0, 1.0]  # nothing to be stale against at 1
-    assert max(m["rollout/staleness_max"] for m in train) == 1.0  # never more than async_steps
-    assert all(0 < m["rollout/overlap"] for m in train)
 
 
 def test_killed_rollout_worker_ends_the_run_cleanly(micro_model_dir, tmp_path):
@@ -113,17 +105,6 @@ def test_groups_older_than_max_staleness_are_regenerated(micro_model_dir, tmp_pa
     assert [m["rollout/dropped_groups"] for m in train] == [0.0, 0.0, 2.0, 2.0]  # 8 rows / group size 4
     assert all(m["time/learner_idle_s"] >= m["time/rollout_wait_s"] >= 0 for m in train)
     assert all(0 < m["rollout/is_weight_mean"] for m in train)  # tis_cap 2.0, as async_steps > 0 always had
-
-
-def test_tiny_r1_zero_learns_two_steps_ahead(tmp_path):
-    """rollout.max_staleness=2 alone: batches generated two steps ahead (staleness 0, 1, then 2), nothing
-    dropped, and the tiny recipe still learns (+25 points)."""
-    first, last = run_tiny_r1_zero(tmp_path, "rollout.max_staleness=2")
-    assert last["eval/accuracy"] - first["eval/accuracy"] >= 0.25, (first, last)
-    train = [m for m in read_metrics(tmp_path / "r1_zero") if "loss" in m]
-    assert [m["rollout/staleness_max"] for m in train[:4]] == [0.0, 1.0, 2.0, 2.0]
-    assert max(m["rollout/staleness_max"] for m in train) == 2.0
-    assert sum(m["rollout/dropped_groups"] for m in train) == 0
 
 
 @pytest.mark.matrix
