@@ -124,7 +124,7 @@ def episode_settings(recipe: str, template: str, system_prompt: str | None, max_
         cfg = load_config(GRPOConfig, recipe)
         if not cfg.tools and cfg.episodes.environment is None:
             raise ConfigError("it lists no `tools` and no `episodes.environment`")
-        cfg.episodes.check(cfg.tools, template, 0)
+        cfg.episodes.check(cfg.tools, template)
         check_importable(cfg.tools, cfg.episodes.environment)
     except (ConfigError, OSError) as e:
         raise ValueError(f"--episodes-from {recipe}: {e}") from None
