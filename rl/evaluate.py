@@ -129,7 +129,7 @@ def episode_settings(recipe: str, template: str, system_prompt: str | None, max_
     except (ConfigError, OSError) as e:
         raise ValueError(f"--episodes-from {recipe}: {e}") from None
     return SimpleNamespace(tools=cfg.tools, episodes=cfg.episodes,
-                           rollout=SimpleNamespace(max_completion_length=max_tokens),
+                           rollout=SimpleNamespace(max_completion_length=max_tokens, max_prompt_length=None),
                            data=SimpleNamespace(system_prompt=system_prompt, template=template))
 
 

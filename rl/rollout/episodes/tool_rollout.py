@@ -80,7 +80,7 @@ class EpisodeSpec:
     tools: list[str]
     episodes: dict  # the recipe's `episodes` section (EpisodesConfig's fields)
     max_completion_length: int  # the whole episode's token budget
-    max_prompt_length: int
+    max_prompt_length: int | None  # the async worker's PromptEncoder (None: in-process, the caller's encoder)
     template: str
     system_prompt: str | None = None
 
