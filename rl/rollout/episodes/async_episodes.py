@@ -44,6 +44,10 @@ class WorkerEpisodes:
         tokenizer = load_tokenizer(model_path)
         self.encoder = PromptEncoder(tokenizer, spec.template, spec.system_prompt, spec.max_prompt_length)
         self.engine = build_episode_engine(spec, engine, tokenizer)
+        tick = getattr(engine, "on_progress", None)  # the worker's heartbeat: tool answers count as progress too
+        if tick is not None:
+            make_env = self.engine.make_env
+            self.engine.make_env = lambda: TickingEnv(make_env(), tick)
 
     def run(self, batch: list[tuple], params: SamplingParams, first_group_id: int = 0
             ) -> tuple[list[Completion], dict[str, float], list]:
@@ -57,6 +61,25 @@ class WorkerEpisodes:
         """The sandbox pool (the worker closes its engine itself)."""
         if self.engine.pool is not None:
             self.engine.pool.close()
+
+
+class TickingEnv:
+    """An environment whose every `step` (a turn's tool calls answered) calls `tick` after it, so the worker's
+    heartbeat reports progress while the tools run, not only while the engine decodes; the rest is the env's."""
+
+    def __init__(self, env, tick):
+        self.env, self.tick = env, tick
+
+    def __getattr__(self, name):  # only for names not set here: the environment's
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+    def step(self, turn):
+        try:
+            return self.env.step(turn)
+        finally:
+            self.tick()
 
 
 class EpisodeWorker:

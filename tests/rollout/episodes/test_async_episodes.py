@@ -10,7 +10,7 @@ import torch
 
 from rl.core.episode import SamplingParams
 from rl.rollout.engines.worker import EngineSpec, RolloutWorker, RolloutWorkerError
-from rl.rollout.episodes.async_episodes import RUNNER, EpisodeWorker, WorkerEpisodes, worker_episodes
+from rl.rollout.episodes.async_episodes import RUNNER, EpisodeWorker, TickingEnv, WorkerEpisodes, worker_episodes
 from rl.rollout.episodes.collect import PromptEncoder
 from rl.rollout.episodes.tool_rollout import EpisodeSpec, build_episode_engine, episode_spec
 
@@ -98,3 +98,17 @@ def test_episodes_command_without_an_episode_spec_is_one_clear_error(micro_model
 def test_worker_episodes_refuses_a_spec_that_is_not_a_dict():
     with pytest.raises(TypeError, match="expected the dict of an EpisodeSpec, got EpisodeSpec"):
         WorkerEpisodes(SPEC, engine=None, model_path="unused")
+
+
+def test_ticking_env_ticks_once_per_step_even_when_the_step_fails():
+    """The worker's heartbeat counts each environment step (tool answers) as progress."""
+    from tests.rollout.episodes.tools_fixtures import CheckTwice
+    ticks = []
+    env = TickingEnv(CheckTwice(), lambda: ticks.append(1))
+    assert env.reset({}) is None and env.tools == []  # the rest is the environment's
+    first, second = env.step("a"), env.step("b")
+    assert (first.done, second.done, second.reward, len(ticks)) == (False, True, 1.0, 2)
+    broken = TickingEnv(object(), lambda: ticks.append(1))
+    with pytest.raises(AttributeError):
+        broken.step("c")  # object() has no step: raised, and still ticked
+    assert len(ticks) == 3
