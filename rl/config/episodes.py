@@ -32,8 +32,8 @@ class EpisodesConfig:
     sandboxes: int = 4  # warm sandboxes shared by all episodes' python calls (bounded parallelism)
     workers: int = 8  # environments answering at once
 
-    def check(self, tools: list[str], template: str, async_server: bool = False) -> None:
-        """`async_server`: rollout.async_steps > 0 with the vLLM server (refused with episodes, not built yet)."""
+    def check(self, tools: list[str], template: str) -> None:
+        """Any engine, synchronous or asynchronous rollouts (the worker runs whole episodes: async_episodes.py)."""
         if not tools and self.environment is None:
             return
         if self.style not in ("hermes", "torl"):
@@ -43,9 +43,6 @@ class EpisodesConfig:
                               f"data.template=chat (not {template!r}); episodes.style=torl works on any template")
         if self.style == "torl" and any(t != "python" for t in tools):
             raise ConfigError(f"episodes.style=torl calls only the python tool; tools={tools}")
-        if async_server:  # async: the worker runs whole episodes (rl/rollout/episodes/async_episodes.py)
-            raise ConfigError("multi-turn episodes (tools / episodes.environment) with rollout.async_steps > 0 run on "
-                              "the worker's own engine (hf, or vllm colocate), not yet with rollout.vllm_mode=server")
         for key in ("max_turns", "max_tool_calls", "max_calls_per_turn", "max_observation_chars", "sandboxes",
                     "workers", "python_memory_mb"):
             if getattr(self, key) < 1:
