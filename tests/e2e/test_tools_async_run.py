@@ -3,8 +3,9 @@ runs whole multi-turn episodes, tools and sandboxes included (rl/rollout/episode
 
 Measured (seed 0, 2 shared cores, 2026-12-06): rollout.async_steps=1, transformers engine, 30 steps: held-out
 accuracy 0.00 -> 0.76, tool calls per held-out episode 0.00 -> 1.00, training episodes' tool calls 0.19 (step 1) ->
-0.94 (step 30), ~48 s with the evaluations at step 0 and at the end (the synchronous run: 0.00 -> 0.85, ~75 s,
-tests/e2e/test_tools_world_run.py). With rollout.max_staleness=0 through the worker the run is the synchronous one."""
+0.94 (step 30), ~48 s with the evaluations at step 0 and at the end (the synchronous run the same hour, same
+evaluations: 0.00 -> 0.85, ~51 s; tests/e2e/test_tools_world_run.py). With rollout.max_staleness=0 through the worker
+the run is the synchronous one."""
 import shutil
 
 import pytest
