@@ -124,12 +124,12 @@ def episode_settings(recipe: str, template: str, system_prompt: str | None, max_
         cfg = load_config(GRPOConfig, recipe)
         if not cfg.tools and cfg.episodes.environment is None:
             raise ConfigError("it lists no `tools` and no `episodes.environment`")
-        cfg.episodes.check(cfg.tools, template, 0)
+        cfg.episodes.check(cfg.tools, template)
         check_importable(cfg.tools, cfg.episodes.environment)
     except (ConfigError, OSError) as e:
         raise ValueError(f"--episodes-from {recipe}: {e}") from None
     return SimpleNamespace(tools=cfg.tools, episodes=cfg.episodes,
-                           rollout=SimpleNamespace(max_completion_length=max_tokens),
+                           rollout=SimpleNamespace(max_completion_length=max_tokens, max_prompt_length=None),
                            data=SimpleNamespace(system_prompt=system_prompt, template=template))
 
 

@@ -147,9 +147,14 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
 
         from rl.config.off_policy import off_policy_correction
         from rl.rollout.engines.worker import start_rollout_worker
+        from rl.rollout.episodes.async_episodes import EpisodeWorker, worker_episodes
+        episodes = worker_episodes(cfg)  # multi-turn: the worker runs whole episodes (tools, sandboxes of its own)
         engine = start_rollout_worker(cfg, model_path, seed=cfg.train.seed + rank, max_model_len=max_model_len,
                                       rank=rank, local_rank=accelerator.local_process_index,
-                                      local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world)
+                                      local_world=int(os.environ.get("LOCAL_WORLD_SIZE", world)), world=world,
+                                      episodes=episodes)
+        if episodes is not None:
+            engine = EpisodeWorker(engine)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
               f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, max staleness {r.max_staleness}, "

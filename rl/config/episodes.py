@@ -32,7 +32,8 @@ class EpisodesConfig:
     sandboxes: int = 4  # warm sandboxes shared by all episodes' python calls (bounded parallelism)
     workers: int = 8  # environments answering at once
 
-    def check(self, tools: list[str], template: str, async_steps: int) -> None:
+    def check(self, tools: list[str], template: str) -> None:
+        """Any engine, synchronous or asynchronous rollouts (the worker runs whole episodes: async_episodes.py)."""
         if not tools and self.environment is None:
             return
         if self.style not in ("hermes", "torl"):
@@ -42,9 +43,6 @@ class EpisodesConfig:
                               f"data.template=chat (not {template!r}); episodes.style=torl works on any template")
         if self.style == "torl" and any(t != "python" for t in tools):
             raise ConfigError(f"episodes.style=torl calls only the python tool; tools={tools}")
-        if async_steps:  # the rollout worker process generates single-turn batches ahead of the learner
-            raise ConfigError("multi-turn episodes (tools / episodes.environment) need rollout.async_steps=0 so far "
-                              "(the asynchronous rollout worker runs single-turn batches only)")
         for key in ("max_turns", "max_tool_calls", "max_calls_per_turn", "max_observation_chars", "sandboxes",
                     "workers", "python_memory_mb"):
             if getattr(self, key) < 1:

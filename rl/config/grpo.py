@@ -342,7 +342,7 @@ class GRPOConfig:
         r.check_parallel("GRPO", tensor_parallel_ok=False)
         from rl.config.off_policy import check_off_policy
         check_off_policy(r, a)  # async_steps (max_staleness may set it), tis_cap, rollout_correction, decoupled
-        self.episodes.check(self.tools, self.data.template, r.async_steps)  # any engine; not async_steps
+        self.episodes.check(self.tools, self.data.template)  # any engine, synchronous or asynchronous rollouts
         if not 0 <= a.epsilon < 1 or (a.epsilon_high is not None and a.epsilon_high < 0):
             raise ConfigError(f"algorithm.epsilon={a.epsilon} / epsilon_high={a.epsilon_high} out of range")
         if a.beta < 0:

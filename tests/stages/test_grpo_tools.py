@@ -29,7 +29,6 @@ def test_grpo_runs_multi_turn_episodes(micro_model_dir, tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["tools=[python]"], "needs data.template=chat"),  # hermes (the default style) on the r1_zero template
-    (["tools=[python]", "episodes.style=torl", "rollout.async_steps=1"], "rollout.async_steps=0"),
     (["tools=[python]", "episodes.style=torl", "episodes.max_turns=0"], "episodes.max_turns=0"),
     (["tools=[python, tests.rollout.episodes.tools_fixtures:multiply]", "episodes.style=torl"],
      "torl calls only the python tool"),
@@ -54,3 +53,17 @@ def test_recipe_accepts_the_vllm_engines(mode):
     cfg = load_config(GRPOConfig, TINY, ["tools=[python]", "episodes.style=torl", "rollout.engine=vllm",
                                          f"rollout.vllm_mode={mode}", "rollout.vllm_server_url=http://x:8000"])
     assert (cfg.rollout.engine, cfg.rollout.vllm_mode, cfg.tools) == ("vllm", mode, ["python"])
+
+
+@pytest.mark.parametrize("overrides", [["rollout.async_steps=1"], ["rollout.max_staleness=2"],
+                                       ["rollout.async_steps=1", "rollout.engine=vllm"],
+                                       ["rollout.async_steps=1", "rollout.engine=vllm", "rollout.vllm_mode=server",
+                                        "rollout.vllm_server_url=http://x:8000"]])
+def test_recipe_accepts_async_rollouts(overrides):
+    """Asynchronous rollouts with tools (refused until 2026-12-06): the worker runs whole episodes
+    (rl/rollout/episodes/async_episodes.py), on its own engine or as the vLLM server's client
+    (tests/vllm/test_vllm_server.py::test_rollout_worker_runs_multi_turn_episodes_against_the_server)."""
+    from rl.config.grpo import GRPOConfig
+    from rl.config.recipe import load_config
+    cfg = load_config(GRPOConfig, TINY, ["tools=[python]", "episodes.style=torl", *overrides])
+    assert cfg.rollout.async_steps >= 1 and cfg.tools == ["python"]

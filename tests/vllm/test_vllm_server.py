@@ -167,6 +167,40 @@ def test_rollout_worker_as_a_server_client(server, tiny_model_dir, tok):
         worker.close()
 
 
+def test_rollout_worker_runs_multi_turn_episodes_against_the_server(server, tiny_model_dir):
+    """Asynchronous rollouts with tools in server mode: the worker process runs whole episodes as the server's client
+    (rl/rollout/episodes/async_episodes.py); greedy, they are the in-process transformers engine's token for token,
+    masks and tool counts included."""
+    from dataclasses import asdict
+
+    from rl.rollout.engines.hf import HFEngine
+    from rl.rollout.engines.worker import EngineSpec, RolloutWorker
+    from rl.rollout.episodes.async_episodes import RUNNER, EpisodeWorker
+    from rl.rollout.episodes.collect import PromptEncoder
+    from rl.rollout.episodes.tool_rollout import EpisodeSpec, build_episode_engine
+    from rl.train.models import load_causal_lm, load_tokenizer
+    url, _ = server
+    spec = EpisodeSpec(tools=[], episodes={"style": "torl", "max_turns": 3, "max_turn_tokens": 4,
+                                           "environment": "tests.rollout.episodes.tools_fixtures:CheckTwice"},
+                       max_completion_length=24, max_prompt_length=200, template="r1_zero")
+    tok, model = load_tokenizer(tiny_model_dir), load_causal_lm(tiny_model_dir, "float32").eval()
+    worker = RolloutWorker(EngineSpec(engine="vllm", model_path=tiny_model_dir, engine_kwargs=dict(
+        mode="server", server_url=url, timeout_s=60, weight_transfer="disk"), episode_runner=RUNNER,
+        episode_spec=asdict(spec)), timeout_s=120)
+    try:
+        worker.push_weights(1, model.named_parameters())  # undo the earlier tests' pushes
+        rows = [(0, {"prompt": "3+4*5 = ?", "answer": "23"}), (1, {"prompt": "12-7 = ?", "answer": "5"})]
+        params = SamplingParams(n=1, greedy=True, max_tokens=24)
+        got = EpisodeWorker(worker).episodes(PromptEncoder(tok, "r1_zero", None, 200), rows, params, 0)
+        ref = build_episode_engine(spec, HFEngine(model, tok), tok).episodes(
+            PromptEncoder(tok, "r1_zero", None, 200), rows, params, 0)
+        assert all(e.completion.info["turns"] == 2 and 0 in e.completion.mask for e in got)  # two turns, an answer
+        assert [(e.completion.completion_ids, e.completion.mask, e.completion.info) for e in got] == \
+            [(e.completion.completion_ids, e.completion.mask, e.completion.info) for e in ref]
+    finally:
+        worker.close()
+
+
 def test_dead_server_raises_instead_of_hanging(server, tiny_model_dir, tok):
     url, proc = server
     eng = VLLMEngine(tiny_model_dir, tok, mode="server", server_url=url, timeout_s=20, weight_transfer="disk")

@@ -111,6 +111,14 @@ class RolloutWorker:
         self._commands.put(("generate", job, prompts, asdict(params)))
         return job
 
+    def submit_episodes(self, batch: list[tuple], params: SamplingParams, first_group_id: int = 0) -> int:
+        """Whole multi-turn episodes of the (index, row) pairs, run in the worker (EngineSpec.episode_runner);
+        `result(job)` returns the runner's output in place of the completions."""
+        job = self._next_job
+        self._next_job += 1
+        self._commands.put(("episodes", job, batch, asdict(params), first_group_id))
+        return job
+
     def push_weights(self, version: int, weights) -> None:
         """Stream new weights: `weights` yields checkpoint-named tensors (consumed here; collective under
         ZeRO-3/FSDP2), in bucket-sized chunks; returns once the worker has staged all of them. The worker applies
@@ -230,13 +238,15 @@ class RolloutWorker:
 
 
 def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, rank: int = 0, local_rank: int = 0,
-                         local_world: int = 1, world: int = 1) -> RolloutWorker:
+                         local_world: int = 1, world: int = 1, episodes: tuple[str, dict] | None = None
+                         ) -> RolloutWorker:
     """The asynchronous mode's engine for one learner process: a RolloutWorker on the device the placement gives
     (rl/rollout/engines/placement.py), its engine's weights in the recipe's dtype (`model.dtype`), after checking /dev/shm
     has room for the push buckets of every worker on the node. Server mode with several ranks: the workers meet at
     a push gate hosted by rank 0 (rl/rollout/engines/version_gate.py; collective: every rank calls this at the same point).
     On CPU the cores are split between the worker (rollout.worker_threads, default half of this process's share)
-    and the learner."""
+    and the learner. `episodes`: (runner "module:function", its picklable spec) for multi-turn episodes run in the
+    worker (rl/rollout/episodes/async_episodes.py)."""
     import shutil
 
     from rl.rollout.engines.placement import check_shared_memory, place_worker, worker_env
@@ -266,7 +276,8 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, ra
     spec = EngineSpec(engine=r.engine, model_path=model_path, dtype=cfg.model.dtype, seed=seed,
                       max_model_len=max_model_len, threads=threads, engine_kwargs=extra,
                       device="cpu" if where.gpu_index is None else "cuda:0", pushes=where.pushes, bucket_bytes=bucket,
-                      gate=gate)
+                      gate=gate, episode_runner=episodes[0] if episodes else None,
+                      episode_spec=episodes[1] if episodes else None)
     worker = RolloutWorker(spec, timeout_s=r.timeout_s, env=worker_env(where, dict(os.environ)))
     worker.placement, worker.gate_store = where, gate_store  # rank 0 hosts the gate's store while the run lasts
     return worker

@@ -38,13 +38,22 @@ class EngineSpec:
     # (host, port, workers, timeout_s) of the push gate: server mode with several ranks (rl/rollout/engines/version_gate.py)
     gate: tuple | None = None
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # extra VLLMEngine arguments
+    # multi-turn episodes run whole in the worker ("episodes" command): "module:function" building the runner from
+    # (episode_spec, engine, model_path), rl/rollout/episodes/async_episodes.py; None: single-turn batches only
+    episode_runner: str | None = None
+    episode_spec: dict | None = None
+
+
+def _load(path: str):
+    """The object a "module:function" string names."""
+    import importlib
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _build_engine(spec: EngineSpec):
     if spec.engine_factory:
-        import importlib
-        module, _, name = spec.engine_factory.partition(":")
-        return getattr(importlib.import_module(module), name)(spec)
+        return _load(spec.engine_factory)(spec)
     from rl.train.models import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(spec.model_path)
@@ -149,6 +158,9 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
         engine, model = _build_engine(spec)
         heartbeat = _Heartbeat(results, spec.heartbeat_s)
         engine.on_progress = heartbeat.tick  # the engine ticks once per decoding step
+        runner = None  # the episode machinery (tools, sandboxes), built once around the engine
+        if spec.episode_runner:
+            runner = _load(spec.episode_runner)(spec.episode_spec, engine, spec.model_path)
         version = 0
         staging: dict[str, torch.Tensor] = {}  # the next version (host memory), streamed in while the engine generates
         receiver = threading.Thread(target=_receive_chunks, args=(chunks, results, staging),
@@ -174,6 +186,8 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                 heartbeat.stop()
                 chunks.put(None)
                 receiver.join(timeout=10)
+                if runner is not None:
+                    runner.close()  # its sandbox pool
                 engine.close()
                 return
             if kind == "weights":
@@ -196,5 +210,13 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                 t0 = time.perf_counter()
                 groups = engine.generate(prompts, SamplingParams(**params))
                 results.put(("generated", job, version, groups, time.perf_counter() - t0))
+            elif kind == "episodes":  # whole multi-turn episodes, every turn with this one version
+                _, job, batch, params, first_group_id = cmd
+                if runner is None:
+                    raise RuntimeError("an episodes command reached a rollout worker started without an episode "
+                                       "spec (EngineSpec.episode_runner)")
+                t0 = time.perf_counter()
+                out = runner.run(batch, SamplingParams(**params), first_group_id)
+                results.put(("generated", job, version, out, time.perf_counter() - t0))
     except BaseException:  # noqa: BLE001 - reported to the learner, then exit
         results.put(("error", traceback.format_exc()))

@@ -29,6 +29,9 @@ when async_steps > 0 and no correction is set), or by the weights of `algorithm.
 sequence, truncate / mask modes, IcePop: rl/core/rollout_correction.py), or uses the `decoupled` policy loss
 (rl/core/losses.py). With mu = 1 the PPO ratio itself stays 1.
 
+Multi-turn episodes (tools, environments): `worker` is an EpisodeWorker (rl/rollout/episodes/async_episodes.py) and
+each batch's episodes run whole in the worker, every turn with the one version the batch is stamped with.
+
 Departures from the synchronous loop: DAPO dynamic sampling is refused (it needs a batch's rewards before drawing the
 next prompts); a resumed run restarts the pipeline, so its first k batches are generated with the checkpoint's
 weights (one version fresher than an uninterrupted run's); checkpoints store the data position of the last batch
@@ -66,7 +69,7 @@ class AsyncRollouts:
             self._next_step = step
         while self._next_step <= step + self.async_steps:  # submit in order, prompts drawn now
             drawn = self.sampler.take(self.prompts_per_step)
-            job = self.worker.submit([self.encoder(i, ex) for i, ex in drawn], self.params_for_step(self._next_step))
+            job = self._submit(drawn, self.params_for_step(self._next_step))
             self._jobs[self._next_step] = (job, drawn, self.sampler.position)
             self._next_step += 1
         job, drawn, self.trained_position = self._jobs.pop(step)
@@ -75,7 +78,7 @@ class AsyncRollouts:
         versions = [generated_by] * len(groups)  # per group (a batch is one job, one version, today)
         stale = stale_groups(versions, self.version, self.max_staleness)
         if stale:  # regenerate with the newest weights: submitted after the last push, so staleness 0
-            again = self.worker.submit([self.encoder(*drawn[g]) for g in stale], self.params_for_step(step))
+            again = self._submit([drawn[g] for g in stale], self.params_for_step(step))
             fresh, fresh_version, seconds = self.worker.result(again)
             generate_s += seconds
             for g, completions in zip(stale, fresh):
@@ -90,7 +93,13 @@ class AsyncRollouts:
                           "time/score_s": time.time() - t1,
                           "rollout/prompts_truncated": float(self.encoder.count_cut(drawn)),
                           "rollout/dropped_groups": float(len(stale)),
-                          **staleness_metrics(versions, self.version, [len(g) for g in groups])}
+                          **staleness_metrics(versions, self.version, [len(g) for g in groups]),
+                          **getattr(self.worker, "metrics", {})}  # multi-turn: tools/* (the last batch returned)
+
+    def _submit(self, drawn: list[tuple[int, dict]], params: SamplingParams) -> int:
+        if hasattr(self.worker, "submit_rows"):  # multi-turn episodes, run whole in the worker (async_episodes.py)
+            return self.worker.submit_rows(self.encoder, drawn, params)
+        return self.worker.submit([self.encoder(i, ex) for i, ex in drawn], params)
 
     def push(self, weights, version: int) -> None:
         """The learner's weights after `version` optimizer steps (= the step just trained, or the resumed step),

@@ -5,11 +5,14 @@ wrapper whose episodes run the loop of multi_turn.py. Without tools or an enviro
     collect_episodes(engine, ...)                       # calls engine.episodes(...) for a MultiTurnEngine
 
 Everything else (update_weights, release_memory, close, evaluation's plain `generate`) goes to the wrapped engine.
+`episode_spec(cfg)` is the picklable part of the recipe it is built from (`build_episode_engine`): the asynchronous
+rollout worker builds the same machinery in its own process from it (rl/rollout/episodes/async_episodes.py).
 """
 from __future__ import annotations
 
 import importlib
 import time
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from data.templates import render_prompt
@@ -69,18 +72,40 @@ class MultiTurnEngine:
         self.engine.close()
 
 
-def episode_engine(cfg, engine, tokenizer):
-    """The engine, wrapped for multi-turn episodes when the recipe lists tools or an environment."""
-    e = cfg.episodes
-    if not cfg.tools and e.environment is None:
-        return engine
+@dataclass
+class EpisodeSpec:
+    """What building the episode machinery needs, taken from the recipe (picklable: the asynchronous rollout worker
+    builds its own from it, rl/rollout/episodes/async_episodes.py)."""
+
+    tools: list[str]
+    episodes: dict  # the recipe's `episodes` section (EpisodesConfig's fields)
+    max_completion_length: int  # the whole episode's token budget
+    max_prompt_length: int | None  # the async worker's PromptEncoder (None: in-process, the caller's encoder)
+    template: str
+    system_prompt: str | None = None
+
+
+def episode_spec(cfg) -> EpisodeSpec | None:
+    """The recipe's episode spec; None when it lists no tools and no environment (single-turn episodes)."""
+    if not cfg.tools and cfg.episodes.environment is None:
+        return None
+    r, d = cfg.rollout, cfg.data
+    return EpisodeSpec(list(cfg.tools), asdict(cfg.episodes), r.max_completion_length, r.max_prompt_length,
+                       d.template, d.system_prompt)
+
+
+def build_episode_engine(spec: EpisodeSpec, engine, tokenizer) -> MultiTurnEngine:
+    """`engine` wrapped by a MultiTurnEngine with the spec's tools (a SandboxPool of its own for `python`, closed
+    by the MultiTurnEngine's close), environment and limits."""
+    from rl.config.episodes import EpisodesConfig
     from rl.rollout.episodes.tools.base import PythonTool, SandboxPool, load_tools
     from sandbox import Limits
+    e = EpisodesConfig(**spec.episodes)
     pool = None
-    if "python" in cfg.tools:
+    if "python" in spec.tools:
         pool = SandboxPool(e.sandboxes, Limits(memory_mb=e.python_memory_mb, wall_s=e.python_timeout_s,
                                                cpu_s=max(1, int(e.python_timeout_s) + 1)))
-    tools = load_tools(cfg.tools, lambda: PythonTool(pool, e.python_stateful, e.python_timeout_s), e.tool_timeout_s)
+    tools = load_tools(spec.tools, lambda: PythonTool(pool, e.python_stateful, e.python_timeout_s), e.tool_timeout_s)
     limits = ToolLimits(e.max_tool_calls, e.max_calls_per_turn, e.max_observation_chars)
     if e.environment is None:
         def make_env():
@@ -93,6 +118,12 @@ def episode_engine(cfg, engine, tokenizer):
             inst = factory()
             return inst if callable(getattr(inst, "step", None)) else TRLEnvironment(inst, tools, e.style, limits,
                                                                                     e.tool_timeout_s)
-    episode_limits = EpisodeLimits(e.max_turns, cfg.rollout.max_completion_length, e.max_turn_tokens, e.workers)
-    return MultiTurnEngine(engine, tokenizer, make_env, e.style, episode_limits, cfg.data.system_prompt, pool,
-                           cfg.data.template)
+    episode_limits = EpisodeLimits(e.max_turns, spec.max_completion_length, e.max_turn_tokens, e.workers)
+    return MultiTurnEngine(engine, tokenizer, make_env, e.style, episode_limits, spec.system_prompt, pool,
+                           spec.template)
+
+
+def episode_engine(cfg, engine, tokenizer):
+    """The engine, wrapped for multi-turn episodes when the recipe lists tools or an environment."""
+    spec = episode_spec(cfg)
+    return engine if spec is None else build_episode_engine(spec, engine, tokenizer)

@@ -49,3 +49,11 @@ class CheckTwice:
         if self.turns == 1:
             return StepResult([{"role": "user", "content": "check"}], info={"checks": 1.0})
         return StepResult(done=True, reward=1.0)
+
+
+
+def text_checksum(completions, **kwargs):
+    """A reward that varies on the micro model (random weights, episodes of equal length): the sum of the
+    characters' code points mod 11, / 10 ('ab' -> (97 + 98) % 11 / 10 = 0.8), so the equivalence tests
+    (tests/stages/test_grpo_tools_async.py) compare non-zero losses and gradients."""
+    return [sum(map(ord, c)) % 11 / 10 for c in completions]
