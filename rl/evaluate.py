@@ -111,15 +111,16 @@ def make_eval_engine(kind: str, path: str, tokenizer, dtype: str, seed: int = 0,
 
 
 def episode_settings(recipe: str, template: str, system_prompt: str | None, max_tokens: int):
-    """The `tools` and `episodes` sections of a GRPO recipe, as `rl.rollout.episodes.tool_rollout.episode_engine`
-    reads them, with this evaluation's template, system prompt and token budget (the episode's turns and tool
-    outputs share `max_tokens`, as they share `rollout.max_completion_length` in training). Checked before any
-    model is loaded: a recipe with neither tools nor an environment is an error."""
-    from types import SimpleNamespace
+    """The `tools` and `episodes` sections of a GRPO recipe as an EpisodeSpec (rl/rollout/episodes/tool_rollout.py,
+    what training builds its episodes from), with this evaluation's template, system prompt and token budget (the
+    episode's turns and tool outputs share `max_tokens`, as they share `rollout.max_completion_length` in training).
+    Checked before any model is loaded: a recipe with neither tools nor an environment is an error."""
+    from dataclasses import asdict
 
     from rl.config.episodes import check_importable
     from rl.config.grpo import GRPOConfig
     from rl.config.recipe import ConfigError, load_config
+    from rl.rollout.episodes.tool_rollout import EpisodeSpec
     try:
         cfg = load_config(GRPOConfig, recipe)
         if not cfg.tools and cfg.episodes.environment is None:
@@ -128,9 +129,8 @@ def episode_settings(recipe: str, template: str, system_prompt: str | None, max_
         check_importable(cfg.tools, cfg.episodes.environment)
     except (ConfigError, OSError) as e:
         raise ValueError(f"--episodes-from {recipe}: {e}") from None
-    return SimpleNamespace(tools=cfg.tools, episodes=cfg.episodes,
-                           rollout=SimpleNamespace(max_completion_length=max_tokens, max_prompt_length=None),
-                           data=SimpleNamespace(system_prompt=system_prompt, template=template))
+    return EpisodeSpec(tools=list(cfg.tools), episodes=asdict(cfg.episodes), max_completion_length=max_tokens,
+                       max_prompt_length=None, template=template, system_prompt=system_prompt)
 
 
 def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: int = 4, max_tokens: int = 64,
@@ -176,10 +176,10 @@ def evaluate_model(model_dir: str, benchmarks: list[str] = ("arithmetic",), k: i
     engine = make_eval_engine(kind, path, tokenizer, dtype, seed, max_model_len=max_prompt + max_tokens,
                               tensor_parallel_size=tensor_parallel_size)
     if episodes is not None:
-        from rl.rollout.episodes.tool_rollout import episode_engine
-        engine = episode_engine(episodes, engine, tokenizer)
+        from rl.rollout.episodes.tool_rollout import build_episode_engine
+        engine = build_episode_engine(episodes, engine, tokenizer)
         print(f"[evaluate] multi-turn episodes from {episodes_from}: tools {episodes.tools or []}, "
-              f"style {episodes.episodes.style}, at most {episodes.episodes.max_turns} turns", flush=True)
+              f"style {episodes.episodes['style']}, at most {episodes.episodes['max_turns']} turns", flush=True)
     rewards = {"accuracy": get_reward("accuracy", after_think=prefilled_think, answer_from=answer_from),
                "format": get_reward("format", prefilled_think=prefilled_think)}
     results = {}
