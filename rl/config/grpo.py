@@ -128,6 +128,9 @@ class RolloutConfig:
     # groups sampled more than k policy versions before the learner trains on them are dropped and regenerated with
     # the newest weights; null = no bound. Set alone, it also sets async_steps = k (rl/config/off_policy.py)
     max_staleness: int | None = None
+    # async only: groups stream back as they complete and pushed weights reach running sequences between decode
+    # steps (per-token policy versions); vLLM colocated only (rl/rollout/episodes/stream_rollouts.py)
+    stream: bool = False
     worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
     # async: each rank's worker on its learner's GPU (shared) or on a GPU of its own (dedicated: 2x the GPUs)
     worker_devices: str = "shared"  # shared | dedicated   (rl/rollout/engines/placement.py)

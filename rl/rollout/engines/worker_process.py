@@ -38,6 +38,7 @@ class EngineSpec:
     # (host, port, workers, timeout_s) of the push gate: server mode with several ranks (rl/rollout/engines/version_gate.py)
     gate: tuple | None = None
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # extra VLLMEngine arguments
+    stream: bool = False  # rollout.stream: groups as they complete, weights between decode steps (stream_worker.py)
 
 
 def _build_engine(spec: EngineSpec):
@@ -162,7 +163,7 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                                on_progress=heartbeat.relay)
             heartbeat.publish = gate.publish
         results.put(("ready", os.getpid()))
-        while True:
+        while not spec.stream:
             try:
                 cmd = commands.get(timeout=1.0)
             except queue.Empty:
@@ -196,5 +197,12 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                 t0 = time.perf_counter()
                 groups = engine.generate(prompts, SamplingParams(**params))
                 results.put(("generated", job, version, groups, time.perf_counter() - t0))
+        from rl.rollout.engines.stream_worker import stream_commands
+        stream_commands(engine, commands, results, lambda count, v: _apply(engine, model, staging, count, v,
+                                                                            heartbeat.tick), heartbeat.tick, parent_pid)
+        heartbeat.stop()
+        chunks.put(None)
+        receiver.join(timeout=10)
+        engine.close()
     except BaseException:  # noqa: BLE001 - reported to the learner, then exit
         results.put(("error", traceback.format_exc()))
