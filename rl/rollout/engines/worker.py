@@ -262,8 +262,10 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, ra
         torch.set_num_threads(max(1, cores - threads))
     extra = {} if r.engine == "hf" else dict(
         gpu_memory_utilization=r.vllm_gpu_memory_utilization, mode=r.vllm_mode, server_url=r.vllm_server_url,
-        timeout_s=r.timeout_s, seed_mode=r.seed_mode,
-        **({"enable_prefix_caching": False} if r.stream else {}))  # stream: no KV blocks of old weights reused
+        timeout_s=r.timeout_s, seed_mode=r.seed_mode)
+    if r.stream and r.engine == "vllm":  # vLLM settings of stream mode (rl/rollout/engines/vllm_stream.py)
+        from rl.rollout.engines.vllm_stream import STREAM_VLLM_KWARGS, STREAM_VLLM_CPU_KWARGS
+        extra.update({**STREAM_VLLM_KWARGS, **(STREAM_VLLM_CPU_KWARGS if where.gpu_index is None else {})})
     spec = EngineSpec(engine=r.engine, model_path=model_path, dtype=cfg.model.dtype, seed=seed,
                       max_model_len=max_model_len, threads=threads, engine_kwargs=extra,
                       device="cpu" if where.gpu_index is None else "cuda:0", pushes=where.pushes, bucket_bytes=bucket,

@@ -116,6 +116,7 @@ def test_evaluation_generate_beside_streamed_jobs():
         groups = w.generate([[9], [10], [11]], SamplingParams(n=1, max_tokens=2, greedy=True))
         assert [g[0].completion_ids[0] for g in groups] == [2 + (7 * p) % 50 for p in (9, 10, 11)]
         assert sorted(w.next_group()[:2] for _ in range(2)) == [(train, 0), (train, 1)]
+        assert w.generate([], SamplingParams(n=1)) == []  # a rank with no evaluation prompts
         with pytest.raises(RuntimeError, match="returns groups"):
             w.result(train)
     finally:
