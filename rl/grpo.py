@@ -157,7 +157,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
             engine = EpisodeWorker(engine)
         lockstep = False
         print(f"[grpo] rank {rank}: rollout worker pid {engine.pid} on {engine.placement.device} ({r.engine} engine, "
-              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead, max staleness {r.max_staleness}, "
+              f"{engine.spec.dtype}, {r.async_steps} step(s) ahead{', streamed' if r.stream else ''}, "
+              f"max staleness {r.max_staleness}, "
               f"{off_policy_correction(cfg.algorithm)})", flush=True)
     else:
         # sharded parameters + transformers engine: every forward is collective, so all ranks decode in lock step
@@ -189,6 +190,8 @@ def set_up(cfg, train_rows: list[dict], test_rows: list[dict]) -> Run:
         run.sampler.position = state["sampler_position"]
     if r.async_steps > 0:
         from rl.rollout.episodes.async_rollouts import AsyncRollouts
+        if r.stream:  # groups as they complete, in-flight weight updates (rl/rollout/episodes/stream_rollouts.py)
+            from rl.rollout.episodes.stream_rollouts import StreamedRollouts as AsyncRollouts
         run.rollouts = AsyncRollouts(engine, scorer, run.sampler, encoder, run.sampling_params, cfg.prompts_per_step,
                                      r.async_steps, version=start_step, max_staleness=r.max_staleness)
     if resume_from is not None:

@@ -128,6 +128,9 @@ class RolloutConfig:
     # groups sampled more than k policy versions before the learner trains on them are dropped and regenerated with
     # the newest weights; null = no bound. Set alone, it also sets async_steps = k (rl/config/off_policy.py)
     max_staleness: int | None = None
+    # async only: groups stream back as they complete and pushed weights reach running sequences between decode
+    # steps (per-token policy versions); vLLM colocated only (rl/rollout/episodes/stream_rollouts.py)
+    stream: bool = False
     worker_threads: int = 0  # async on CPU: torch threads of the rollout worker (0 = half the cores)
     # async: each rank's worker on its learner's GPU (shared) or on a GPU of its own (dedicated: 2x the GPUs)
     worker_devices: str = "shared"  # shared | dedicated   (rl/rollout/engines/placement.py)
@@ -343,6 +346,9 @@ class GRPOConfig:
         from rl.config.off_policy import check_off_policy
         check_off_policy(r, a)  # async_steps (max_staleness may set it), tis_cap, rollout_correction, decoupled
         self.episodes.check(self.tools, self.data.template)  # any engine, synchronous or asynchronous rollouts
+        if r.stream and (self.tools or self.episodes.environment is not None):
+            raise ConfigError("rollout.stream=true decodes single-turn requests only: multi-turn episodes (tools / "
+                              "episodes.environment) run with rollout.async_steps / max_staleness without stream")
         if not 0 <= a.epsilon < 1 or (a.epsilon_high is not None and a.epsilon_high < 0):
             raise ConfigError(f"algorithm.epsilon={a.epsilon} / epsilon_high={a.epsilon_high} out of range")
         if a.beta < 0:

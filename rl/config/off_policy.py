@@ -4,6 +4,7 @@
 so config.yaml records what ran:
 
     max_staleness k, async_steps 0      -> async_steps = k (generate up to k batches ahead; k = 0: synchronous)
+    stream true                         -> needs async_steps >= 1 and vLLM colocated (hf, server: refused)
     async_steps > 0, no correction set  -> tis_cap = 2.0 (token-level truncated IS, as before 2026-12-06)
     policy_loss decoupled               -> its own behaviour weights: no tis_cap, no rollout_correction
 """
@@ -22,6 +23,16 @@ def check_off_policy(r, a) -> None:
             raise ConfigError(f"rollout.max_staleness={r.max_staleness} must be >= 0 (policy versions), or null")
         if r.async_steps == 0:
             r.async_steps = r.max_staleness
+    if r.stream:
+        if r.async_steps < 1:
+            raise ConfigError("rollout.stream=true streams groups from a rollout worker ahead of the learner: it needs "
+                              "rollout.async_steps >= 1 (or rollout.max_staleness >= 1)")
+        if r.engine == "hf":
+            raise ConfigError("rollout.stream=true: the transformers engine (rollout.engine=hf) cannot stream "
+                              "(no continuous batching, no weights between decode steps); use rollout.engine=vllm")
+        if r.engine == "vllm" and r.vllm_mode != "colocate":
+            raise ConfigError(f"rollout.stream=true: vLLM {r.vllm_mode} mode cannot stream (a server's weights "
+                              f"change only between requests here); use rollout.vllm_mode=colocate")
     lo, hi = a.rollout_correction_clip_min, a.rollout_correction_clip_max
     if a.rollout_correction is not None:
         if a.rollout_correction not in CORRECTIONS:

@@ -44,6 +44,9 @@ class Completion:
     # turns; their logprob is 0); None = every token is the policy's (single turn)
     mask: list[int] | None = None
     info: dict[str, float] = field(default_factory=dict)  # per-episode statistics (turns, tool calls, ...)
+    # stream mode (rollout.stream, rl/core/streaming.py): the policy version that sampled each token, len ==
+    # len(completion_ids) (weights may change between two decode steps of one completion); None = one version
+    versions: list[int] | None = None
 
 
 @dataclass

@@ -10,6 +10,12 @@ def load(*overrides):
     return load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", list(overrides))
 
 
+def test_stream_is_off_by_default_and_accepted_on_vllm_colocated():
+    assert load().rollout.stream is False
+    r = load("rollout.stream=true", "rollout.max_staleness=2", "rollout.engine=vllm").rollout
+    assert (r.stream, r.async_steps, r.max_staleness) == (True, 2, 2)
+
+
 @pytest.mark.parametrize("overrides, async_steps, max_staleness, tis_cap, correction", [
     ([], 0, None, None, None),  # the default: synchronous, no correction (unchanged)
     (["rollout.max_staleness=0"], 0, 0, None, None),  # k = 0: the synchronous loop
@@ -35,6 +41,13 @@ def test_filled_in_defaults(overrides, async_steps, max_staleness, tis_cap, corr
     (["algorithm.rollout_correction_clip_min=3.0"], r"_clip_min=3.0 / _clip_max=3.0: need 0 <= min < max"),
     (["algorithm.policy_loss=decoupled", "algorithm.tis_cap=2.0"], r"decoupled weighs tokens by its own"),
     (["rollout.max_staleness=1", "algorithm.dynamic_sampling=true"], r"cannot run with rollout.async_steps > 0"),
+    # stream mode (rollout.stream): ahead of the learner, on an engine that streams
+    (["rollout.stream=true", "rollout.engine=vllm"], r"^rollout.stream=true .* needs rollout.async_steps >= 1"),
+    (["rollout.stream=true", "rollout.max_staleness=0", "rollout.engine=vllm"], r"needs rollout.async_steps >= 1"),
+    (["rollout.stream=true", "rollout.max_staleness=1"],
+     r"^rollout.stream=true: the transformers engine \(rollout.engine=hf\) cannot stream"),
+    (["rollout.stream=true", "rollout.max_staleness=1", "rollout.engine=vllm", "rollout.vllm_mode=server"],
+     r"^rollout.stream=true: vLLM server mode cannot stream"),
 ])
 def test_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):

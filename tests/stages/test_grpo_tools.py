@@ -36,6 +36,8 @@ def test_grpo_runs_multi_turn_episodes(micro_model_dir, tmp_path):
     (["tools=[tests.rollout.episodes.tools_fixtures:undocumented]", "data.template=chat"], "no usable schema"),
     (["tools=[search]", "data.template=chat"], "is not `module.path:name` \\(or `python`\\)"),
     (["episodes.environment=tests.rollout.episodes.tools_fixtures:Nope", "episodes.style=torl"], "cannot load"),
+    (["tools=[python]", "episodes.style=torl", "rollout.engine=vllm", "rollout.stream=true",
+      "rollout.max_staleness=1"], "^rollout.stream=true decodes single-turn requests only"),
 ])
 def test_recipe_errors(overrides, message):
     from rl.config.grpo import GRPOConfig

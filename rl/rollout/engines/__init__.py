@@ -4,7 +4,7 @@ logprobs) out, plus weight updates from the learner.
 base.py (the protocol), hf.py (transformers), vllm.py + vllm_adapter.py (vLLM colocated: the only vllm import) +
 vllm_server.py (the client of a rollout server: streamed requests, many in flight), worker.py + worker_process.py (an engine in its own
 process; placement.py where it runs, weight_stream.py the bucketed weight push, version_gate.py the push gate of
-server mode with several ranks), bench.py (engine throughput), install_vllm.sh (the vLLM build for this machine).
+server mode with several ranks; stream_worker.py + vllm_stream.py its stream mode, `rollout.stream`), bench.py (engine throughput), install_vllm.sh (the vLLM build for this machine).
 `make_engine` is the one place an engine is chosen (from the recipe's `rollout.engine`).
 
 Imports: rl.core, rl.train, rl.config. Never rl.rollout.episodes, rewards or the stages (tests/test_layout.py).

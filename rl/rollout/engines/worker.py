@@ -273,11 +273,17 @@ def start_rollout_worker(cfg, model_path: str, seed: int, max_model_len: int, ra
     extra = {} if r.engine == "hf" else dict(
         gpu_memory_utilization=r.vllm_gpu_memory_utilization, mode=r.vllm_mode, server_url=r.vllm_server_url,
         timeout_s=r.timeout_s, seed_mode=r.seed_mode)
+    if r.stream and r.engine == "vllm":  # vLLM settings of stream mode (rl/rollout/engines/vllm_stream.py)
+        from rl.rollout.engines.vllm_stream import STREAM_VLLM_KWARGS, STREAM_VLLM_CPU_KWARGS
+        extra.update({**STREAM_VLLM_KWARGS, **(STREAM_VLLM_CPU_KWARGS if where.gpu_index is None else {})})
     spec = EngineSpec(engine=r.engine, model_path=model_path, dtype=cfg.model.dtype, seed=seed,
                       max_model_len=max_model_len, threads=threads, engine_kwargs=extra,
                       device="cpu" if where.gpu_index is None else "cuda:0", pushes=where.pushes, bucket_bytes=bucket,
-                      gate=gate, episode_runner=episodes[0] if episodes else None,
+                      gate=gate, stream=r.stream, episode_runner=episodes[0] if episodes else None,
                       episode_spec=episodes[1] if episodes else None)
-    worker = RolloutWorker(spec, timeout_s=r.timeout_s, env=worker_env(where, dict(os.environ)))
+    worker_class = RolloutWorker
+    if r.stream:  # groups as they complete, weights between decode steps (rl/rollout/engines/stream_worker.py)
+        from rl.rollout.engines.stream_worker import StreamWorker as worker_class
+    worker = worker_class(spec, timeout_s=r.timeout_s, env=worker_env(where, dict(os.environ)))
     worker.placement, worker.gate_store = where, gate_store  # rank 0 hosts the gate's store while the run lasts
     return worker

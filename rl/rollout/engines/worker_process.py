@@ -42,6 +42,7 @@ class EngineSpec:
     # (episode_spec, engine, model_path), rl/rollout/episodes/async_episodes.py; None: single-turn batches only
     episode_runner: str | None = None
     episode_spec: dict | None = None
+    stream: bool = False  # rollout.stream: groups as they complete, weights between decode steps (stream_worker.py)
 
 
 def _load(path: str):
@@ -174,7 +175,7 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                                on_progress=heartbeat.relay)
             heartbeat.publish = gate.publish
         results.put(("ready", os.getpid()))
-        while True:
+        while not spec.stream:
             try:
                 cmd = commands.get(timeout=1.0)
             except queue.Empty:
@@ -218,5 +219,12 @@ def _worker_main(spec: dict, commands, chunks, results, parent_pid: int) -> None
                 t0 = time.perf_counter()
                 out = runner.run(batch, SamplingParams(**params), first_group_id)
                 results.put(("generated", job, version, out, time.perf_counter() - t0))
+        from rl.rollout.engines.stream_worker import stream_commands
+        stream_commands(engine, commands, results, lambda count, v: _apply(engine, model, staging, count, v,
+                                                                            heartbeat.tick), heartbeat.tick, parent_pid)
+        heartbeat.stop()
+        chunks.put(None)
+        receiver.join(timeout=10)
+        engine.close()
     except BaseException:  # noqa: BLE001 - reported to the learner, then exit
         results.put(("error", traceback.format_exc()))

@@ -19,8 +19,8 @@ Bounded staleness (`rollout.max_staleness` k, rl/core/staleness.py): every group
 it; groups whose staleness exceeds k when their step comes are dropped and their prompts regenerated with the newest
 weights (queued behind the batches in flight, after the last push: staleness 0), counted as
 `rollout/dropped_groups`. With batches generated in order as above this happens only when async_steps > k (k set
-alone gives async_steps = k, and nothing is ever dropped); a streamed or interruptible worker, where groups of one
-batch come from several versions, is not built yet. `time/learner_idle_s`: the seconds the learner waited this step
+alone gives async_steps = k, and nothing is ever dropped); stream mode, where groups of one batch come from several
+versions, is rl/rollout/episodes/stream_rollouts.py (`rollout.stream`). `time/learner_idle_s`: the seconds the learner waited this step
 for rollouts (`time/rollout_wait_s`, regeneration included) and for the worker to take the weights.
 
 Off-policy correction: the engine's sampling logprobs are the behaviour policy. The learner weighs each token's loss
