@@ -7,6 +7,8 @@ generation on both sides, no vLLM).
     python -m rl.bench.trl_side_by_side --workload tiny --ours-override train.max_tokens_per_micro_batch=4096
         # + a row "ours (train.max_tokens_per_micro_batch=4096)": ours with recipe overrides a user would set,
         # run in every round next to the default ours (ours, ours+overrides, TRL) and compared to the same TRL runs
+    python -m rl.bench.trl_side_by_side --threads 1    # both sides on 1 torch thread (OMP_NUM_THREADS=1): on a
+        # shared, oversubscribed machine 2-thread ops wait on a descheduled thread and steps vary 30x; 1 thread doesn't
 
 Work per optimizer step, both sides: 8 prompts x G=8 = 64 completions, at most 40 new tokens, temperature 1,
 top_p 1, no top_k; rewards accuracy (1.0) + format (0.5); group-scaled advantages; loss from the recipe
@@ -118,7 +120,13 @@ def run_ours(workload: str, steps: int, cprofile: str | None = None, overrides: 
             "step_s": [m["time/step_s"] for m in rows], "generate_s": [m["time/generate_s"] for m in rows],
             "score_s": [m["time/score_s"] for m in rows], "train_s": [m["time/train_s"] for m in rows],
             "completion_len": [m["completion_len/mean"] for m in rows],
-            "completions_per_step": [batch_size] * len(rows)}  # fixed by the recipe (no dynamic sampling)
+            "completions_per_step": [batch_size] * len(rows),  # fixed by the recipe (no dynamic sampling)
+            "torch_threads": _torch_threads()}
+
+
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
 
 def _profile_steps(main, argv: list[str], steps: int, out: str) -> None:
@@ -232,12 +240,13 @@ def run_trl(workload: str, steps: int) -> dict:
 
 
 def run_child(side: str, workload: str, steps: int, timeout_s: float, cprofile: str | None = None,
-              overrides: list[str] | None = None) -> dict:
+              overrides: list[str] | None = None, threads: int = 0) -> dict:
     cmd = [sys.executable, "-m", "rl.bench.trl_side_by_side", "--child", side, "--workload", workload,
            "--steps", str(steps)] + (["--cprofile", cprofile] if cprofile else [])
     cmd += [f"--ours-override={o}" for o in overrides or []]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
     load_before, t0 = os.getloadavg()[0], time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"side"')]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -328,6 +337,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--ours-override", action="append", default=[], metavar="KEY=VALUE",
                     help="a recipe override for an extra ours run in every round, reported as its own row "
                          "(repeatable), e.g. train.max_tokens_per_micro_batch=4096")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads of both sides' runs (OMP_NUM_THREADS); 0: the default (one per core)")
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--cprofile", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -348,13 +359,13 @@ def main(argv=None) -> dict:
         for rnd in range(1, args.rounds + 1):
             order = [("ours", [])] + ([("ours", args.ours_override)] if args.ours_override else []) + [("trl", [])]
             for side, overrides in order:  # TRL last: both ours runs are paired with the same TRL run
-                run = run_child(side, w, args.steps, args.timeout, overrides=overrides)
+                run = run_child(side, w, args.steps, args.timeout, overrides=overrides, threads=args.threads)
                 run["round"] = rnd
                 runs.append(run)
                 steps_s = ", ".join(f"{x:.2f}" for x in run["step_s"])
                 print(f"[bench] {w} round {rnd} {run['side']}: s/step [{steps_s}], completions/step "
                       f"{sorted(set(run['completions_per_step']))}, wall {run['wall_s']}s, "
-                      f"load {run['load_before']:.1f}->{run['load_after']:.1f}"
+                      f"load {run['load_before']:.1f}->{run['load_after']:.1f}, torch threads {run['torch_threads']}"
                       + (f", prompt ids match ours: {run['prompt_ids_match']}" if side == "trl" else ""), flush=True)
     summary = summarize(runs)
     print(f"\n{table(summary, args.steps)}\n\nload average (1 min) now: {os.getloadavg()[0]:.1f} on "
@@ -365,7 +376,7 @@ def main(argv=None) -> dict:
                        "date": time.strftime("%Y-%m-%d %H:%M")}, f, indent=1)
     if args.profile:
         prof = os.path.join(tempfile.mkdtemp(prefix="bench_prof_"), "ours.pstats")
-        run_child("ours", workloads[0], args.steps, args.timeout, cprofile=prof)
+        run_child("ours", workloads[0], args.steps, args.timeout, cprofile=prof, threads=args.threads)
         print_profile(prof)
     return summary
 
