@@ -4,6 +4,11 @@ generation on both sides, no vLLM).
     python -m rl.bench.trl_side_by_side                                   # all workloads, 10 steps, 3 rounds
     python -m rl.bench.trl_side_by_side --workload tiny --steps 4 --rounds 2 --json out.json
     python -m rl.bench.trl_side_by_side --workload tiny --steps 4 --rounds 1 --profile   # + cProfile of ours
+    python -m rl.bench.trl_side_by_side --workload tiny --ours-override train.max_tokens_per_micro_batch=4096
+        # + a row "ours (train.max_tokens_per_micro_batch=4096)": ours with recipe overrides a user would set,
+        # run in every round next to the default ours (ours, ours+overrides, TRL) and compared to the same TRL runs
+    python -m rl.bench.trl_side_by_side --threads 1    # both sides on 1 torch thread (OMP_NUM_THREADS=1): on a
+        # shared, oversubscribed machine 2-thread ops wait on a descheduled thread and steps vary 30x; 1 thread doesn't
 
 Work per optimizer step, both sides: 8 prompts x G=8 = 64 completions, at most 40 new tokens, temperature 1,
 top_p 1, no top_k; rewards accuracy (1.0) + format (0.5); group-scaled advantages; loss from the recipe
@@ -83,23 +88,45 @@ def step_prompts(cfg, steps: int) -> list[dict]:
     return [ex for _ in range(steps) for _, ex in sampler.take(cfg.prompts_per_step)]
 
 
-def run_ours(workload: str, steps: int, cprofile: str | None = None) -> dict:
+def check_user_overrides(overrides: list[str]) -> None:
+    """Fail in one line, before any run, on an override that is not KEY=VALUE or that the recipe rejects; the
+    bench's own keys (output_dir, max_steps, the model, ...) are not the user's to change."""
+    fixed = {o.split("=", 1)[0] for o in our_overrides("m", 2, "o")}
+    for o in overrides:
+        if "=" not in o or o.split("=", 1)[0] in fixed:
+            raise SystemExit(f"--ours-override {o!r}: expected KEY=VALUE with KEY not one of {sorted(fixed)}")
+    from rl.config.recipe import load_config
+    from rl.config.grpo import GRPOConfig
+    try:
+        load_config(GRPOConfig, RECIPE, overrides)
+    except Exception as e:  # noqa: BLE001 - the config's own message names the problem
+        raise SystemExit(f"--ours-override {' '.join(overrides)}: {e}") from None
+
+
+def run_ours(workload: str, steps: int, cprofile: str | None = None, overrides: list[str] | None = None) -> dict:
     from rl.grpo import main
     path = model_path(workload)
+    overrides = list(overrides or [])
     batch_size = recipe_config(path, steps, "unused").train.batch_size
     with tempfile.TemporaryDirectory(prefix="bench_ours_") as out:
-        argv = [RECIPE, *our_overrides(path, steps, out)]
+        argv = [RECIPE, *our_overrides(path, steps, out), *overrides]
         if cprofile:
             _profile_steps(main, argv, steps, cprofile)
         else:
             main(argv)
         lines = [json.loads(ln) for ln in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     rows = [m for m in lines if "time/step_s" in m]
-    return {"side": "ours", "workload": workload, "model": path,
+    return {"side": "ours+" if overrides else "ours", "overrides": overrides, "workload": workload, "model": path,
             "step_s": [m["time/step_s"] for m in rows], "generate_s": [m["time/generate_s"] for m in rows],
             "score_s": [m["time/score_s"] for m in rows], "train_s": [m["time/train_s"] for m in rows],
             "completion_len": [m["completion_len/mean"] for m in rows],
-            "completions_per_step": [batch_size] * len(rows)}  # fixed by the recipe (no dynamic sampling)
+            "completions_per_step": [batch_size] * len(rows),  # fixed by the recipe (no dynamic sampling)
+            "torch_threads": _torch_threads()}
+
+
+def _torch_threads() -> int:
+    import torch
+    return torch.get_num_threads()
 
 
 def _profile_steps(main, argv: list[str], steps: int, out: str) -> None:
@@ -212,11 +239,14 @@ def run_trl(workload: str, steps: int) -> dict:
             "prompt_ids_match": list(ours_ids) == list(trl_ids), "torch_threads": torch.get_num_threads()}
 
 
-def run_child(side: str, workload: str, steps: int, timeout_s: float, cprofile: str | None = None) -> dict:
+def run_child(side: str, workload: str, steps: int, timeout_s: float, cprofile: str | None = None,
+              overrides: list[str] | None = None, threads: int = 0) -> dict:
     cmd = [sys.executable, "-m", "rl.bench.trl_side_by_side", "--child", side, "--workload", workload,
            "--steps", str(steps)] + (["--cprofile", cprofile] if cprofile else [])
+    cmd += [f"--ours-override={o}" for o in overrides or []]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else None
     load_before, t0 = os.getloadavg()[0], time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{"side"')]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -230,13 +260,22 @@ def _med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+OURS_SIDES = ("ours", "ours+")  # the default recipe; the recipe with the user's --ours-override
+
+
 def summarize(runs: list[dict]) -> dict:
-    """Per workload and side: per-round medians of steps 2..N, their median and spread; TRL/ours."""
+    """Per workload and side: per-round medians of steps 2..N, their median and spread; TRL over each ours side
+    (`trl_over_ours`, `trl_over_ours+`: ratio of the medians; `paired_ratios`, `paired_ratios+`: per round, TRL's run
+    over that round's ours run, which cancels slow drifts in load).
+
+    Example: ours rounds 0.2 and 0.3, TRL 0.4 and 0.3 -> medians 0.25 and 0.35, trl_over_ours 1.4, paired 2.0, 1.0.
+    """
     out: dict = {}
     for run in runs:
         side = out.setdefault(run["workload"], {}).setdefault(run["side"], {"rounds": [], "generate_s": [],
                                                                             "score_s": [], "train_s": [],
                                                                             "completion_len": []})
+        side["overrides"] = run.get("overrides", [])
         side["rounds"].append(_med(run["step_s"][1:]))
         for k in ("generate_s", "score_s", "train_s", "completion_len"):
             side[k].extend(run[k][1:])
@@ -245,29 +284,38 @@ def summarize(runs: list[dict]) -> dict:
             s["median"], s["spread"] = _med(s["rounds"]), max(s["rounds"]) - min(s["rounds"])
             for k in ("generate_s", "score_s", "train_s", "completion_len"):
                 s[k] = _med(s[k])
-        if "ours" in sides and "trl" in sides:
-            sides["trl_over_ours"] = sides["trl"]["median"] / sides["ours"]["median"]
-            # each round's TRL run directly follows its ours run: the paired ratio cancels slow drifts in load
-            sides["paired_ratios"] = [t / o for o, t in zip(sides["ours"]["rounds"], sides["trl"]["rounds"])]
+        for name in OURS_SIDES:
+            if name in sides and "trl" in sides:
+                suffix = name[len("ours"):]
+                sides["trl_over_ours" + suffix] = sides["trl"]["median"] / sides[name]["median"]
+                sides["paired_ratios" + suffix] = [t / o for o, t in zip(sides[name]["rounds"],
+                                                                         sides["trl"]["rounds"])]
     return out
+
+
+def side_label(name: str, side: dict) -> str:
+    """'ours', 'TRL', or 'ours (k=v, ...)' for the run with the user's overrides."""
+    return {"trl": "TRL", "ours": "ours"}.get(name) or f"ours ({', '.join(side['overrides'])})"
 
 
 def table(summary: dict, steps: int) -> str:
     rows = [f"| workload | side | s/step per round (median of steps 2..{steps}) | median | spread | generate s "
             "| score s | train s | mean completion tokens |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for workload, sides in summary.items():
-        for name in ("ours", "trl"):
+        for name in (*OURS_SIDES, "trl"):
             if name not in sides:
                 continue
             s = sides[name]
             rounds = ", ".join(f"{x:.2f}" for x in s["rounds"])
-            rows.append(f"| {workload} | {'TRL' if name == 'trl' else 'ours'} | {rounds} | {s['median']:.2f} "
+            rows.append(f"| {workload} | {side_label(name, s)} | {rounds} | {s['median']:.2f} "
                         f"| {s['spread']:.2f} | {s['generate_s']:.2f} | {s['score_s']:.2f} | {s['train_s']:.2f} "
                         f"| {s['completion_len']:.1f} |")
-        if "trl_over_ours" in sides:
-            paired = ", ".join(f"{x:.2f}" for x in sides["paired_ratios"])
-            rows.append(f"| {workload} | **TRL / ours** | {paired} (per round) | **{sides['trl_over_ours']:.2f}x** "
-                        "| | | | | |")
+        for name in OURS_SIDES:
+            suffix = name[len("ours"):]
+            if "trl_over_ours" + suffix in sides:
+                paired = ", ".join(f"{x:.2f}" for x in sides["paired_ratios" + suffix])
+                rows.append(f"| {workload} | **TRL / {side_label(name, sides[name])}** | {paired} (per round) "
+                            f"| **{sides['trl_over_ours' + suffix]:.2f}x** | | | | | |")
     return "\n".join(rows)
 
 
@@ -286,14 +334,21 @@ def main(argv=None) -> dict:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     ap.add_argument("--json", default=None, help="also write every run and the summary to this file")
     ap.add_argument("--profile", action="store_true", help="then one more run of ours under cProfile")
+    ap.add_argument("--ours-override", action="append", default=[], metavar="KEY=VALUE",
+                    help="a recipe override for an extra ours run in every round, reported as its own row "
+                         "(repeatable), e.g. train.max_tokens_per_micro_batch=4096")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads of both sides' runs (OMP_NUM_THREADS); 0: the default (one per core)")
     ap.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--cprofile", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.steps < 2:
         ap.error("--steps must be at least 2 (step 1 is warm-up)")
     workloads = WORKLOADS if args.workload == "all" else (args.workload,)
+    if args.ours_override:
+        check_user_overrides(args.ours_override)
     if args.child:
-        result = (run_ours(workloads[0], args.steps, args.cprofile) if args.child == "ours"
+        result = (run_ours(workloads[0], args.steps, args.cprofile, args.ours_override) if args.child == "ours"
                   else run_trl(workloads[0], args.steps))
         print(json.dumps(result), flush=True)
         return result
@@ -302,14 +357,15 @@ def main(argv=None) -> dict:
     runs = []
     for w in workloads:
         for rnd in range(1, args.rounds + 1):
-            for side in ("ours", "trl"):
-                run = run_child(side, w, args.steps, args.timeout)
+            order = [("ours", [])] + ([("ours", args.ours_override)] if args.ours_override else []) + [("trl", [])]
+            for side, overrides in order:  # TRL last: both ours runs are paired with the same TRL run
+                run = run_child(side, w, args.steps, args.timeout, overrides=overrides, threads=args.threads)
                 run["round"] = rnd
                 runs.append(run)
                 steps_s = ", ".join(f"{x:.2f}" for x in run["step_s"])
-                print(f"[bench] {w} round {rnd} {side}: s/step [{steps_s}], completions/step "
+                print(f"[bench] {w} round {rnd} {run['side']}: s/step [{steps_s}], completions/step "
                       f"{sorted(set(run['completions_per_step']))}, wall {run['wall_s']}s, "
-                      f"load {run['load_before']:.1f}->{run['load_after']:.1f}"
+                      f"load {run['load_before']:.1f}->{run['load_after']:.1f}, torch threads {run['torch_threads']}"
                       + (f", prompt ids match ours: {run['prompt_ids_match']}" if side == "trl" else ""), flush=True)
     summary = summarize(runs)
     print(f"\n{table(summary, args.steps)}\n\nload average (1 min) now: {os.getloadavg()[0]:.1f} on "
@@ -320,7 +376,7 @@ def main(argv=None) -> dict:
                        "date": time.strftime("%Y-%m-%d %H:%M")}, f, indent=1)
     if args.profile:
         prof = os.path.join(tempfile.mkdtemp(prefix="bench_prof_"), "ours.pstats")
-        run_child("ours", workloads[0], args.steps, args.timeout, cprofile=prof)
+        run_child("ours", workloads[0], args.steps, args.timeout, cprofile=prof, threads=args.threads)
         print_profile(prof)
     return summary
 

@@ -15,9 +15,10 @@ padding does not shift them.
 
 `packed=True` runs the same rows as one padding-free sequence [1, L] (rl/core/packing.py: real tokens end to end,
 position ids restarting on every row, no attention mask, the row boundaries as flash-attention's `cu_seq_lens`), which
-transformers' attention turns into per-row causal attention: flash-attention's varlen kernel, row by row for
-`sdpa_packed` (rl/train/packed_attention.py), a block-diagonal mask for sdpa / eager / flex. The returned [n, C]
-tensors are the padded forward's. `packing_support(lm)` says whether a model can take packed rows.
+transformers' attention turns into per-row causal attention: flash-attention's varlen kernel, row by row (rows of
+similar length grouped) for `sdpa_packed` (rl/train/packed_attention.py), a block-diagonal mask for sdpa / eager /
+flex. The returned [n, C] tensors are the padded forward's. `packing_support(lm)` says whether a model can take packed
+rows.
 """
 from __future__ import annotations
 

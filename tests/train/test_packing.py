@@ -10,7 +10,8 @@ from rl.core.collate import collate
 from rl.core.episode import Completion, Episode
 from rl.train import policy as policy_module
 from rl.train.models import load_causal_lm, load_tokenizer
-from rl.train.packed_attention import row_boundaries, sdpa_packed_attention, use_row_attention
+from rl.train import packed_attention
+from rl.train.packed_attention import row_boundaries, row_buckets, sdpa_packed_attention, use_row_attention
 from rl.train.policy import CausalLMLogprobs, packing_support
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -70,9 +71,12 @@ def test_packed_equals_padded_logprobs_loss_and_gradients(micro_model_dir, attn,
         assert (got - want).abs().max().item() <= atol * max(scale, 1.0), name
 
 
-@pytest.mark.parametrize("row_attention", [True, False], ids=["sdpa_packed", "sdpa"])
-def test_packed_rows_do_not_see_each_other(micro_model_dir, row_attention, monkeypatch):
+@pytest.mark.parametrize("row_attention, slack", [(True, None), (True, 0), (False, None)],
+                         ids=["sdpa_packed", "sdpa_packed-row-by-row", "sdpa"])
+def test_packed_rows_do_not_see_each_other(micro_model_dir, row_attention, slack, monkeypatch):
     """A row's logprobs packed beside others equal its logprobs alone (no attention across the boundary)."""
+    if slack is not None:
+        monkeypatch.setattr(packed_attention, "ROW_BATCH_PAIRS", slack)
     tok = load_tokenizer(str(micro_model_dir))
     batch = lengths_batch(tok, T=8)
     lm = load_causal_lm(str(micro_model_dir))
@@ -82,11 +86,13 @@ def test_packed_rows_do_not_see_each_other(micro_model_dir, row_attention, monke
     calls = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
-                        lambda q, *a, **kw: calls.append(q.shape[2]) or sdpa(q, *a, **kw))
+                        lambda q, *a, **kw: calls.append(tuple(q.shape[::2])) or sdpa(q, *a, **kw))
     with torch.no_grad():
         together, _ = policy(batch.input_ids, batch.attention_mask, batch.completion_mask, packed=True)
-    # 2 layers: row by row, one call per row of 1..8 tokens; else one call over the 36 packed tokens
-    assert calls == (list(range(1, 9)) * 2 if row_attention else [36, 36])
+    # 2 layers, (rows, tokens) per call: the 8 rows of 1..8 tokens padded to 8 in one call (8^2 - 1^2 <= the slack);
+    # with no slack one call per row, longest first; plain sdpa: one call over the 36 packed tokens
+    expected = {None: [(8, 8)] * 2, 0: [(1, n) for n in range(8, 0, -1)] * 2}[slack] if row_attention else [(1, 36)] * 2
+    assert calls == expected
     monkeypatch.undo()
     with torch.no_grad():
         for i in range(len(batch)):
@@ -169,6 +175,47 @@ def test_row_boundaries_and_row_attention_by_hand():
     torch.testing.assert_close(rows, want, atol=1e-6, rtol=0)
     plain, _ = sdpa_packed_attention(module, q, k, v, mask[None, None])
     torch.testing.assert_close(plain, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("lengths, slack, expected", [
+    ([3, 66, 27, 1000, 0], 66 ** 2, [[3], [1, 2, 0]]),  # 1000^2 - 66^2 > slack; 66^2 - 27^2, 66^2 - 3^2 <= slack
+    ([3, 66, 27, 1000, 0], 0, [[3], [1], [2], [0]]),  # no slack: one call per distinct length
+    ([5, 5, 4], 0, [[0, 1], [2]]),  # equal lengths share a call for free
+    ([5, 5, 4], 9, [[0, 1, 2]]),  # 5^2 - 4^2 = 9 <= 9
+    ([1024, 1016, 1015], 128 * 128, [[0, 1], [2]]),  # 1024^2 - 1016^2 = 16,320 <= 16,384; - 1015^2 = 18,207 is not
+    ([0, 0], 100, [])])
+def test_row_buckets_by_hand(lengths, slack, expected):
+    assert row_buckets(lengths, slack) == expected
+
+
+@pytest.mark.parametrize("slack", [0, 30, packed_attention.ROW_BATCH_PAIRS])
+def test_bucketed_rows_equal_the_block_diagonal_attention(slack, monkeypatch):
+    """Rows of 7, 3, 12, 1, 12, 5 tokens (40 packed), 4 query heads over 2 KV heads: outputs and the gradients of q, k,
+    v equal sdpa over the block-diagonal causal mask, whether each length runs alone (slack 0: 5 calls), in a few
+    buckets (slack 30: [12, 12], [7, 5], [3, 1]) or all padded to 12 in one call (the default slack)."""
+    monkeypatch.setattr(packed_attention, "ROW_BATCH_PAIRS", slack)
+    lengths = [7, 3, 12, 1, 12, 5]
+    cu = torch.tensor([0, 7, 10, 22, 23, 35, 40])
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 4, 40, 8, generator=g, requires_grad=True)  # [1, heads, L, d]
+    k, v = (torch.randn(1, 2, 40, 8, generator=g, requires_grad=True) for _ in range(2))  # [1, kv_heads, L, d]
+    module = torch.nn.Module()
+    module.num_key_value_groups = 2
+    weights = torch.randn(1, 40, 4, 8, generator=g)  # a loss that weighs every output
+    got, _ = sdpa_packed_attention(module, q, k, v, None, cu_seq_lens_q=cu)  # [1, 40, 4, 8]
+    (got * weights).sum().backward()
+    got_grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    seq = torch.repeat_interleave(torch.arange(6), torch.tensor(lengths))  # [40] row of each position
+    pos = torch.arange(40)
+    mask = (seq[:, None] == seq[None, :]) & (pos[:, None] >= pos[None, :])  # [40, 40] block-diagonal causal
+    want = torch.nn.functional.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1),
+                                                            attn_mask=mask).transpose(1, 2)
+    (want * weights).sum().backward()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+    for a, t in zip(got_grads, (q, k, v)):
+        torch.testing.assert_close(a, t.grad, atol=1e-6, rtol=0)
 
 
 def test_generation_is_unchanged_by_row_attention(micro_model_dir):

@@ -14,6 +14,8 @@ Per step, for B rows (left-padded prompts, KV cache):
     token ~ softmax(top_k/top_p-filtered z)     [B]       drawn with the engine's own torch.Generator
                                                           (exponential race: argmax p / Exp(1))
 
+The KV cache is allocated once per chunk for prompt + max_tokens positions and each step writes its position in place
+(rl/rollout/engines/kv_cache.py; transformers' DynamicCache copies the whole cache at every step).
 Each prompt is prefilled once and its KV cache repeated for its n samples (`Cache.batch_repeat_interleave`): a GRPO
 group of G completions costs one prefill, not G. Rows that produced EOS keep being fed padding until they are a
 quarter of the batch; then they are dropped from the batch and the KV cache (`Cache.batch_select_indices`), so the
@@ -103,7 +105,7 @@ class HFEngine:
 
     def _generate_chunk(self, prompts: list[list[int]], params: SamplingParams,
                         generator: torch.Generator) -> list[Completion]:
-        from transformers import DynamicCache
+        from rl.rollout.engines.kv_cache import preallocated_cache
 
         dummy = not prompts  # a rank with nothing to decode still takes part in the collectives
         unique = prompts or [[self.pad_id]]
@@ -115,7 +117,7 @@ class HFEngine:
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         ids, mask = ids.to(device), mask.to(device)
-        cache = DynamicCache()
+        cache = preallocated_cache(width + params.max_tokens)  # written in place, not grown by torch.cat each step
         with self.autocast():  # each prompt's prefill once, then its KV cache is shared by its n samples
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                                 past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]  # [U, V]
