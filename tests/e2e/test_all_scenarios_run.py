@@ -44,9 +44,11 @@ def test_all_scenarios_under_zero3_bf16_on_two_processes(tmp_path):
     `outside_zero3_init`; before, zero.Init partitioned it and the first scoring failed). 38 s here."""
     import subprocess
     import sys
+
+    from tests.e2e.test_strategies import free_port
     out = tmp_path / "z3"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/zero3.yaml",
-           "--num_processes", "2", "--main_process_port", "29572", "rl/grpo.py", "recipes/tiny/r1_all_scenarios.yaml",
+           "--num_processes", "2", "--main_process_port", str(free_port()), "rl/grpo.py", "recipes/tiny/r1_all_scenarios.yaml",
            f"output_dir={out}", "logging.progress_bar=false", "train.max_steps=2", "logging.save_every=0",
            "data.max_eval_samples=16", "model.dtype=bfloat16", "rewards.reward_model.dtype=bfloat16"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.e2e.test_strategies import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +28,8 @@ def one_and_two(micro_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     script = str(ROOT / "tests/e2e/ddp_grads.py")
     run([sys.executable, script, str(micro_model_dir), str(tmp / "one.pt"), ",".join(MODES)])
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531", script,
-         str(micro_model_dir), str(tmp / "two.pt"), ",".join(MODES)])
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+         script, str(micro_model_dir), str(tmp / "two.pt"), ",".join(MODES)])
     return torch.load(tmp / "one.pt"), torch.load(tmp / "two.pt")
 
 
@@ -65,7 +66,7 @@ def test_zero3_two_processes_match_one_with_vllm_rollouts(tmp_path):
               "logging.save_every=0"]
     run([sys.executable, "rl/grpo.py", *common, "train.batch_size=16", f"output_dir={tmp_path / 'one'}"])
     run([sys.executable, "-m", "accelerate.commands.launch", "--config_file", "recipes/accelerate/zero3.yaml",
-         "--num_processes", "2", "--main_process_port", "29533",
+         "--num_processes", "2", "--main_process_port", str(free_port()),
          "rl/grpo.py", *common, "train.batch_size=8", f"output_dir={tmp_path / 'two'}"])
     for step in (1, 2):
         one, two = (next(m for m in read_metrics(tmp_path / d) if m["step"] == step) for d in ("one", "two"))
@@ -80,7 +81,7 @@ def test_ranks_with_different_metric_keys(tmp_path):
     different metric keys. Before the fix each rank all-reduced a list of its own length: under gloo the two ranks
     hung in the collective (killed after 100 s); under NCCL a hang too. Now both agree on the union of keys and get
     the same numbers (tests/e2e/rank_metrics.py; expected values by hand)."""
-    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29535",
+    run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(ROOT / "tests/e2e/rank_metrics.py"), str(tmp_path)], timeout=120)
     got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     r = "rewards/tests.e2e.rank_metrics:tested/"
