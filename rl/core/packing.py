@@ -125,6 +125,20 @@ def balance_ranks(lengths: Sequence[int], world: int) -> list[list[int]]:
     return [sorted(r) for r in ranks]
 
 
+def balance_ranks_by_units(lengths: Sequence[int], prompt_lens: Sequence[int], owners: Sequence[int], world: int
+                           ) -> list[list[int]]:
+    """`balance_ranks` over whole prompt units (groups) when every unit has the same number of rows and the units
+    deal evenly to `world` ranks (so rows per rank stay equal), each unit weighing its `shared_load`; else over rows.
+
+    lengths [7, 6, 9, 8 | 3, 4, 5, 2] (groups of 4, prompts 2 and 1 -> shared loads 30 - 6 = 24 and 14 - 3 = 11),
+    world 2 -> units to r0 and r1: [[0, 1, 2, 3], [4, 5, 6, 7]]; world 4 (2 units do not deal to 4) -> rows."""
+    units = prompt_units(owners)
+    if not units or len({len(u) for u in units}) != 1 or len(units) % world:
+        return balance_ranks(lengths, world)
+    dealt = balance_ranks([shared_load(u, lengths, prompt_lens, owners) for u in units], world)
+    return [sorted(i for u in r for i in units[u]) for r in dealt]
+
+
 def imbalance(loads: Sequence[float]) -> float:
     """max / mean of per-rank (or per-micro-batch) token counts: 1.0 is perfect balance. [9, 9] -> 1.0;
     [15, 3] -> 15 / 9 = 1.667; all zero -> 1.0."""

@@ -28,8 +28,8 @@ import torch
 
 from rl.core.collate import trim_padding
 from rl.core.episode import BATCH_FIELDS, Batch
-from rl.core.packing import (balance_ranks, bin_units, first_fit_decreasing, imbalance, prompt_owners, prompt_units,
-                             select_rows, shared_load, split_bins)
+from rl.core.packing import (balance_ranks, balance_ranks_by_units, bin_units, first_fit_decreasing, imbalance,
+                             prompt_owners, select_rows, shared_load, split_bins)
 
 
 class MicroBatcher:
@@ -63,7 +63,7 @@ class MicroBatcher:
         if self.share_prompts:
             C = batch.completion_length
             owners = prompt_owners(batch.input_ids, batch.attention_mask, C).tolist()  # [N]
-            prompt_lens = batch.attention_mask[:, :-C].sum(-1).tolist()  # [N]
+            prompt_lens = batch.attention_mask[:, :batch.input_ids.shape[1] - C].sum(-1).tolist()  # [N]
 
             def load(b):
                 return shared_load(b, lengths, prompt_lens, owners)
@@ -105,14 +105,11 @@ class MicroBatcher:
         full = Batch(*everything)  # [W * N, ...] in rank order
         lengths = full.attention_mask.sum(-1).tolist()
         n = len(batch)
-        ranks = balance_ranks(lengths, world)
         if self.share_prompts:  # whole groups when they deal evenly (rows per rank must stay equal)
-            owners = prompt_owners(full.input_ids, full.attention_mask, C_all).tolist()
-            units = prompt_units(owners)
-            if len({len(u) for u in units}) == 1 and len(units) % world == 0:
-                prompt_lens = full.attention_mask[:, :P_all].sum(-1).tolist()
-                unit_ranks = balance_ranks([shared_load(u, lengths, prompt_lens, owners) for u in units], world)
-                ranks = [sorted(i for u in r for i in units[u]) for r in unit_ranks]
+            ranks = balance_ranks_by_units(lengths, full.attention_mask[:, :P_all].sum(-1).tolist(),
+                                           prompt_owners(full.input_ids, full.attention_mask, C_all).tolist(), world)
+        else:
+            ranks = balance_ranks(lengths, world)
         before = imbalance([sum(lengths[r * n:(r + 1) * n]) for r in range(world)])
         after = imbalance([sum(lengths[i] for i in rows) for rows in ranks])
         mine = torch.tensor(ranks[acc.process_index], dtype=torch.long, device=acc.device)

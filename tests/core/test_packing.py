@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rl.core.packing import (balance_ranks, bin_units, first_fit_decreasing, imbalance, pack_rows, prompt_owners,
+from rl.core.packing import (balance_ranks, balance_ranks_by_units, bin_units, first_fit_decreasing, imbalance, pack_rows, prompt_owners,
                              prompt_units, select_rows, shared_load, split_bins)
 from rl.core.collate import collate
 from rl.core.episode import Completion, Episode
@@ -191,3 +191,18 @@ def test_split_bins_with_shared_loads():
         return shared_load(b, lengths, prompts, owners)
     assert split_bins([[2, 0, 1]], lengths, 2, load=load) == [[2], [0, 1]]
     assert load([0, 1]) == 9
+
+
+@pytest.mark.parametrize("lengths, prompts, owners, world, expected", [
+    # the docstring example: units of 4 with shared loads 24 and 11, one per rank
+    ([7, 6, 9, 8, 3, 4, 5, 2], [2] * 4 + [1] * 4, [0] * 4 + [4] * 4, 2, [[0, 1, 2, 3], [4, 5, 6, 7]]),
+    # 2 units on 4 ranks: rows, as balance_ranks: 9 r0, 8 r1, 7 r2, 6 r3, 5 r3 (11), 4 r2 (11), 3 r1 (11), 2 r0 (11)
+    ([7, 6, 9, 8, 3, 4, 5, 2], [2] * 4 + [1] * 4, [0] * 4 + [4] * 4, 4, [[2, 7], [3, 4], [0, 5], [1, 6]]),
+    # units of unequal size (3 and 1): rows -> [8, 7 | 1, 2] as the balance_ranks example
+    ([8, 7, 1, 2], [1, 1, 1, 1], [0, 0, 0, 3], 2, [[0, 2], [1, 3]]),
+    # 4 interleaved units of 2 on 2 ranks: loads A (rows 0, 2) 10 + 9 - 5 = 14, B (1, 3) 4 + 3 - 1 = 6,
+    # C (4, 6) 8 + 8 - 4 = 12, D (5, 7) 7 + 2 - 1 = 8: 14 -> r0, 12 -> r1, 8 -> r1 (20), 6 -> r0 (20)
+    ([10, 4, 9, 3, 8, 7, 8, 2], [5, 1, 5, 1, 4, 1, 4, 1], [0, 1, 0, 1, 4, 5, 4, 5], 2, [[0, 1, 2, 3], [4, 5, 6, 7]]),
+])
+def test_balance_ranks_by_units(lengths, prompts, owners, world, expected):
+    assert balance_ranks_by_units(lengths, prompts, owners, world) == expected
