@@ -27,12 +27,14 @@ Shared prompts (`train.share_prompts`, rl/core/packing.py `pack_rows(share_promp
 keep one copy of their prompt in the packed sequence, and the policy passes the rows' `RowLayout` as `shared_rows`
 (transformers 5.x hands any extra keyword of `base_model(...)` down to the attention function for Llama and Qwen2, as
 it does `cu_seq_lens_q`). Each row then becomes a "virtual row", the gather of [its prompt's positions] + [its
-completion's positions], bucketed and run causally as above; the prompt's owner outputs all its positions, the other
-rows only their completions', so every packed position is output once. Attention recomputes the prompt's queries per
-row; the MLPs, projections and the LM head run once per prompt, which is the saving.
+completion's positions], bucketed as above; the prompt's owner queries and outputs all its positions (causal), the
+other rows query and output only their completions' (`COMPLETION_QUERIES`: a bottom-right causal mask, query t of the
+completion seeing the prompt and completion steps <= t), so every packed position is output once. The MLPs,
+projections and the LM head run once per prompt, and attention queries each prompt once.
 
     prompt [0, 2), completions [2, 3) and [3, 5) (row 1 not the owner) -> virtual rows [0, 1, 2] and [0, 1, 3, 4]:
-    row 0 outputs positions 0, 1, 2; row 1 outputs 3, 4 (attending to 0, 1, 3, 4 with positions 0, 1, 2, 3)
+    row 0 queries and outputs positions 0, 1, 2 (causal); row 1 queries 3, 4 over keys 0, 1, 3, 4 with the mask
+    [[1, 1, 1, 0], [1, 1, 1, 1]] and outputs them
 """
 from __future__ import annotations
 
@@ -62,6 +64,9 @@ def row_buckets(lengths: list[int], slack_pairs: int = ROW_BATCH_PAIRS) -> list[
 
 
 SHARED_KEY = "shared_rows"  # the policy's packed forward with shared prompts passes the rows' RowLayout under this name
+# shared prompts: the rows that do not own the prompt query their completion only (a bottom-right causal mask over
+# [prompt] + [completion]); False: their whole virtual row, causally, the prompt's outputs dropped (the simpler form)
+COMPLETION_QUERIES = True
 
 
 def sdpa_packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
@@ -84,22 +89,36 @@ def sdpa_packed_attention(module, query, key, value, attention_mask, dropout: fl
         prompt_start, comp_start = bounds[:-1], bounds[1:]
         prompt_len = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
         comp_len, owner = [0] * len(prompt_len), [True] * len(prompt_len)
+    n = len(prompt_len)
+    # the owner (or an unshared row) queries its whole virtual row, causally; with COMPLETION_QUERIES the other rows
+    # query their completion only (bottom-right causal over [prompt] + [completion]), else their whole virtual row
+    tail = [not owner[r] and COMPLETION_QUERIES for r in range(n)]
     lengths = [p + c if (o or c) else 0 for p, c, o in zip(prompt_len, comp_len, owner)]  # nothing to output: skip
     outputs, positions = [], []  # per bucket: [m, heads, d] outputs of its real positions, [m] their packed positions
-    for bucket in row_buckets(lengths, ROW_BATCH_PAIRS):
-        longest = lengths[bucket[0]]
-        steps = torch.arange(longest)[None]  # [1, Lb]
-        col = lambda values: torch.tensor([values[r] for r in bucket])[:, None]  # noqa: E731  [k, 1]
-        p, first_out = col(prompt_len), col([0 if owner[r] else prompt_len[r] for r in range(len(owner))])
-        s = torch.minimum(steps, col(lengths) - 1)  # [k, Lb] padding repeats the row's last token (a valid index)
-        # [k, Lb] packed position of each (row, step): its prompt's positions, then its completion's
-        idx = torch.where(s < p, col(prompt_start) + s, col(comp_start) + s - p).to(query.device)
-        q, k, v = (t[0][:, idx].transpose(0, 1) for t in (query, key, value))  # [k, heads, Lb, d]
-        out = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
-                                     **rest)[0]  # [k, Lb, heads, d]
-        real = ((steps < col(lengths)) & (steps >= first_out)).to(query.device)  # [k, Lb] positions this row outputs
-        outputs.append(out[real])  # [m, heads, d], rows in bucket order, steps in order
-        positions.append(idx[real])  # [m]
+    for part in (False, True):
+        part_lengths = [lengths[r] if tail[r] == part else 0 for r in range(n)]
+        for bucket in row_buckets(part_lengths, ROW_BATCH_PAIRS):
+            col = lambda values: torch.tensor([values[r] for r in bucket])[:, None]  # noqa: E731  [k, 1]
+            p, length = col(prompt_len), col(lengths)
+            first_out = col([0 if owner[r] else prompt_len[r] for r in range(n)])  # [k, 1] first step it outputs
+            q0 = first_out if part else torch.zeros_like(p)  # [k, 1] first step it queries
+
+            def packed_index(s):  # steps [k, m] of the virtual rows -> packed positions [k, m]
+                s = torch.minimum(s, length - 1)  # padding repeats the row's last token (a valid index)
+                return torch.where(s < p, col(prompt_start) + s, col(comp_start) + s - p).to(query.device)
+            k_steps = torch.arange(int(length.max()))[None]  # [1, Lk]
+            q_steps = q0 + torch.arange(int((length - q0).max()))[None]  # [k, Lq]
+            k_idx, q_idx = packed_index(k_steps), packed_index(q_steps)  # [k, Lk], [k, Lq]
+            q = query[0][:, q_idx].transpose(0, 1)  # [k, heads, Lq, d]
+            k, v = (t[0][:, k_idx].transpose(0, 1) for t in (key, value))  # [k, kv_heads, Lk, d]
+            # causal: a row's query at step t sees its steps <= t (padded queries repeat the last step's row)
+            last = torch.minimum(q_steps, length - 1)[:, None, :, None]  # [k, 1, Lq, 1]
+            mask = (k_steps[:, None, None, :] <= last).to(query.device) if part else None  # [k, 1, Lq, Lk]
+            out = sdpa_attention_forward(module, q, k, v, mask, dropout=dropout, scaling=scaling, is_causal=not part,
+                                         **rest)[0]  # [k, Lq, heads, d]
+            real = ((q_steps < length) & (q_steps >= first_out)).to(query.device)  # [k, Lq] positions it outputs
+            outputs.append(out[real])  # [m, heads, d], rows in bucket order, steps in order
+            positions.append(q_idx[real])  # [m]
     order = torch.argsort(torch.cat(positions))  # [L] -> back to packed order (every position output exactly once)
     return torch.cat(outputs)[order].unsqueeze(0), None  # [1, L, heads, d]
 

@@ -48,10 +48,15 @@ def qwen2_gqa_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2-gqa"])
 @pytest.mark.parametrize("slack", [None, 0], ids=["buckets", "row-by-row"])
-def test_shared_equals_unshared_equals_padded(micro_model_dir, tmp_path_factory, arch, slack, monkeypatch):
+@pytest.mark.parametrize("completion_queries", [True, False], ids=["completion-queries", "virtual-rows"])
+def test_shared_equals_unshared_equals_padded(micro_model_dir, tmp_path_factory, arch, slack, completion_queries,
+                                              monkeypatch):
     """Groups of 4 (interleaved) + one odd row, completions of 1..8 tokens: per-token logprobs, entropy, the loss and
     every parameter's gradient agree (fp32, 1e-5) padded / packed / packed with shared prompts, and the shared
-    sequence is shorter by the 3 repeated copies of each of the 2 groups' prompts (2 and 3 tokens): 3 * 5 = 15."""
+    sequence is shorter by the 3 repeated copies of each of the 2 groups' prompts (2 and 3 tokens): 3 * 5 = 15.
+    Both forms of the non-owner rows' attention (completion queries with a bottom-right mask, or whole virtual rows);
+    with buckets, rows of both groups (prompts of 2 and 3) share a call."""
+    monkeypatch.setattr(packed_attention, "COMPLETION_QUERIES", completion_queries)
     if slack is not None:
         monkeypatch.setattr(packed_attention, "ROW_BATCH_PAIRS", slack)
     path = micro_model_dir if arch == "llama" else qwen2_gqa_dir(tmp_path_factory)
@@ -79,11 +84,13 @@ def test_shared_equals_unshared_equals_padded(micro_model_dir, tmp_path_factory,
         assert (b - want).abs().max().item() <= 1e-5 * scale, name
 
 
-def test_shared_attention_by_hand():
+@pytest.mark.parametrize("completion_queries", [True, False], ids=["completion-queries", "virtual-rows"])
+def test_shared_attention_by_hand(completion_queries, monkeypatch):
     """The packed-attention docstring example: prompt [0, 2), completions [2, 3) (owner) and [3, 5). Outputs and the
     gradients of q, k, v equal sdpa over the mask in which positions 3, 4 see the prompt 0, 1 and each other causally
     but not position 2 (the other completion)."""
     from rl.core.packing import RowLayout
+    monkeypatch.setattr(packed_attention, "COMPLETION_QUERIES", completion_queries)
     layout = RowLayout(*(torch.tensor(v) for v in ([0, 0], [2, 2], [2, 3], [1, 2])), owner=torch.tensor([True, False]))
     g = torch.Generator().manual_seed(0)
     q = torch.randn(1, 4, 5, 8, generator=g, requires_grad=True)  # [1, heads, L, d]
