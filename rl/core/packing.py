@@ -88,11 +88,14 @@ def first_fit_decreasing(lengths: Sequence[int], budget: int) -> list[list[int]]
 
 
 def split_bins(bins: list[list[int]], lengths: Sequence[int], count: int,
-               load: Callable[[list[int]], int] | None = None) -> list[list[int]]:
+               load: Callable[[list[int]], int] | None = None, owners: Sequence[int] | None = None
+               ) -> list[list[int]]:
     """`bins` split until there are `count` of them: the heaviest bin holding two rows or more is halved (its rows,
     longest first, dealt to the lighter half). Returns bins sorted by tokens, heaviest first (ties: earlier first).
     `load(rows)`: a bin's tokens (default the sum of `lengths`; with shared prompts `shared_load`, which a subset of
-    rows never exceeds, so the budget still holds). Needs `count` <= the number of rows; see the module example."""
+    rows never exceeds, so the budget still holds). `owners` (shared prompts, `prompt_owners`): a bin holding rows of
+    several prompts is halved by whole prompt units (heaviest first), so each prompt stays in one half.
+    Needs `count` <= the number of rows; see the module example."""
     rows = sum(len(b) for b in bins)
     if count > rows:
         raise ValueError(f"cannot make {count} micro-batches from {rows} rows")
@@ -103,8 +106,11 @@ def split_bins(bins: list[list[int]], lengths: Sequence[int], count: int,
     while len(out) < count:
         k = max((j for j in range(len(out)) if len(out[j]) > 1), key=lambda j: load(out[j]))
         halves: list[list[int]] = [[], []]
-        for i in sorted(out[k], key=lambda i: -lengths[i]):
-            halves[0 if load(halves[0]) <= load(halves[1]) else 1].append(i)
+        pieces = [[i] for i in out[k]]
+        if owners is not None and len({owners[i] for i in out[k]}) > 1:
+            pieces = [[i for i in out[k] if owners[i] == o] for o in dict.fromkeys(owners[i] for i in out[k])]
+        for piece in sorted(pieces, key=lambda pc: -load(pc)):
+            halves[0 if load(halves[0]) <= load(halves[1]) else 1].extend(piece)
         out[k:k + 1] = halves
     return sorted(out, key=load, reverse=True)
 

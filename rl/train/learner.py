@@ -17,7 +17,8 @@ The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/train/d
   - micro-batches (rl/train/micro_batches.py): a fixed number of rows, ordered by length and trimmed to each
     micro-batch's longest row (rl/core/collate.py); or, with `train.max_tokens_per_micro_batch`, rows binned under a
     token budget and each micro-batch run as one padding-free packed sequence, ranks balanced by tokens and agreeing
-    on the number of micro-batches (rl/core/packing.py);
+    on the number of micro-batches (rl/core/packing.py), and (`train.share_prompts`) each group's prompt once per
+    micro-batch;
   - the LR schedule is a plain LambdaLR stepped once per optimizer step (not accelerate's, which steps
     num_processes times).
 """

@@ -69,9 +69,9 @@ class MicroBatcher:
                 return shared_load(b, lengths, prompt_lens, owners)
             bins = bin_units(lengths, prompt_lens, owners, self.max_tokens)
         else:
-            load = None
+            load, owners = None, None
             bins = first_fit_decreasing(lengths, self.max_tokens)
-        bins = split_bins(bins, lengths, self._max_over_ranks(len(bins)), load=load)
+        bins = split_bins(bins, lengths, self._max_over_ranks(len(bins)), load=load, owners=owners)
         unshared = [sum(lengths[i] for i in b) for b in bins]
         loads = [load(b) for b in bins] if load is not None else unshared  # tokens as the model sees them
         self.last = {"train/micro_batches": float(len(bins)), "train/micro_batch_tokens_max": float(max(loads)),

@@ -191,6 +191,21 @@ def test_split_bins_with_shared_loads():
         return shared_load(b, lengths, prompts, owners)
     assert split_bins([[2, 0, 1]], lengths, 2, load=load) == [[2], [0, 1]]
     assert load([0, 1]) == 9
+    # given the owners, a bin of one prompt still halves by rows
+    assert split_bins([[2, 0, 1]], lengths, 2, load=load, owners=owners) == [[2], [0, 1]]
+
+
+def test_split_bins_keeps_prompt_units_whole():
+    """A bin of A (rows 0-2: prompt 4, completions 3, 2, 5 -> 4 + 10 = 14) and B (rows 3-4: prompt 6, completions 1, 1
+    -> 8) split in two: by units, A (14) then B (8) -> [0, 1, 2] | [3, 4]: each prompt paid once."""
+    lengths, prompts, owners = [7, 6, 9, 7, 7], [4, 4, 4, 6, 6], [0, 0, 0, 3, 3]
+
+    def load(b):
+        return shared_load(b, lengths, prompts, owners)
+    assert split_bins([[0, 1, 2, 3, 4]], lengths, 2, load=load, owners=owners) == [[0, 1, 2], [3, 4]]
+    # by rows (no owners), longest first to the lighter half: row 2 (9) -> h0; row 0 (7) -> h1 (7); row 3 (7) -> h1
+    # (14); row 4 (7) -> h0 (16); row 1 (6) -> h1 (14 + 6 - 4 = 16): both halves pay both prompts
+    assert split_bins([[0, 1, 2, 3, 4]], lengths, 2, load=load) == [[2, 4], [0, 3, 1]]
 
 
 @pytest.mark.parametrize("lengths, prompts, owners, world, expected", [
