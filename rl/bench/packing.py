@@ -6,7 +6,7 @@ side by side in one run (issue 31, `train.max_tokens_per_micro_batch`).
     python -m rl.bench.packing --model tiny --rows 64 --group-size 8 --prompt 26 --min-len 28 --max-len 90 \
         --median 50 --micro-batch 32 --budget 2048 --modes padded,packed,shared   # GRPO groups sharing a prompt
 
-Workload (the same for both modes): `--rows` sequences whose real lengths (prompt + completion) are drawn, seeded,
+Workload (the same for every mode): `--rows` sequences whose real lengths (prompt + completion) are drawn, seeded,
 from a log-normal clipped to [`--min-len`, `--max-len`] (median `--median`, default max_len / 5: most chains short, a
 few near the limit, as R1-style batches are), prompt `--prompt` tokens (default `PROMPT`), random token ids, rows in
 groups of `--group-size` with the same prompt ids (default 1: every prompt its own); advantages +1/-1; algorithm from
@@ -19,7 +19,7 @@ recipes/tiny/r1_zero.yaml (dapo, beta 0, mu 1); float32, CPU; model from rl/benc
 - `shared`: the same budget with `train.share_prompts=true`: with `--group-size G` the rows come in groups of G that
   share their prompt (as GRPO's do), and a packed micro-batch holds each group's prompt once (rl/core/packing.py).
 
-Both modes in one process, each its own learner on its own copy of the model: `Learner.step` (prepare,
+All modes in one process, each its own learner on its own copy of the model: `Learner.step` (prepare,
 forward/backward, AdamW step) on the same batch, the modes stepped in turn for one warm-up round and `--steps` timed
 rounds (load from other processes then falls on both alike): `tokens_per_s` = real tokens of the batch / the
 fastest step (other load only ever adds time), and `tokens_per_cpu_s` from this process's CPU time
@@ -106,7 +106,7 @@ def model_path(model_name: str) -> tuple[str, int]:
 
 def run(modes: list[str], model_name: str, lengths: list[int], micro_batch: int, budget: int, steps: int,
         prompt: int = PROMPT, group_size: int = 1) -> list[dict]:
-    """Both learners in this process, stepped in turn (so load from other processes falls on both alike)."""
+    """The learners in this process, stepped in turn (so load from other processes falls on all alike)."""
     from rl.bench.tracker import PeakMemory
     from rl.core.collate import by_length, trim_padding
     from rl.train.models import load_tokenizer
