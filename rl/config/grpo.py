@@ -232,6 +232,10 @@ class TrainConfig(LRScheduleKeys):
     # > 0: micro-batches by a budget of real tokens (prompt + completion) instead of micro_batch_size rows, each run as
     # one padding-free packed sequence, ranks balanced by tokens (rl/train/micro_batches.py); 0: micro_batch_size rows
     max_tokens_per_micro_batch: int = 0
+    # with max_tokens_per_micro_batch > 0 and the sdpa attention (run as sdpa_packed): rows with identical prompt
+    # token ids (a group) keep one copy of the prompt in their packed micro-batch, binned together; the same
+    # computation, fewer tokens through the MLPs and the LM head (rl/core/packing.py); other attentions: no sharing
+    share_prompts: bool = True
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
     adam_beta1: float = 0.9

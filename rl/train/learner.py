@@ -17,7 +17,8 @@ The same code runs single-process, DDP, DeepSpeed ZeRO-2/3 and FSDP2 (rl/train/d
   - micro-batches (rl/train/micro_batches.py): a fixed number of rows, ordered by length and trimmed to each
     micro-batch's longest row (rl/core/collate.py); or, with `train.max_tokens_per_micro_batch`, rows binned under a
     token budget and each micro-batch run as one padding-free packed sequence, ranks balanced by tokens and agreeing
-    on the number of micro-batches (rl/core/packing.py);
+    on the number of micro-batches (rl/core/packing.py), and (`train.share_prompts`) each group's prompt once per
+    micro-batch;
   - the LR schedule is a plain LambdaLR stepped once per optimizer step (not accelerate's, which steps
     num_processes times).
 """
@@ -34,7 +35,7 @@ from rl.core.episode import BATCH_FIELDS, Batch
 from rl.config.grpo import GRPOConfig
 from rl.core.losses import Normalizer, get_aggregation, get_kl_estimator, get_surrogate, policy_loss
 from rl.train.micro_batches import MicroBatcher, accumulation
-from rl.train.packed_attention import use_row_attention
+from rl.train.packed_attention import is_row_attention, use_row_attention
 from rl.train.policy import CausalLMLogprobs, packing_support
 from rl.core.rollout_correction import correction_sums, get_correction
 from rl.core.schedules import lr_factor_fn
@@ -112,10 +113,16 @@ class Learner:
                              f"in 16-bit weights. Load the model in float32; model.dtype sets the compute dtype "
                              f"(mixed precision)")
         self.balance_metrics: dict[str, float] = {}  # the last step's rank token balance (token budget only)
+        packing_problem = packing_support(model) if train.max_tokens_per_micro_batch > 0 else None
+        sharing_problem = None
+        if train.max_tokens_per_micro_batch > 0 and packing_problem is None:
+            # sdpa -> sdpa_packed: packed rows attend row by row (rl/train/packed_attention.py), prompts shared
+            rows = [use_row_attention(m) or is_row_attention(m) for m in (model, ref_model) if m is not None]
+            if not all(rows):
+                attn = [m.config._attn_implementation for m in (model, ref_model) if m is not None]
+                sharing_problem = f"attention {' / '.join(attn)} is not sdpa_packed"
         self.micro_batcher = MicroBatcher(accelerator, train.micro_batch_size, train.max_tokens_per_micro_batch,
-                                          packing_support(model) if train.max_tokens_per_micro_batch > 0 else None)
-        if self.micro_batcher.packed:
-            use_row_attention(model)  # sdpa -> sdpa_packed: packed rows attend row by row (rl/train/packed_attention.py)
+                                          packing_problem, train.share_prompts, sharing_problem)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         policy = CausalLMLogprobs(model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
@@ -139,8 +146,6 @@ class Learner:
             if alg.beta > 0:  # the policy with its adapters switched off (no second copy)
                 self.ref_model, self.reference_mode = self.model, self.lora.adapter_disabled
         if ref_model is not None:
-            if self.micro_batcher.packed:
-                use_row_attention(ref_model)
             ref = CausalLMLogprobs(ref_model, train.logprob_chunk_elements, head_gather=distributed.head_gather)
             self.ref_model = distributed.prepare_reference(accelerator, ref)
 
@@ -175,7 +180,8 @@ class Learner:
         start = 0
         for rows, mb in self.micro_batcher.split(batch):
             lp = _pad_columns(model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
-                                    packed=self.micro_batcher.packed)[0], C)  # [n, C]
+                                    packed=self.micro_batcher.packed,
+                                    share_prompts=self.micro_batcher.share_prompts)[0], C)  # [n, C]
             if rows is None:
                 out[start:start + len(mb)] = lp
                 start += len(mb)
@@ -248,8 +254,8 @@ class Learner:
             with (accumulation(self.accelerator, self.model, last=i == len(micro_batches) - 1)
                   if self.micro_batcher.packed else self.accelerator.accumulate(self.model)):
                 logprobs, entropy = self.model(mb.input_ids, mb.attention_mask, mb.completion_mask, temperature,
-                                               with_entropy=first_pass,
-                                               packed=self.micro_batcher.packed)  # [n, C], [n, C] | None
+                                               with_entropy=first_pass, packed=self.micro_batcher.packed,
+                                               share_prompts=self.micro_batcher.share_prompts)  # [n, C], [n, C] | None
                 if first_pass:  # engine vs learner logprobs on the sampled tokens, and entropy, free from this pass
                     diff = (logprobs.detach() - mb.sampling_logprobs).abs() * mb.completion_mask  # [n, C]
                     sums["diff_sum"] = sums["diff_sum"] + diff.sum()

@@ -12,6 +12,13 @@ Two ways, chosen by `train.max_tokens_per_micro_batch`:
 
 A model whose attention cannot take packed rows (rl/train/policy.py `packing_support`) falls back to fixed rows with
 a one-line notice.
+
+With `train.share_prompts` (the default; `sdpa_packed` attention only, else unshared packing with a notice) rows with
+identical prompt token ids (a GRPO group) share one copy of the prompt in their micro-batch: bins hold whole groups,
+counted p + sum(c_i) tokens (rl/core/packing.py `bin_units`, `shared_load`), and across ranks whole groups are dealt
+when every group has the same number of rows and the groups divide evenly over the ranks (else rows, as without).
+Metrics: `train/micro_batch_tokens_max` as the model sees them, `train/prompt_tokens_shared_frac` = tokens saved /
+tokens unshared.
 """
 from __future__ import annotations
 
@@ -21,21 +28,26 @@ import torch
 
 from rl.core.collate import trim_padding
 from rl.core.episode import BATCH_FIELDS, Batch
-from rl.core.packing import balance_ranks, first_fit_decreasing, imbalance, select_rows, split_bins
+from rl.core.packing import (balance_ranks, balance_ranks_by_units, bin_units, first_fit_decreasing, imbalance,
+                             prompt_owners, select_rows, shared_load, split_bins)
 
 
 class MicroBatcher:
     """`split(batch)` -> [(rows [n] long | None, micro-batch)]: rows = the micro-batch's row indices in `batch` (None:
     the contiguous slices of the fixed-row path). `packed` says how the policy runs them."""
 
-    def __init__(self, accelerator, micro_batch_size: int, max_tokens: int, packing_problem: str | None):
+    def __init__(self, accelerator, micro_batch_size: int, max_tokens: int, packing_problem: str | None,
+                 share_prompts: bool = False, sharing_problem: str | None = None):
         self.accelerator = accelerator
         self.micro_batch_size = micro_batch_size
         self.max_tokens = max_tokens
         self.packed = max_tokens > 0 and packing_problem is None
+        self.share_prompts = self.packed and share_prompts and sharing_problem is None
         if max_tokens > 0 and packing_problem is not None and accelerator.is_main_process:
             print(f"train.max_tokens_per_micro_batch: fixed micro-batches of {micro_batch_size} rows instead "
                   f"({packing_problem})", flush=True)
+        elif self.packed and share_prompts and sharing_problem is not None and accelerator.is_main_process:
+            print(f"train.share_prompts: packed rows without sharing prompts ({sharing_problem})", flush=True)
         self.last: dict[str, float] = {}  # metrics of the last split
 
     def _max_over_ranks(self, n: int) -> int:
@@ -48,10 +60,22 @@ class MicroBatcher:
             size = self.micro_batch_size
             return [(None, trim_padding(batch.slice(s, s + size))) for s in range(0, len(batch), size)]
         lengths = batch.attention_mask.sum(-1).tolist()  # [N] real tokens per row
-        bins = first_fit_decreasing(lengths, self.max_tokens)
-        bins = split_bins(bins, lengths, self._max_over_ranks(len(bins)))
-        loads = [sum(lengths[i] for i in b) for b in bins]
-        self.last = {"train/micro_batches": float(len(bins)), "train/micro_batch_tokens_max": float(max(loads))}
+        if self.share_prompts:
+            C = batch.completion_length
+            owners = prompt_owners(batch.input_ids, batch.attention_mask, C).tolist()  # [N]
+            prompt_lens = batch.attention_mask[:, :batch.input_ids.shape[1] - C].sum(-1).tolist()  # [N]
+
+            def load(b):
+                return shared_load(b, lengths, prompt_lens, owners)
+            bins = bin_units(lengths, prompt_lens, owners, self.max_tokens)
+        else:
+            load, owners = None, None
+            bins = first_fit_decreasing(lengths, self.max_tokens)
+        bins = split_bins(bins, lengths, self._max_over_ranks(len(bins)), load=load, owners=owners)
+        unshared = [sum(lengths[i] for i in b) for b in bins]
+        loads = [load(b) for b in bins] if load is not None else unshared  # tokens as the model sees them
+        self.last = {"train/micro_batches": float(len(bins)), "train/micro_batch_tokens_max": float(max(loads)),
+                     "train/prompt_tokens_shared_frac": 1 - sum(loads) / max(sum(unshared), 1)}
         device = batch.input_ids.device
         out = []
         for b in bins:
@@ -81,7 +105,11 @@ class MicroBatcher:
         full = Batch(*everything)  # [W * N, ...] in rank order
         lengths = full.attention_mask.sum(-1).tolist()
         n = len(batch)
-        ranks = balance_ranks(lengths, world)
+        if self.share_prompts:  # whole groups when they deal evenly (rows per rank must stay equal)
+            ranks = balance_ranks_by_units(lengths, full.attention_mask[:, :P_all].sum(-1).tolist(),
+                                           prompt_owners(full.input_ids, full.attention_mask, C_all).tolist(), world)
+        else:
+            ranks = balance_ranks(lengths, world)
         before = imbalance([sum(lengths[r * n:(r + 1) * n]) for r in range(world)])
         after = imbalance([sum(lengths[i] for i in rows) for rows in ranks])
         mine = torch.tensor(ranks[acc.process_index], dtype=torch.long, device=acc.device)

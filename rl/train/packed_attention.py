@@ -22,6 +22,19 @@ dropped, so every real position gets its row-alone result and no gradient reache
 when padding it costs at most ROW_BATCH_PAIRS more (query, key) pairs, the price of a call: one call per micro-batch
 of 32 rows of 27-66 tokens instead of 32 (the tiny workload's packed backward was 4x the padded one with one call per
 row), while a 1,000-token row never shares a call with a 500-token one.
+
+Shared prompts (`train.share_prompts`, rl/core/packing.py `pack_rows(share_prompts=True)`): the rows of a GRPO group
+keep one copy of their prompt in the packed sequence, and the policy passes the rows' `RowLayout` as `shared_rows`
+(transformers 5.x hands any extra keyword of `base_model(...)` down to the attention function for Llama and Qwen2, as
+it does `cu_seq_lens_q`). Each row then becomes a "virtual row", the gather of [its prompt's positions] + [its
+completion's positions], bucketed as above; the prompt's owner queries and outputs all its positions (causal), the
+other rows query and output only their completions' (`COMPLETION_QUERIES`: a bottom-right causal mask, query t of the
+completion seeing the prompt and completion steps <= t), so every packed position is output once. The MLPs,
+projections and the LM head run once per prompt, and attention queries each prompt once.
+
+    prompt [0, 2), completions [2, 3) and [3, 5) (row 1 not the owner) -> virtual rows [0, 1, 2] and [0, 1, 3, 4]:
+    row 0 queries and outputs positions 0, 1, 2 (causal); row 1 queries 3, 4 over keys 0, 1, 3, 4 with the mask
+    [[1, 1, 1, 0], [1, 1, 1, 1]] and outputs them
 """
 from __future__ import annotations
 
@@ -50,34 +63,63 @@ def row_buckets(lengths: list[int], slack_pairs: int = ROW_BATCH_PAIRS) -> list[
     return buckets
 
 
+SHARED_KEY = "shared_rows"  # the policy's packed forward with shared prompts passes the rows' RowLayout under this name
+# shared prompts: the rows that do not own the prompt query their completion only (a bottom-right causal mask over
+# [prompt] + [completion]); False: their whole virtual row, causally, the prompt's outputs dropped (the simpler form)
+COMPLETION_QUERIES = True
+
+
 def sdpa_packed_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None,
                           is_causal=None, **kwargs):
     """transformers' attention-function signature: query [1, heads, L, d], key/value [1, kv_heads, L, d] ->
-    ([1, L, heads, d], None)."""
+    ([1, L, heads, d], None). Row by row when given `cu_seq_lens_q` or `shared_rows` (rl/core/packing.py
+    `RowLayout`), else plain sdpa."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    bounds = kwargs.get("cu_seq_lens_q")
-    if bounds is None or query.shape[0] != 1 or key.shape[2] != query.shape[2]:
+    bounds, layout = kwargs.get("cu_seq_lens_q"), kwargs.get(SHARED_KEY)
+    if (bounds is None and layout is None) or query.shape[0] != 1 or key.shape[2] != query.shape[2]:
+        rest = {k: v for k, v in kwargs.items() if k != SHARED_KEY}
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
-    rest = {k: v for k, v in kwargs.items() if k not in ROW_KEYS}
-    bounds = bounds.tolist()
-    starts, lengths = bounds[:-1], [e - s for s, e in zip(bounds[:-1], bounds[1:])]
+                                      is_causal=is_causal, **rest)
+    rest = {k: v for k, v in kwargs.items() if k not in ROW_KEYS and k != SHARED_KEY}
+    if layout is not None:  # virtual rows: [prompt copy] + [completion]; the owner outputs both, the others the latter
+        prompt_start, prompt_len, comp_start, comp_len, owner = (t.tolist() for t in layout)
+    else:  # rows [start, end): a "prompt" of the whole row and no completion
+        bounds = bounds.tolist()
+        prompt_start, comp_start = bounds[:-1], bounds[1:]
+        prompt_len = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
+        comp_len, owner = [0] * len(prompt_len), [True] * len(prompt_len)
+    n = len(prompt_len)
+    # the owner (or an unshared row) queries its whole virtual row, causally; with COMPLETION_QUERIES the other rows
+    # query their completion only (bottom-right causal over [prompt] + [completion]), else their whole virtual row
+    tail = [not owner[r] and COMPLETION_QUERIES for r in range(n)]
+    lengths = [p + c if (o or c) else 0 for p, c, o in zip(prompt_len, comp_len, owner)]  # nothing to output: skip
     outputs, positions = [], []  # per bucket: [m, heads, d] outputs of its real positions, [m] their packed positions
-    for bucket in row_buckets(lengths, ROW_BATCH_PAIRS):
-        longest = lengths[bucket[0]]
-        steps = torch.arange(longest)  # [Lb]
-        rows_len = torch.tensor([lengths[r] for r in bucket])  # [k]
-        # [k, Lb] packed position of each (row, step); padding repeats the row's last token (a valid index)
-        idx = torch.tensor([starts[r] for r in bucket])[:, None] + torch.minimum(steps[None], rows_len[:, None] - 1)
-        idx = idx.to(query.device)
-        q, k, v = (t[0][:, idx].transpose(0, 1) for t in (query, key, value))  # [k, heads, Lb, d]
-        out = sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
-                                     **rest)[0]  # [k, Lb, heads, d]
-        real = (steps[None] < rows_len[:, None]).to(query.device)  # [k, Lb]
-        outputs.append(out[real])  # [m, heads, d], rows in bucket order, steps in order
-        positions.append(idx[real])  # [m]
-    order = torch.argsort(torch.cat(positions))  # [L] -> back to packed order
+    for part in (False, True):
+        part_lengths = [lengths[r] if tail[r] == part else 0 for r in range(n)]
+        for bucket in row_buckets(part_lengths, ROW_BATCH_PAIRS):
+            col = lambda values: torch.tensor([values[r] for r in bucket])[:, None]  # noqa: E731  [k, 1]
+            p, length = col(prompt_len), col(lengths)
+            first_out = col([0 if owner[r] else prompt_len[r] for r in range(n)])  # [k, 1] first step it outputs
+            q0 = first_out if part else torch.zeros_like(p)  # [k, 1] first step it queries
+
+            def packed_index(s):  # steps [k, m] of the virtual rows -> packed positions [k, m]
+                s = torch.minimum(s, length - 1)  # padding repeats the row's last token (a valid index)
+                return torch.where(s < p, col(prompt_start) + s, col(comp_start) + s - p).to(query.device)
+            k_steps = torch.arange(int(length.max()))[None]  # [1, Lk]
+            q_steps = q0 + torch.arange(int((length - q0).max()))[None]  # [k, Lq]
+            k_idx, q_idx = packed_index(k_steps), packed_index(q_steps)  # [k, Lk], [k, Lq]
+            q = query[0][:, q_idx].transpose(0, 1)  # [k, heads, Lq, d]
+            k, v = (t[0][:, k_idx].transpose(0, 1) for t in (key, value))  # [k, kv_heads, Lk, d]
+            # causal: a row's query at step t sees its steps <= t (padded queries repeat the last step's row)
+            last = torch.minimum(q_steps, length - 1)[:, None, :, None]  # [k, 1, Lq, 1]
+            mask = (k_steps[:, None, None, :] <= last).to(query.device) if part else None  # [k, 1, Lq, Lk]
+            out = sdpa_attention_forward(module, q, k, v, mask, dropout=dropout, scaling=scaling, is_causal=not part,
+                                         **rest)[0]  # [k, Lq, heads, d]
+            real = ((q_steps < length) & (q_steps >= first_out)).to(query.device)  # [k, Lq] positions it outputs
+            outputs.append(out[real])  # [m, heads, d], rows in bucket order, steps in order
+            positions.append(q_idx[real])  # [m]
+    order = torch.argsort(torch.cat(positions))  # [L] -> back to packed order (every position output exactly once)
     return torch.cat(outputs)[order].unsqueeze(0), None  # [1, L, heads, d]
 
 
@@ -88,6 +130,12 @@ def register() -> None:
 
     AttentionInterface.register(NAME, sdpa_packed_attention)
     AttentionMaskInterface.register(NAME, sdpa_mask)
+
+
+def is_row_attention(lm: torch.nn.Module) -> bool:
+    """Whether `lm` runs `sdpa_packed` (the only attention that takes shared prompts)."""
+    config = lm.config.get_text_config() if hasattr(lm.config, "get_text_config") else lm.config
+    return getattr(config, "_attn_implementation", None) == NAME
 
 
 def use_row_attention(lm: torch.nn.Module) -> bool:

@@ -18,7 +18,8 @@ position ids restarting on every row, no attention mask, the row boundaries as f
 transformers' attention turns into per-row causal attention: flash-attention's varlen kernel, row by row (rows of
 similar length grouped) for `sdpa_packed` (rl/train/packed_attention.py), a block-diagonal mask for sdpa / eager /
 flex. The returned [n, C] tensors are the padded forward's. `packing_support(lm)` says whether a model can take packed
-rows.
+rows. `share_prompts=True` (with `packed`, `sdpa_packed` only): rows with identical prompt token ids keep one copy of
+the prompt (rl/core/packing.py 5.), the rows' layout going to the attention as `shared_rows`; same results.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch
 from rl.core.collate import position_ids
 from rl.core.logprobs import DEFAULT_CHUNK_ELEMENTS, chunked_token_logprobs
 from rl.core.packing import pack_rows
-from rl.train.packed_attention import row_boundaries
+from rl.train.packed_attention import SHARED_KEY, is_row_attention, row_boundaries
 
 # Config attributes that change logits after the LM head; the chunked head does not apply them, so refuse the model.
 UNSUPPORTED_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
@@ -118,17 +119,23 @@ class CausalLMLogprobs(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
                 temperature: float = 1.0, with_entropy: bool = False, packed: bool = False,
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                share_prompts: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """input_ids, attention_mask [n, P + C] (prompt left-padded, completion right-padded); completion_mask
         [n, C] (1 on tokens whose logprob is needed). Position P - 1 + t predicts completion token t.
-        packed: the rows run as one sequence of their real tokens (rl/core/packing.py), same results."""
+        packed: the rows run as one sequence of their real tokens (rl/core/packing.py), same results;
+        share_prompts: and rows with identical prompts share one copy of it (needs `sdpa_packed`)."""
         n, C = completion_mask.shape
         needed = completion_mask > 0  # [n, C]
         if packed:
-            ids, pos, predict_at, targets = pack_rows(input_ids, attention_mask, completion_mask)  # [1, L], [M]
-            # the row boundaries go to flash-attention's varlen kernel, or to sdpa_packed (rl/train/packed_attention.py)
+            if share_prompts and not is_row_attention(self.lm):
+                raise ValueError("share_prompts needs the sdpa_packed attention (rl/train/packed_attention.py)")
+            ids, pos, predict_at, targets, layout = pack_rows(input_ids, attention_mask, completion_mask,
+                                                              share_prompts=share_prompts)  # [1, L], [M]
+            # shared prompts: the rows' layout goes to sdpa_packed; else the row boundaries go to flash-attention's
+            # varlen kernel, or to sdpa_packed (rl/train/packed_attention.py)
+            rows = {SHARED_KEY: layout} if share_prompts else row_boundaries(attention_mask)
             hidden = self.lm.base_model(input_ids=ids, position_ids=pos, attention_mask=None, use_cache=False,
-                                        **row_boundaries(attention_mask)).last_hidden_state  # [1, L, H]
+                                        **rows).last_hidden_state  # [1, L, H]
             h = hidden[0, predict_at]  # [M, H]
         else:
             hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask,

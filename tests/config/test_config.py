@@ -89,7 +89,7 @@ def test_cli_prints_one_line_and_exits_2():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "error: unknown recipe key 'train.lr'; valid keys in train: learning_rate, lr_scheduler, warmup_steps, "
-        "warmup_ratio, lr_step_milestones, lr_step_values, lr_decay_fraction, lr_min_ratio, max_steps, batch_size, micro_batch_size, max_tokens_per_micro_batch, max_grad_norm, weight_decay, adam_beta1, adam_beta2, seed, "
+        "warmup_ratio, lr_step_milestones, lr_step_values, lr_decay_fraction, lr_min_ratio, max_steps, batch_size, micro_batch_size, max_tokens_per_micro_batch, share_prompts, max_grad_norm, weight_decay, adam_beta1, adam_beta2, seed, "
         "logprob_chunk_elements, dist_timeout_s"]
 
 

@@ -1,13 +1,16 @@
 """K GRPO learner steps on fixed batches, under whatever launcher runs this script; rank 0 saves what tests compare.
 
     python tests/e2e/learner_steps.py MODEL_DIR OUT.pt [--steps 3] [--save-after 1 --ckpt DIR] [--resume DIR] [--skew]
+                                      [--groups]
                                       [a.b=c ...]
     accelerate launch --config_file <strategy config> --num_processes 2 tests/e2e/learner_steps.py ...   (CPU: see
     tests/e2e/launch.py for the adaptations)
 
 Step s trains on the same 8 rows whatever the number of processes W: rank r takes rows [r*8/W, (r+1)*8/W) of the
 batch built from seed s (advantages included, so no rollouts and no sampling: only the learner differs); with --skew
-the rows are first ordered longest first, so rank 0 holds the longest rows (a token imbalance between ranks). Saved:
+the rows are first ordered longest first, so rank 0 holds the longest rows (a token imbalance between ranks); with
+--groups the 8 rows are 2 groups of 4 sharing a prompt (tests/train/test_shared_prompts.py `grouped_make_batch`), as
+GRPO's are, so packed micro-batches share prompts (train.share_prompts). Saved:
 
     {"world", "strategy", "mixed_precision",
      "steps": [{"step", "loss" (mean over ranks = the 1-process loss), "grad_norm", "lr", "kl" (rank 0's, beta > 0),
@@ -44,9 +47,12 @@ def main():
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--skew", action="store_true")
+    ap.add_argument("--groups", action="store_true")
     args, overrides = ap.parse_known_args()  # the rest: recipe overrides a.b=c
     sys.path.insert(0, str(ROOT / "tests" / "train"))
     from test_learner import make_batch  # tests/train/test_learner.py
+    if args.groups:
+        from test_shared_prompts import grouped_make_batch as make_batch  # noqa: F811
 
     from rl.train.checkpoint import load_training_state, save_checkpoint
     from rl.config.recipe import load_config

@@ -41,6 +41,23 @@ def test_balanced_two_processes_equal_one(strategy, micro_model_dir, one_process
 
 
 @pytest.mark.matrix
+def test_shared_prompt_groups_two_processes_equal_one(micro_model_dir, tmp_path):
+    """Rows in 2 groups of 4 sharing a prompt (--groups), shared prompts on (the default), DDP on 2 processes == 1:
+    the groups are dealt whole, one per rank (2 groups of equal size deal evenly), each rank's micro-batches share
+    its group's prompt, and the loss, grad norm and weights are the 1-process run's."""
+    args = [*PACKED, "--groups"]
+    launch("single", micro_model_dir, tmp_path / "one.pt", *args)
+    launch("ddp", micro_model_dir, tmp_path / "two.pt", *args)
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    for a, b in zip(one["steps"], two["steps"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-5)
+        assert a["train/prompt_tokens_shared_frac"] > 0 and b["train/prompt_tokens_shared_frac"] > 0
+    assert one["steps"][0]["grad_norm"] > 0.1
+    assert_same_weights(two["weights"], one["weights"], atol=1e-5)
+
+
+@pytest.mark.matrix
 def test_balanced_two_processes_equal_one_in_bf16(micro_model_dir, tmp_path):
     """DDP x bf16 autocast (make test-matrix): the same packed, balanced steps in bf16 on 2 processes and on 1. The
     rows of a micro-batch differ between the two runs (balanced ranks vs all rows on one), so bf16 rounding differs:
