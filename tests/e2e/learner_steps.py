@@ -69,6 +69,7 @@ def main():
         f"train.batch_size={per}", "train.micro_batch_size=2", "rollout.group_size=2",
         "rollout.max_completion_length=8", "train.learning_rate=1e-3", "train.lr_scheduler=linear",
         "train.warmup_steps=1", f"train.max_steps={args.steps + 1}", "train.max_grad_norm=1.0",
+        "train.max_tokens_per_micro_batch=0",  # fixed rows unless a cell sets a budget (the tiny recipe packs)
         *overrides])
     accelerator = make_accelerator(cfg)
     rank = accelerator.process_index

@@ -29,7 +29,11 @@ def make_batch(tokenizer, n=8, seed=0, advantages=None):
 
 def make_learner(model_dir, **overrides):
     args = [f"{k}={v}" for k, v in overrides.items()]
-    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["rollout.max_completion_length=8", *args])
+    # fixed micro-batches of train.micro_batch_size rows unless a test sets a token budget: these tests count
+    # micro-batches by rows and compare with padded references (the tiny recipe packs; packed == fixed is proven in
+    # tests/train/test_packing.py and test_shared_prompts.py)
+    cfg = load_config(GRPOConfig, "recipes/tiny/r1_zero.yaml", ["rollout.max_completion_length=8",
+                                                                "train.max_tokens_per_micro_batch=0", *args])
     torch.manual_seed(0)
     model = load_causal_lm(str(model_dir))
     ref = load_causal_lm(str(model_dir)) if cfg.algorithm.beta > 0 else None
